@@ -1,0 +1,63 @@
+//! The error type shared by Ingot's file-format and asset code.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while finding, opening or decoding a model file.
+///
+/// Each message names the file and the operation, and where there is something the user can do
+/// about it (fetch an asset, pick another file), says what.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a file failed at the OS level.
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// A file or folder the user pointed at (or a default asset) does not exist.
+    #[error("{what} not found at {path}{hint}")]
+    NotFound { what: String, path: PathBuf, hint: String },
+
+    /// The file is not a GGUF file at all.
+    #[error("{path} is not a GGUF file (magic bytes {found:?}, expected \"GGUF\")")]
+    BadMagic { path: PathBuf, found: [u8; 4] },
+
+    /// The file ends before the structure it describes.
+    #[error("{path} is truncated: {detail} (the file may be incomplete; fetch it again)")]
+    Truncated { path: PathBuf, detail: String },
+
+    /// The file is structurally invalid in some other way.
+    #[error("{path} is not a valid {format} file: {detail}")]
+    Corrupt { path: PathBuf, format: &'static str, detail: String },
+
+    /// A tensor is stored in a type this build cannot decode.
+    #[error("{path}: tensor '{tensor}' has GGML type {type_id} ({name}), which Ingot does not support; supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K")]
+    UnsupportedTensorType { path: PathBuf, tensor: String, type_id: u32, name: &'static str },
+
+    /// A required metadata key or tensor is absent.
+    #[error("{path}: missing {what} '{key}'")]
+    Missing { path: PathBuf, what: &'static str, key: String },
+
+    /// A metadata value has the wrong type.
+    #[error("{path}: metadata '{key}' should be {expected}, found {found}")]
+    WrongType { path: PathBuf, key: String, expected: &'static str, found: String },
+
+    /// A JSON file (config.json, tokenizer.json) failed to parse.
+    #[error("cannot parse {path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+
+    /// An error from candle's tensor code, with what Ingot was doing when it happened.
+    #[error("{context}: {source}")]
+    Candle { context: String, source: candle_core::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach "what we were doing" to a candle error.
+pub trait CandleContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> CandleContext<T> for candle_core::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Candle { context: what(), source })
+    }
+}
