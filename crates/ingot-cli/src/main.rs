@@ -1,1 +1,46 @@
-fn main() {}
+//! `ingot`: one binary for the life of a language model. Each subcommand is a file in `cmd/`
+//! that validates its flags and makes one library call.
+
+mod args;
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "ingot", version, about = "Train, adapt, run and evaluate Transformer language models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a reply to one prompt (chat template applied for chat models).
+    Generate(cmd::generate::GenerateCmd),
+    /// Multi-turn chat on stdin/stdout.
+    Chat(cmd::chat::ChatCmd),
+    /// Describe a model file: architecture, sizes, tensor types, template.
+    Inspect(cmd::inspect::InspectCmd),
+    /// Measure prefill and decode speed.
+    Bench(cmd::bench::BenchCmd),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("INGOT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(c) => cmd::generate::run(c),
+        Command::Chat(c) => cmd::chat::run(c),
+        Command::Inspect(c) => cmd::inspect::run(c),
+        Command::Bench(c) => cmd::bench::run(c),
+    };
+    if let Err(e) = result {
+        // One line: the outermost context and its causes, joined.
+        let msg = format!("{e:#}").replace('\n', " ");
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+}

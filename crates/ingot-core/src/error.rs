@@ -29,7 +29,7 @@ pub enum Error {
     Corrupt { path: PathBuf, format: &'static str, detail: String },
 
     /// A tensor is stored in a type this build cannot decode.
-    #[error("{path}: tensor '{tensor}' has GGML type {type_id} ({name}), which Ingot does not support; supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K")]
+    #[error("{path}: tensor '{tensor}' has GGML type {type_id} ({name}), which Ingot does not support; supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K")]
     UnsupportedTensorType { path: PathBuf, tensor: String, type_id: u32, name: &'static str },
 
     /// A required metadata key or tensor is absent.
@@ -43,6 +43,18 @@ pub enum Error {
     /// A JSON file (config.json, tokenizer.json) failed to parse.
     #[error("cannot parse {path}: {source}")]
     Json { path: PathBuf, source: serde_json::Error },
+
+    /// A model's configuration names an architecture Ingot does not implement.
+    #[error("unknown architecture '{arch}' in {source_name}; Ingot supports: {supported}")]
+    UnknownArchitecture { arch: String, source_name: String, supported: &'static str },
+
+    /// A model configuration or checkpoint is inconsistent (wrong shape, impossible sizes).
+    #[error("invalid model: {0}")]
+    Model(String),
+
+    /// A request does not fit the model (for example a prompt longer than the context window).
+    #[error("{0}")]
+    Input(String),
 
     /// An error from candle's tensor code, with what Ingot was doing when it happened.
     #[error("{context}: {source}")]

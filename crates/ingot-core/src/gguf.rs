@@ -50,15 +50,16 @@ impl GgmlType {
             6 => Self::Q5_0,
             7 => Self::Q5_1,
             8 => Self::Q8_0,
-            9 => Self::Q8_1,
             10 => Self::Q2K,
             11 => Self::Q3K,
             12 => Self::Q4K,
             13 => Self::Q5K,
             14 => Self::Q6K,
-            15 => Self::Q8K,
             30 => Self::BF16,
             4 | 5 => return Err("Q4_2/Q4_3, removed from ggml"),
+            // Activation formats for dot products; candle cannot load them as stored tensors.
+            9 => return Err("Q8_1"),
+            15 => return Err("Q8_K"),
             16 => return Err("IQ2_XXS"),
             17 => return Err("IQ2_XS"),
             18 => return Err("IQ3_XXS"),
@@ -427,6 +428,8 @@ impl GgufFile {
         let mut c = Cursor { path: &path, buf: &data, pos: 0 };
         let magic: [u8; 4] = match c.array("the magic number") {
             Ok(m) => m,
+            // An empty file or a prefix of "GGUF" is an interrupted download, not another format.
+            Err(e) if MAGIC.starts_with(&data) => return Err(e),
             Err(_) => {
                 let mut found = [0u8; 4];
                 found[..data.len()].copy_from_slice(&data);
@@ -495,7 +498,10 @@ impl GgufFile {
             let elem_count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
             let bs = ggml_type.block_size();
             let n_bytes = match elem_count {
-                Some(n) if dims.first().is_none_or(|d0| d0 % bs == 0) => (n / bs).checked_mul(ggml_type.type_size()),
+                // The fastest-varying dim is whole blocks; with no dims (a scalar) that is n itself.
+                Some(n) if n % bs == 0 && dims.first().is_none_or(|d0| d0 % bs == 0) => {
+                    (n / bs).checked_mul(ggml_type.type_size())
+                }
                 _ => None,
             }
             .ok_or_else(|| {
@@ -709,7 +715,15 @@ impl GgufWriter {
                 Value::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
             }
         }
-        let align = DEFAULT_ALIGNMENT as usize;
+        // Lay the data out with the alignment the file declares, since readers will use it.
+        let align = self
+            .metadata
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "general.alignment")
+            .and_then(|(_, v)| v.as_u64())
+            .filter(|a| *a > 0 && a.is_power_of_two())
+            .unwrap_or(DEFAULT_ALIGNMENT) as usize;
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&3u32.to_le_bytes());

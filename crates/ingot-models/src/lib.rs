@@ -1,1 +1,246 @@
-//! placeholder
+//! Transformer architectures, one file per family, and loading them from a GGUF file or an HF
+//! checkpoint folder (config.json + safetensors).
+//!
+//! Models compute logits only; sampling and generation live in `ingot-generate`, training in
+//! `ingot-train`. Errors are `ingot_core::Error`.
+
+pub mod config;
+pub mod gpt2;
+pub mod llama;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use ingot_core::gguf::GgufFile;
+use ingot_core::{CandleContext, Error, Result};
+use ingot_nn::{KvCache, Weights};
+
+pub use config::{Gpt2Config, HfConfig, LlamaConfig};
+pub use gpt2::Gpt2;
+pub use llama::Llama;
+
+const SUPPORTED: &str = "llama (SmolLM, Llama 2/3), mistral, qwen2, gpt2";
+
+/// One of Ingot's architectures.
+pub enum Model {
+    Llama(Llama),
+    Gpt2(Gpt2),
+}
+
+/// Per-layer key/value caches for one sequence batch.
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    layers: Vec<KvCache>,
+}
+
+impl Cache {
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![KvCache::new(); num_layers] }
+    }
+
+    /// Positions cached so far.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, KvCache::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn reset(&mut self) {
+        self.layers.iter_mut().for_each(KvCache::reset);
+    }
+
+    /// Keep the first `len` positions (reuse of a shared prompt prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.layers.iter_mut().for_each(|l| l.truncate(len));
+    }
+}
+
+impl Model {
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            Model::Llama(_) => "llama",
+            Model::Gpt2(_) => "gpt2",
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Model::Llama(m) => m.config().vocab_size,
+            Model::Gpt2(m) => m.config().vocab_size,
+        }
+    }
+
+    /// The longest sequence (prompt + generated tokens) the model accepts.
+    pub fn context_length(&self) -> usize {
+        match self {
+            Model::Llama(m) => m.max_positions(),
+            Model::Gpt2(m) => m.max_positions(),
+        }
+    }
+
+    pub fn new_cache(&self) -> Cache {
+        Cache::new(match self {
+            Model::Llama(m) => m.num_layers(),
+            Model::Gpt2(m) => m.num_layers(),
+        })
+    }
+
+    fn check_fits(&self, ids: &Tensor, past: usize) -> Result<()> {
+        let (_b, t) = ids.dims2().context(|| "token ids must be (batch, positions)".into())?;
+        let ctx = self.context_length();
+        if t == 0 {
+            return Err(Error::Input("no tokens to run the model on".into()));
+        }
+        if past + t > ctx {
+            return Err(Error::Input(format!(
+                "sequence of {} tokens ({past} cached + {t} new) exceeds the model's context length of {ctx}",
+                past + t
+            )));
+        }
+        Ok(())
+    }
+
+    /// ids (B, T) → final hidden states (B, T, C); appends to `cache` when given.
+    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        self.check_fits(ids, cache.as_ref().map_or(0, |c| c.len()))?;
+        let layers = cache.map(|c| c.layers.as_mut_slice());
+        match self {
+            Model::Llama(m) => m.forward_hidden(ids, layers),
+            Model::Gpt2(m) => m.forward_hidden(ids, layers),
+        }
+        .context(|| "model forward pass".into())
+    }
+
+    /// hidden (..., C) → logits (..., V)
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        match self {
+            Model::Llama(m) => m.logits(hidden),
+            Model::Gpt2(m) => m.logits(hidden),
+        }
+        .context(|| "output head".into())
+    }
+
+    /// ids (B, T) → logits (B, T, V) for every position.
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let h = self.forward_hidden(ids, cache)?;
+        self.logits(&h)
+    }
+
+    /// ids (B, T) → logits of the last position only (B, V): what generation needs, and it skips
+    /// the output head (the largest matmul for small models) on every other prompt position.
+    pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let h = self.forward_hidden(ids, cache)?;
+        let last = llama::last_position(&h).context(|| "selecting the last position".into())?;
+        self.logits(&last)?.squeeze(1).context(|| "squeezing logits".into())
+    }
+}
+
+/// Where a model came from and what it is, for `ingot inspect`.
+#[derive(Clone, Debug)]
+pub struct ModelFiles {
+    /// The GGUF file, or the checkpoint folder.
+    pub path: PathBuf,
+    pub gguf: Option<Arc<GgufFile>>,
+    /// config.json of a checkpoint folder.
+    pub hf_config: Option<PathBuf>,
+}
+
+/// Load a model from a GGUF file or an HF-style checkpoint folder (config.json + *.safetensors).
+pub fn load(path: &Path, device: &Device) -> Result<(Model, ModelFiles)> {
+    if !path.exists() {
+        return Err(Error::NotFound {
+            what: "model".into(),
+            path: path.to_path_buf(),
+            hint: " (pass a .gguf file or a checkpoint folder with config.json and *.safetensors)".into(),
+        });
+    }
+    if path.is_dir() {
+        return load_checkpoint(path, device);
+    }
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        return load_checkpoint(dir, device);
+    }
+    let file = Arc::new(GgufFile::open(path)?);
+    let model = load_gguf(file.clone(), device)?;
+    Ok((model, ModelFiles { path: path.to_path_buf(), gguf: Some(file), hf_config: None }))
+}
+
+/// Build the model a GGUF file describes.
+pub fn load_gguf(file: Arc<GgufFile>, device: &Device) -> Result<Model> {
+    let keys = config::GgufKeys::new(&file)?;
+    match keys.arch.as_str() {
+        "llama" | "mistral" | "qwen2" => {
+            let cfg = keys.llama()?;
+            let w = Weights::from_gguf(file.clone(), llama::gguf_name, device);
+            Ok(Model::Llama(Llama::load(&w, &cfg)?))
+        }
+        "gpt2" => {
+            let cfg = keys.gpt2()?;
+            let w = Weights::from_gguf(file.clone(), gpt2::gguf_name, device);
+            Ok(Model::Gpt2(Gpt2::load(&w, &cfg)?))
+        }
+        other => Err(Error::UnknownArchitecture {
+            arch: other.to_string(),
+            source_name: file.path().display().to_string(),
+            supported: SUPPORTED,
+        }),
+    }
+}
+
+/// Read and parse `config.json`.
+pub fn read_hf_config(path: &Path) -> Result<HfConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            what: "config.json".into(),
+            path: path.to_path_buf(),
+            hint: " (a checkpoint folder needs config.json beside its safetensors)".into(),
+        },
+        _ => Error::Io { path: path.to_path_buf(), source },
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+}
+
+/// The safetensors files of a checkpoint folder, in name order.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::NotFound {
+            what: "safetensors weights".into(),
+            path: dir.to_path_buf(),
+            hint: " (expected model.safetensors or model-*.safetensors)".into(),
+        });
+    }
+    Ok(files)
+}
+
+/// Build a model from weights that follow the HF key tree, for the architecture `cfg` names.
+pub fn from_hf_config(cfg: &HfConfig, w: &Weights, source: &str) -> Result<Model> {
+    let arch = cfg.model_type();
+    match arch.as_str() {
+        "llama" | "mistral" | "qwen2" => Ok(Model::Llama(Llama::load(w, &cfg.llama(source)?)?)),
+        "gpt2" => Ok(Model::Gpt2(Gpt2::load(w, &cfg.gpt2(source)?)?)),
+        _ => Err(Error::UnknownArchitecture {
+            arch: if arch.is_empty() { "(no model_type)".into() } else { arch },
+            source_name: source.to_string(),
+            supported: SUPPORTED,
+        }),
+    }
+}
+
+fn load_checkpoint(dir: &Path, device: &Device) -> Result<(Model, ModelFiles)> {
+    let config_path = dir.join("config.json");
+    let cfg = read_hf_config(&config_path)?;
+    let files = safetensors_files(dir)?;
+    let w = Weights::from_safetensors(&files, device)?;
+    let model = from_hf_config(&cfg, &w, &config_path.display().to_string())?;
+    Ok((model, ModelFiles { path: dir.to_path_buf(), gguf: None, hf_config: Some(config_path) }))
+}

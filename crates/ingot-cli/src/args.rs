@@ -1,0 +1,95 @@
+//! Flags shared by every command that runs a model, and their validation into typed settings.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use ingot_generate::{GenerateParams, SamplingParams};
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A GGUF file or a checkpoint folder (config.json, *.safetensors, tokenizer.json).
+    /// Default: the default model, SmolLM2-135M-Instruct Q4_1, found in $INGOT_HOME/models,
+    /// ./assets/models or beside the binary (fetch it with `scripts/fetch-assets model`).
+    #[arg(long, short = 'm', value_name = "PATH")]
+    pub model: Option<PathBuf>,
+
+    /// Worker threads for tensor kernels (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn model_path(&self) -> Result<PathBuf> {
+        match &self.model {
+            Some(p) => Ok(p.clone()),
+            None => Ok(ingot_core::assets::default_model()?),
+        }
+    }
+
+    /// Apply --threads before any kernel runs (candle and rayon read it once).
+    pub fn apply_threads(&self) -> Result<()> {
+        if let Some(n) = self.threads {
+            anyhow::ensure!(n > 0, "--threads must be at least 1");
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            let _ = rayon_pool(n);
+        }
+        Ok(())
+    }
+
+    pub fn load(&self) -> Result<ingot_generate::Pipeline> {
+        self.apply_threads()?;
+        let path = self.model_path()?;
+        Ok(ingot_generate::Pipeline::load(&path, &candle_core::Device::Cpu)?)
+    }
+}
+
+fn rayon_pool(n: usize) -> Result<()> {
+    // Global pool used by candle's CPU kernels; ignore "already initialised".
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    Ok(())
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GenArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 = greedy (deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Sample only from the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling: the smallest set of tokens with this much probability (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Drop tokens less likely than this fraction of the most likely one (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f64,
+    /// Penalise tokens already in the context (1 = off; 1.1 is typical).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop when this text appears (repeatable).
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
+}
+
+impl GenArgs {
+    pub fn params(&self) -> Result<GenerateParams> {
+        let sampling = SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+        };
+        sampling.validate()?;
+        anyhow::ensure!(self.max_tokens > 0, "--max-tokens must be at least 1");
+        Ok(GenerateParams { max_tokens: self.max_tokens, sampling, stop: self.stop.clone(), no_cache: false })
+    }
+}

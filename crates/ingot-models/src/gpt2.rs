@@ -1,0 +1,154 @@
+//! GPT-2 (Radford et al. 2019), following HF transformers' `modeling_gpt2.py` and nanoGPT.
+//!
+//! Learned absolute positions, pre-LayerNorm blocks, fused qkv projection, GELU (tanh form) MLP,
+//! output head tied to the token embedding. HF checkpoints store linear weights in Conv1D layout
+//! (in, out); GGUF files store them as (out, in); [`Linear::load_conv1d`] handles both.
+//!
+//! Dimension legend: B batch, T new positions, C width, H heads, D head dim, V vocabulary.
+
+use candle_core::Tensor;
+use ingot_core::{Error, Result};
+use ingot_nn::{causal_attention, normal, Embedding, KvCache, LayerNorm, Linear, Weights};
+
+use crate::config::Gpt2Config;
+
+/// HF key (with or without the `transformer.` prefix) → llama.cpp GGUF tensor name.
+pub fn gguf_name(key: &str) -> Option<String> {
+    let key = key.strip_prefix("transformer.").unwrap_or(key);
+    let (module, leaf) = key.rsplit_once('.')?;
+    Some(match module {
+        "wte" => format!("token_embd.{leaf}"),
+        "wpe" => format!("position_embd.{leaf}"),
+        "ln_f" => format!("output_norm.{leaf}"),
+        "lm_head" => format!("output.{leaf}"),
+        _ => {
+            let rest = module.strip_prefix("h.")?;
+            let (i, sub) = rest.split_once('.')?;
+            let name = match sub {
+                "ln_1" => "attn_norm",
+                "attn.c_attn" => "attn_qkv",
+                "attn.c_proj" => "attn_output",
+                "ln_2" => "ffn_norm",
+                "mlp.c_fc" => "ffn_up",
+                "mlp.c_proj" => "ffn_down",
+                _ => return None,
+            };
+            format!("blk.{i}.{name}.{leaf}")
+        }
+    })
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+    n_head: usize,
+}
+
+impl Block {
+    fn load(w: &Weights, cfg: &Gpt2Config) -> Result<Self> {
+        let c = cfg.n_embd;
+        let eps = cfg.layer_norm_epsilon;
+        // nanoGPT / GPT-2 paper: residual projections scaled by 1/sqrt(2·layers).
+        let resid_init = normal(0.02 / (2.0 * cfg.n_layer as f64).sqrt());
+        Ok(Self {
+            ln_1: LayerNorm::load(&w.pp("ln_1"), c, eps)?,
+            c_attn: Linear::load_conv1d(&w.pp("attn").pp("c_attn"), c, 3 * c, normal(0.02))?,
+            attn_proj: Linear::load_conv1d(&w.pp("attn").pp("c_proj"), c, c, resid_init.clone())?,
+            ln_2: LayerNorm::load(&w.pp("ln_2"), c, eps)?,
+            c_fc: Linear::load_conv1d(&w.pp("mlp").pp("c_fc"), c, cfg.n_inner, normal(0.02))?,
+            mlp_proj: Linear::load_conv1d(&w.pp("mlp").pp("c_proj"), cfg.n_inner, c, resid_init)?,
+            n_head: cfg.n_head,
+        })
+    }
+
+    fn attention(&self, x: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let (h, d) = (self.n_head, c / self.n_head);
+        let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, d))?; // (B, T, 3, H, D)
+        let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?; // (B, H, T, D)
+        let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?;
+        let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?;
+        let (k, v) = match cache {
+            Some(cache) => cache.append(&k, &v)?,
+            None => (k, v),
+        };
+        let y = causal_attention(&q, &k, &v)?.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
+        self.attn_proj.forward(&y)
+    }
+
+    fn forward(&self, x: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+        let x = (x + self.attention(&self.ln_1.forward(x)?, cache)?)?;
+        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?; // (B, T, 4C), tanh GELU ("gelu_new")
+        &x + self.mlp_proj.forward(&h)?
+    }
+}
+
+/// A GPT-2 decoder.
+pub struct Gpt2 {
+    wte: Embedding,
+    wpe: Tensor,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    lm_head: Linear,
+    cfg: Gpt2Config,
+}
+
+impl Gpt2 {
+    pub fn load(w: &Weights, cfg: &Gpt2Config) -> Result<Self> {
+        // Older HF GPT-2 checkpoints drop the `transformer.` prefix.
+        let t = if w.is_gguf() || w.pp("transformer").contains("wte.weight") || !w.contains("wte.weight") {
+            w.pp("transformer")
+        } else {
+            w.clone()
+        };
+        let wte = Embedding::load(&t.pp("wte"), cfg.vocab_size, cfg.n_embd, normal(0.02))?;
+        let wpe = t.pp("wpe").get(&[cfg.n_positions, cfg.n_embd], "weight", normal(0.01))?;
+        let blocks = (0..cfg.n_layer).map(|i| Block::load(&t.pp("h").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
+        let ln_f = LayerNorm::load(&t.pp("ln_f"), cfg.n_embd, cfg.layer_norm_epsilon)?;
+        let lm_head = if w.is_gguf() && w.contains("lm_head.weight") {
+            Linear::load(&w.pp("lm_head"), cfg.n_embd, cfg.vocab_size, false, normal(0.02))?
+        } else {
+            wte.as_linear()?
+        };
+        if cfg.n_embd % cfg.n_head != 0 {
+            return Err(Error::Model(format!("n_embd {} is not divisible by n_head {}", cfg.n_embd, cfg.n_head)));
+        }
+        Ok(Self { wte, wpe, blocks, ln_f, lm_head, cfg: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.cfg
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cfg.n_positions
+    }
+
+    /// ids (B, T) → final hidden states (B, T, C).
+    pub fn forward_hidden(&self, ids: &Tensor, mut cache: Option<&mut [KvCache]>) -> candle_core::Result<Tensor> {
+        let (_b, t) = ids.dims2()?;
+        let offset = cache.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
+        let pos = self.wpe.narrow(0, offset, t)?; // (T, C)
+        let mut x = self.wte.forward(ids)?.broadcast_add(&pos)?; // (B, T, C)
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, cache.as_mut().map(|c| &mut c[i]))?;
+        }
+        self.ln_f.forward(&x)
+    }
+
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head.forward(hidden)
+    }
+
+    pub fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+}

@@ -1,0 +1,221 @@
+//! The llama family: SmolLM/SmolLM2, Llama 2 and 3, Mistral, Qwen2.
+//!
+//! Follows HF transformers' `modeling_llama.py` (and candle-transformers' llama.rs): pre-norm
+//! blocks of RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP →
+//! residual; a final RMSNorm and an output head, tied to the embedding or not. Qwen2 differs only
+//! by q/k/v biases. Mistral's sliding window is not applied: outputs are exact for contexts up to
+//! the window (4096 tokens) and differ beyond it.
+//!
+//! Dimension legend: B batch, T new positions, C hidden size, H query heads, K key/value heads,
+//! D head dim, F MLP width, V vocabulary.
+
+use candle_core::{Device, Tensor, D};
+use ingot_core::{CandleContext, Result};
+use ingot_nn::{causal_attention, normal, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout, RopeScaling, Weights};
+
+use crate::config::LlamaConfig;
+
+/// HF key → llama.cpp GGUF tensor name.
+pub fn gguf_name(key: &str) -> Option<String> {
+    let map = |s: &str| -> Option<&'static str> {
+        Some(match s {
+            "input_layernorm" => "attn_norm",
+            "self_attn.q_proj" => "attn_q",
+            "self_attn.k_proj" => "attn_k",
+            "self_attn.v_proj" => "attn_v",
+            "self_attn.o_proj" => "attn_output",
+            "post_attention_layernorm" => "ffn_norm",
+            "mlp.gate_proj" => "ffn_gate",
+            "mlp.up_proj" => "ffn_up",
+            "mlp.down_proj" => "ffn_down",
+            _ => return None,
+        })
+    };
+    let (module, leaf) = key.rsplit_once('.')?;
+    Some(match module {
+        "model.embed_tokens" => format!("token_embd.{leaf}"),
+        "model.norm" => format!("output_norm.{leaf}"),
+        "lm_head" => format!("output.{leaf}"),
+        _ => {
+            let rest = module.strip_prefix("model.layers.")?;
+            let (i, sub) = rest.split_once('.')?;
+            format!("blk.{i}.{}.{leaf}", map(sub)?)
+        }
+    })
+}
+
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(w: &Weights, cfg: &LlamaConfig) -> Result<Self> {
+        let (c, h, k, d) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let init = normal(0.02);
+        let resid_init = normal(0.02 / (2.0 * cfg.num_layers as f64).sqrt());
+        Ok(Self {
+            q_proj: Linear::load(&w.pp("q_proj"), c, h * d, cfg.attention_bias, init.clone())?,
+            k_proj: Linear::load(&w.pp("k_proj"), c, k * d, cfg.attention_bias, init.clone())?,
+            v_proj: Linear::load(&w.pp("v_proj"), c, k * d, cfg.attention_bias, init)?,
+            o_proj: Linear::load(&w.pp("o_proj"), h * d, c, false, resid_init)?,
+            num_heads: h,
+            num_kv_heads: k,
+            head_dim: d,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rope: &Rope, offset: usize, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+        let (b, t, _c) = x.dims3()?;
+        let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let q = self.q_proj.forward(x)?.reshape((b, t, h, d))?.transpose(1, 2)?; // (B, H, T, D)
+        let kk = self.k_proj.forward(x)?.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
+        let v = self.v_proj.forward(x)?.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
+        let q = rope.apply(&q, offset)?;
+        let kk = rope.apply(&kk, offset)?;
+        let (kk, v) = match cache {
+            Some(cache) => cache.append(&kk, &v)?, // (B, K, S, D)
+            None => (kk, v),
+        };
+        let y = causal_attention(&q, &kk, &v)?; // (B, H, T, D)
+        let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, H·D)
+        self.o_proj.forward(&y)
+    }
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(w: &Weights, cfg: &LlamaConfig) -> Result<Self> {
+        let (c, f) = (cfg.hidden_size, cfg.intermediate_size);
+        let resid_init = normal(0.02 / (2.0 * cfg.num_layers as f64).sqrt());
+        Ok(Self {
+            gate_proj: Linear::load(&w.pp("gate_proj"), c, f, false, normal(0.02))?,
+            up_proj: Linear::load(&w.pp("up_proj"), c, f, false, normal(0.02))?,
+            down_proj: Linear::load(&w.pp("down_proj"), f, c, false, resid_init)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?.silu()?; // (B, T, F)
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(w: &Weights, cfg: &LlamaConfig) -> Result<Self> {
+        Ok(Self {
+            input_layernorm: RmsNorm::load(&w.pp("input_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
+            self_attn: Attention::load(&w.pp("self_attn"), cfg)?,
+            post_attention_layernorm: RmsNorm::load(&w.pp("post_attention_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
+            mlp: Mlp::load(&w.pp("mlp"), cfg)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rope: &Rope, offset: usize, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+        let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, offset, cache)?)?;
+        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
+    }
+}
+
+/// A llama-family decoder.
+pub struct Llama {
+    embed_tokens: Embedding,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rope: Rope,
+    cfg: LlamaConfig,
+}
+
+impl Llama {
+    /// Load from HF-keyed weights (a GGUF source maps the keys; see [`gguf_name`]).
+    pub fn load(w: &Weights, cfg: &LlamaConfig) -> Result<Self> {
+        // llama.cpp's converter permutes llama q/k rows so that GGUF files rotate adjacent pairs;
+        // Qwen2 GGUF files keep HF's halves layout.
+        let layout = match w.gguf().map(|f| f.get_str("general.architecture")) {
+            Some(Ok(Some("llama" | "mistral"))) => RopeLayout::Interleaved,
+            _ => RopeLayout::Halves,
+        };
+        let mut scaling = cfg.rope_scaling.clone();
+        if let Some(file) = w.gguf() {
+            if file.tensor_info("rope_freqs.weight").is_some() {
+                let factors = file.tensor("rope_freqs.weight", &Device::Cpu)?;
+                let factors = factors.flatten_all().and_then(|f| f.to_vec1::<f32>()).context(|| "reading rope_freqs".into())?;
+                scaling = RopeScaling::FreqFactors(factors.into_iter().map(f64::from).collect());
+            }
+        }
+        let rope = Rope::new(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, &scaling, layout, w.device())?;
+        let m = w.pp("model");
+        let embed_tokens = Embedding::load(&m.pp("embed_tokens"), cfg.vocab_size, cfg.hidden_size, normal(0.02))?;
+        let layers = (0..cfg.num_layers).map(|i| Block::load(&m.pp("layers").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(&m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed_tokens.as_linear()?
+        } else {
+            Linear::load(&w.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false, normal(0.02))?
+        };
+        Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.rope.max_positions()
+    }
+
+    /// ids (B, T) → final hidden states (B, T, C), appending to `cache` when given.
+    pub fn forward_hidden(&self, ids: &Tensor, mut cache: Option<&mut [KvCache]>) -> candle_core::Result<Tensor> {
+        let offset = cache.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
+        let mut x = self.embed_tokens.forward(ids)?; // (B, T, C)
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| &mut c[i]);
+            x = layer.forward(&x, &self.rope, offset, layer_cache)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// hidden (B, T, C) → logits (B, T, V)
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head.forward(hidden)
+    }
+
+    pub fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+
+    pub fn embed_storage_name(&self) -> String {
+        match self.embed_tokens.quantized() {
+            Some(q) => format!("{:?}", q.dtype()),
+            None => "F32".into(),
+        }
+    }
+}
+
+/// Keep only the last position: (B, T, C) → (B, 1, C).
+pub fn last_position(x: &Tensor) -> candle_core::Result<Tensor> {
+    let t = x.dim(D::Minus2)?;
+    x.narrow(D::Minus2, t - 1, 1)
+}

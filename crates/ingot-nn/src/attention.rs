@@ -1,0 +1,111 @@
+//! Causal scaled dot-product attention with grouped-query heads, and the KV cache.
+//!
+//! Dimension legend: B batch, H query heads, K key/value heads (H = K·R, R = H / K queries per
+//! key head), T new positions, S = past + T positions attended to, D head dim.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::norm::softmax_last_dim;
+
+/// Keys and values of past positions for one layer, in a buffer that grows by doubling so decode
+/// appends in place instead of copying the whole history each step.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    k: Option<Tensor>, // (B, K, capacity, D)
+    v: Option<Tensor>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Forget every position from `len` on (keeps a shared prompt prefix for reuse).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Append k, v (B, K, T, D); return all cached keys and values (B, K, S, D).
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (b, kh, t, d) = k.dims4()?;
+        let needed = self.len + t;
+        let capacity = self.k.as_ref().map_or(0, |k| k.dims()[2]);
+        let compatible = self.k.as_ref().is_some_and(|c| {
+            let cd = c.dims();
+            cd[0] == b && cd[1] == kh && cd[3] == d && c.dtype() == k.dtype()
+        });
+        if !compatible || needed > capacity {
+            let new_cap = needed.next_power_of_two().max(64);
+            let grow = |old: &Option<Tensor>, fresh: &Tensor| -> candle_core::Result<Tensor> {
+                let buf = Tensor::zeros((b, kh, new_cap, d), fresh.dtype(), fresh.device())?;
+                if let (true, Some(old)) = (compatible && self.len > 0, old) {
+                    buf.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+                Ok(buf)
+            };
+            let (nk, nv) = (grow(&self.k, k)?, grow(&self.v, v)?);
+            if !compatible {
+                self.len = 0;
+            }
+            self.k = Some(nk);
+            self.v = Some(nv);
+        }
+        let (kc, vc) = match (&self.k, &self.v) {
+            (Some(kc), Some(vc)) => (kc, vc),
+            _ => candle_core::bail!("kv cache buffers missing"),
+        };
+        kc.slice_set(&k.contiguous()?, 2, self.len)?;
+        vc.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len += t;
+        Ok((kc.narrow(2, 0, self.len)?, vc.narrow(2, 0, self.len)?))
+    }
+}
+
+/// Additive causal mask (T, S): 0 where query i (at absolute position past + i) may see key j,
+/// -inf after it.
+pub fn causal_mask(t: usize, s: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let past = s - t;
+    let mask: Vec<f32> =
+        (0..t).flat_map(|i| (0..s).map(move |j| if j <= past + i { 0.0 } else { f32::NEG_INFINITY })).collect();
+    Tensor::from_vec(mask, (t, s), device)
+}
+
+/// softmax(q kᵀ / sqrt(D) + mask) v, causal, with grouped-query heads.
+///
+/// q (B, H, T, D); k, v (B, K, S, D) with S >= T, the last T of which are q's positions.
+/// Returns (B, H, T, D).
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, h, t, d) = q.dims4()?;
+    let (_, kh, s, _) = k.dims4()?;
+    if h % kh != 0 {
+        candle_core::bail!("{h} query heads do not divide into {kh} key/value heads")
+    }
+    let r = h / kh;
+    // Query heads that share a key head are adjacent, so fold them into the row dimension and let
+    // one batched matmul serve the whole group instead of copying k and v R times.
+    let q = q.contiguous()?.reshape((b, kh, r * t, d))?; // (B, K, R·T, D)
+    let scale = 1.0 / (d as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?; // (B, K, R·T, S)
+    let scores = if t > 1 {
+        let mask = causal_mask(t, s, q.device())?.to_dtype(scores.dtype())?;
+        scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
+    } else {
+        scores
+    };
+    let probs = softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+    probs.matmul(&v.contiguous()?)?.reshape((b, h, t, d)) // (B, K, R·T, D) -> (B, H, T, D)
+}

@@ -1,0 +1,161 @@
+//! Linear layers whose weight is dense (trainable) or quantized (GGUF inference), and embeddings
+//! that can share that weight with a tied output head.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Module, Tensor};
+use candle_nn::Init;
+use ingot_core::{CandleContext, Result};
+
+use crate::weights::{Stored, Weights};
+
+#[derive(Clone, Debug)]
+enum Kernel {
+    /// `w` is (out, in), as nn.Linear stores it.
+    Dense(Tensor),
+    /// `w` is (in, out), as GPT-2's Conv1D stores it; kept as is so training updates the
+    /// checkpoint's own tensor.
+    DenseTransposed(Tensor),
+    Quantized(QMatMul),
+}
+
+/// y = x Wᵀ + b over the last dimension of x.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    kernel: Kernel,
+    bias: Option<Tensor>,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl Linear {
+    /// Load `weight` (out, in) and, if `bias`, `bias` (out) under `w`'s prefix.
+    pub fn load(w: &Weights, in_dim: usize, out_dim: usize, bias: bool, init: Init) -> Result<Self> {
+        let kernel = match w.get_stored(&[out_dim, in_dim], "weight", init)? {
+            Stored::Dense(t) => Kernel::Dense(t),
+            Stored::Quantized(q) => Kernel::Quantized(QMatMul::from_arc(q).context(|| "building a quantized matmul".into())?),
+        };
+        let bias = if bias { Some(w.get(&[out_dim], "bias", Init::Const(0.0))?) } else { None };
+        Ok(Self { kernel, bias, in_dim, out_dim })
+    }
+
+    /// GPT-2's Conv1D: HF checkpoints store (in, out); GGUF converters store (out, in).
+    pub fn load_conv1d(w: &Weights, in_dim: usize, out_dim: usize, init: Init) -> Result<Self> {
+        if w.is_gguf() {
+            return Self::load(w, in_dim, out_dim, true, init);
+        }
+        let weight = w.get(&[in_dim, out_dim], "weight", init)?;
+        let bias = Some(w.get(&[out_dim], "bias", Init::Const(0.0))?);
+        Ok(Self { kernel: Kernel::DenseTransposed(weight), bias, in_dim, out_dim })
+    }
+
+    /// A linear layer over an existing weight (out, in), for tied heads.
+    pub fn from_stored(weight: Stored) -> Result<Self> {
+        let (out_dim, in_dim) = match &weight {
+            Stored::Dense(t) => t.dims2(),
+            Stored::Quantized(q) => q.shape().dims2(),
+        }
+        .context(|| "a linear weight must be 2-d".into())?;
+        let kernel = match weight {
+            Stored::Dense(t) => Kernel::Dense(t),
+            Stored::Quantized(q) => Kernel::Quantized(QMatMul::from_arc(q).context(|| "building a quantized matmul".into())?),
+        };
+        Ok(Self { kernel, bias: None, in_dim, out_dim })
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// The dense weight as (out, in) if this layer is dense; None for quantized.
+    pub fn dense_weight(&self) -> Option<Tensor> {
+        match &self.kernel {
+            Kernel::Dense(w) => Some(w.clone()),
+            Kernel::DenseTransposed(w) => w.t().ok(),
+            Kernel::Quantized(_) => None,
+        }
+    }
+
+    /// Storage type name, for `ingot inspect`.
+    pub fn storage_name(&self) -> String {
+        match &self.kernel {
+            Kernel::Dense(w) | Kernel::DenseTransposed(w) => format!("{:?}", w.dtype()),
+            Kernel::Quantized(QMatMul::QTensor(q)) => format!("{:?}", q.dtype()),
+            Kernel::Quantized(_) => "dequantized".into(),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = match &self.kernel {
+            Kernel::Dense(w) => matmul_last_dim(x, &w.t()?)?,
+            Kernel::DenseTransposed(w) => matmul_last_dim(x, w)?,
+            Kernel::Quantized(q) => q.forward(x)?,
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// x (..., in) @ w (in, out) -> (..., out), flattening leading dims so one GEMM does the work.
+fn matmul_last_dim(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (in_dim, out_dim) = w.dims2()?;
+    let mut out_shape = x.dims().to_vec();
+    match out_shape.last_mut() {
+        Some(last) => *last = out_dim,
+        None => candle_core::bail!("linear layer applied to a scalar"),
+    }
+    let rows = x.elem_count() / in_dim.max(1);
+    x.reshape((rows, in_dim))?.matmul(w)?.reshape(out_shape)
+}
+
+/// Token embedding whose table may be dense or quantized; `as_linear` gives the tied head.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    table: Stored,
+    dim: usize,
+}
+
+impl Embedding {
+    pub fn load(w: &Weights, vocab: usize, dim: usize, init: Init) -> Result<Self> {
+        Ok(Self { table: w.get_stored(&[vocab, dim], "weight", init)?, dim })
+    }
+
+    pub fn from_stored(table: Stored, dim: usize) -> Self {
+        Self { table, dim }
+    }
+
+    /// ids (...) -> (..., dim)
+    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.table {
+            Stored::Dense(t) => {
+                let mut shape = ids.dims().to_vec();
+                shape.push(self.dim);
+                t.index_select(&ids.flatten_all()?, 0)?.reshape(shape)
+            }
+            Stored::Quantized(q) => q.embedding(ids),
+        }
+    }
+
+    pub fn stored(&self) -> &Stored {
+        &self.table
+    }
+
+    /// The same table used as an output projection (weight tying).
+    pub fn as_linear(&self) -> Result<Linear> {
+        Linear::from_stored(self.table.clone())
+    }
+
+    pub fn quantized(&self) -> Option<&Arc<QTensor>> {
+        match &self.table {
+            Stored::Quantized(q) => Some(q),
+            Stored::Dense(_) => None,
+        }
+    }
+}

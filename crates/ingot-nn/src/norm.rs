@@ -1,0 +1,78 @@
+//! RMSNorm and LayerNorm.
+//!
+//! candle's fused norm kernels are fast but have no backward: gradients silently stop at them
+//! (../shared/CANDLE-NOTES.md, trap 1). Each norm here takes the fused kernel only when nothing
+//! upstream needs a gradient, and otherwise a differentiable composition of primitive ops.
+
+use candle_core::{DType, Tensor, D};
+use candle_nn::Init;
+use ingot_core::Result;
+
+use crate::weights::Weights;
+
+/// True when a gradient must flow through an op on these tensors.
+pub fn needs_grad(xs: &[&Tensor]) -> bool {
+    xs.iter().any(|t| t.track_op())
+}
+
+/// y = x / sqrt(mean(x²) + eps) * w
+#[derive(Clone, Debug)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn load(w: &Weights, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self { weight: w.get(&[dim], "weight", Init::Const(1.0))?, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if needs_grad(&[x, &self.weight]) {
+            let x32 = x.to_dtype(DType::F32)?;
+            let rms = (x32.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
+            x32.broadcast_div(&rms)?.to_dtype(x.dtype())?.broadcast_mul(&self.weight)
+        } else {
+            candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
+        }
+    }
+}
+
+/// y = (x - mean) / sqrt(var + eps) * w + b
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(w: &Weights, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: w.get(&[dim], "weight", Init::Const(1.0))?,
+            bias: w.get(&[dim], "bias", Init::Const(0.0))?,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if needs_grad(&[x, &self.weight, &self.bias]) {
+            let mean = x.mean_keepdim(D::Minus1)?;
+            let centered = x.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+            let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+            normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        } else {
+            candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps as f32)
+        }
+    }
+}
+
+/// Softmax over the last dimension: fused kernel for inference, composition for training.
+pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    if needs_grad(&[x]) {
+        candle_nn::ops::softmax(x, D::Minus1)
+    } else {
+        candle_nn::ops::softmax_last_dim(x)
+    }
+}

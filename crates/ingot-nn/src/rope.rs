@@ -1,0 +1,112 @@
+//! Rotary position embeddings (Su et al. 2021), with the frequency scalings of Llama 3 and of
+//! linear position interpolation.
+//!
+//! Two layouts exist in the wild: HF checkpoints rotate the two halves of each head
+//! (`rotate_half`, "NeoX"), while llama.cpp's converter permutes llama's q/k weights so that GGUF
+//! files rotate adjacent pairs ("interleaved"). The model picks the layout from its weight source.
+
+use candle_core::{Device, Tensor};
+use ingot_core::{CandleContext, Result};
+
+use crate::norm::needs_grad;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Rotate (x[i], x[i + d/2]) pairs: HF transformers, GGUF for Qwen2/NeoX-style models.
+    Halves,
+    /// Rotate (x[2i], x[2i+1]) pairs: GGUF llama after the converter's q/k permutation.
+    Interleaved,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Position interpolation: positions divided by `factor`.
+    Linear { factor: f64 },
+    /// Llama 3.1's wavelength-dependent frequency scaling.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: usize },
+    /// Per-frequency divisors, as llama.cpp stores Llama 3.1's scaling (`rope_freqs.weight`).
+    FreqFactors(Vec<f64>),
+}
+
+/// Precomputed cos/sin tables, (max_positions, head_dim / 2).
+#[derive(Clone, Debug)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    layout: RopeLayout,
+}
+
+impl Rope {
+    pub fn new(
+        head_dim: usize,
+        max_positions: usize,
+        theta: f64,
+        scaling: &RopeScaling,
+        layout: RopeLayout,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut inv_freq: Vec<f64> = (0..head_dim / 2).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
+        match *scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => inv_freq.iter_mut().for_each(|f| *f /= factor),
+            RopeScaling::FreqFactors(ref factors) => {
+                if factors.len() != inv_freq.len() {
+                    return Err(ingot_core::Error::Model(format!(
+                        "rope has {} frequency factors for head dim {head_dim} (expected {})",
+                        factors.len(),
+                        inv_freq.len()
+                    )));
+                }
+                inv_freq.iter_mut().zip(factors).for_each(|(f, d)| *f /= d);
+            }
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+                let old = original_max_position as f64;
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                for f in inv_freq.iter_mut() {
+                    let wavelen = 2.0 * std::f64::consts::PI / *f;
+                    if wavelen > low_wavelen {
+                        *f /= factor;
+                    } else if wavelen >= high_wavelen {
+                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        *f = (1.0 - smooth) * *f / factor + smooth * *f;
+                    }
+                }
+            }
+        }
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for p in 0..max_positions {
+            for f in &inv_freq {
+                let angle = p as f64 * f;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let cos = Tensor::from_vec(cos, (max_positions, half), device).context(|| "rope table".into())?;
+        let sin = Tensor::from_vec(sin, (max_positions, half), device).context(|| "rope table".into())?;
+        Ok(Self { cos, sin, layout })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+
+    /// Rotate x (B, H, T, D) whose first position is `offset`.
+    pub fn apply(&self, x: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let (_b, _h, t, _d) = x.dims4()?;
+        let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        // The fused rope kernels have no backward; use the composed forms when training.
+        let train = needs_grad(&[x]);
+        match (self.layout, train) {
+            (RopeLayout::Halves, false) => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin),
+            (RopeLayout::Halves, true) => candle_nn::rotary_emb::rope_slow(x, &cos, &sin),
+            (RopeLayout::Interleaved, false) => candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin),
+            (RopeLayout::Interleaved, true) => candle_nn::rotary_emb::rope_i_slow(x, &cos, &sin),
+        }
+    }
+}
+
