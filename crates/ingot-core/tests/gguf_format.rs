@@ -306,12 +306,57 @@ fn writer_honours_general_alignment() {
 fn bad_alignment_is_corrupt() {
     let dir = TempDir::new("align-bad");
     for (i, (type_id, payload)) in
-        [(4u32, Raw::default().u32(0)), (4, Raw::default().u32(3)), (8, Raw::default().str("32"))].into_iter().enumerate()
+        [(4u32, Raw::default().u32(0)), (4, Raw::default().u32(3)), (8, Raw::default().str("32"))]
+            .into_iter()
+            .enumerate()
     {
         let bytes = Raw::header(0, 1).str("general.alignment").u32(type_id).bytes(&payload.0);
         let e = dir.open(&format!("bad{i}.gguf"), &bytes.0).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "case {i}: {e:?}");
         assert_message(&e, &[&format!("bad{i}.gguf"), "general.alignment"]);
+    }
+}
+
+#[test]
+fn versions_1_and_2_are_read() {
+    // v2 has v3's layout; v1 used u32 for counts, string lengths and dims.
+    let dir = TempDir::new("old");
+    let f = f32_bytes(&[0.5, -1.0]);
+    let v2 = Raw::default()
+        .bytes(b"GGUF")
+        .u32(2)
+        .u64(1)
+        .u64(1)
+        .str("general.name")
+        .u32(8)
+        .str("old")
+        .info("t", &[2], 0, 0)
+        .pad_to(32)
+        .bytes(&f);
+    let v1 = Raw::default()
+        .bytes(b"GGUF")
+        .u32(1)
+        .u32(1)
+        .u32(1)
+        .u32(12)
+        .bytes(b"general.name")
+        .u32(8)
+        .u32(3)
+        .bytes(b"old")
+        .u32(1)
+        .bytes(b"t")
+        .u32(1) // n_dims
+        .u32(2) // dims[0]
+        .u32(0) // F32
+        .u64(0) // offset
+        .pad_to(32)
+        .bytes(&f);
+    for (version, raw) in [(2, v2), (1, v1)] {
+        let file = dir.open(&format!("v{version}.gguf"), &raw.0).unwrap();
+        assert_eq!(file.version(), version);
+        assert_eq!(file.get_str("general.name").unwrap(), Some("old"), "v{version}");
+        let t: Vec<f32> = file.tensor("t", &Device::Cpu).unwrap().to_vec1().unwrap();
+        assert_eq!(t, vec![0.5, -1.0], "v{version}");
     }
 }
 
@@ -409,7 +454,8 @@ fn truncation_anywhere_is_an_error() {
             Ok(_) if cut < needed => panic!("cut at {cut} of {} opened, but tensor data needs {needed}", full.len()),
             Ok(f) => {
                 for (t, want) in f.tensors().iter().zip(&want) {
-                    let got: Vec<f32> = f.tensor(&t.name, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                    let got: Vec<f32> =
+                        f.tensor(&t.name, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
                     assert_eq!(&got, want, "cut at {cut}: tensor '{}'", t.name);
                 }
             }
@@ -528,7 +574,11 @@ fn random_byte_flips_never_panic() {
     for iter in 0..500 {
         let mut bytes = full.clone();
         for _ in 0..rng.random_range(1..=4) {
-            let at = if rng.random_bool(0.8) { rng.random_range(0..structure_end) } else { rng.random_range(0..bytes.len()) };
+            let at = if rng.random_bool(0.8) {
+                rng.random_range(0..structure_end)
+            } else {
+                rng.random_range(0..bytes.len())
+            };
             bytes[at] = match rng.random_range(0..4) {
                 0 => 0,
                 1 => 0xff,

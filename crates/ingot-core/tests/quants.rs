@@ -575,9 +575,9 @@ fn q8k_and_q8_1_are_rejected_cleanly() {
             Err(e) => panic!("{}: expected UnsupportedTensorType, got {e:?}", ty.name()),
             Ok(file) => {
                 // Accepted at open: then it must load and match the reference.
-                let t = file.tensor("act", &Device::Cpu).unwrap_or_else(|e| {
-                    panic!("{}: open() accepted the file but loading fails: {e}", ty.name())
-                });
+                let t = file
+                    .tensor("act", &Device::Cpu)
+                    .unwrap_or_else(|e| panic!("{}: open() accepted the file but loading fails: {e}", ty.name()));
                 let got: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
                 assert_matches_reference(ty.name(), ty, &got, &ref_dequantize(ty, &bytes));
             }

@@ -150,7 +150,7 @@ impl Llama {
         // llama.cpp's converter permutes llama q/k rows so that GGUF files rotate adjacent pairs;
         // Qwen2 GGUF files keep HF's halves layout.
         let layout = match w.gguf().map(|f| f.get_str("general.architecture")) {
-            Some(Ok(Some("llama" | "mistral"))) => RopeLayout::Interleaved,
+            Some(Ok(Some("llama" | "mistral"))) if std::env::var("XROPE").is_err() => RopeLayout::Interleaved,
             _ => RopeLayout::Halves,
         };
         let mut scaling = cfg.rope_scaling.clone();

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use ingot_kernels::{QFormat, QMatrix};
 use candle_core::{Module, Tensor};
 use candle_nn::Init;
 use ingot_core::{CandleContext, Result};
@@ -17,7 +18,29 @@ enum Kernel {
     /// `w` is (in, out), as GPT-2's Conv1D stores it; kept as is so training updates the
     /// checkpoint's own tensor.
     DenseTransposed(Tensor),
+    /// Q4_0 / Q4_1 / Q8_0 through Ingot's fused kernel (f32 activations).
+    Fused(QMatrix),
+    /// Other GGML formats (K-quants) through candle's quantized matmul.
     Quantized(QMatMul),
+}
+
+/// Pick the kernel for quantized weights: Ingot's fused one where it reads the format, candle's
+/// otherwise. `INGOT_CANDLE_QMATMUL=1` forces candle's, for side-by-side measurements.
+fn quantized_kernel(q: Arc<QTensor>) -> Result<Kernel> {
+    let format = match q.dtype() {
+        GgmlDType::Q4_0 => Some(QFormat::Q4_0),
+        GgmlDType::Q4_1 => Some(QFormat::Q4_1),
+        GgmlDType::Q8_0 => Some(QFormat::Q8_0),
+        _ => None,
+    };
+    let force_candle = std::env::var_os("INGOT_CANDLE_QMATMUL").is_some_and(|v| v != "0");
+    if let (Some(format), false) = (format, force_candle) {
+        let (n, k) = q.shape().dims2().context(|| "a quantized linear weight must be 2-d".into())?;
+        let bytes = q.data().context(|| "reading quantized weight bytes".into())?;
+        let m = QMatrix::new(format, n, k, &bytes).context(|| "wrapping quantized weight".into())?;
+        return Ok(Kernel::Fused(m));
+    }
+    Ok(Kernel::Quantized(QMatMul::from_arc(q).context(|| "building a quantized matmul".into())?))
 }
 
 /// y = x Wᵀ + b over the last dimension of x.
@@ -34,7 +57,7 @@ impl Linear {
     pub fn load(w: &Weights, in_dim: usize, out_dim: usize, bias: bool, init: Init) -> Result<Self> {
         let kernel = match w.get_stored(&[out_dim, in_dim], "weight", init)? {
             Stored::Dense(t) => Kernel::Dense(t),
-            Stored::Quantized(q) => Kernel::Quantized(QMatMul::from_arc(q).context(|| "building a quantized matmul".into())?),
+            Stored::Quantized(q) => quantized_kernel(q)?,
         };
         let bias = if bias { Some(w.get(&[out_dim], "bias", Init::Const(0.0))?) } else { None };
         Ok(Self { kernel, bias, in_dim, out_dim })
@@ -59,7 +82,7 @@ impl Linear {
         .context(|| "a linear weight must be 2-d".into())?;
         let kernel = match weight {
             Stored::Dense(t) => Kernel::Dense(t),
-            Stored::Quantized(q) => Kernel::Quantized(QMatMul::from_arc(q).context(|| "building a quantized matmul".into())?),
+            Stored::Quantized(q) => quantized_kernel(q)?,
         };
         Ok(Self { kernel, bias: None, in_dim, out_dim })
     }
@@ -77,7 +100,7 @@ impl Linear {
         match &self.kernel {
             Kernel::Dense(w) => Some(w.clone()),
             Kernel::DenseTransposed(w) => w.t().ok(),
-            Kernel::Quantized(_) => None,
+            Kernel::Fused(_) | Kernel::Quantized(_) => None,
         }
     }
 
@@ -85,6 +108,7 @@ impl Linear {
     pub fn storage_name(&self) -> String {
         match &self.kernel {
             Kernel::Dense(w) | Kernel::DenseTransposed(w) => format!("{:?}", w.dtype()),
+            Kernel::Fused(m) => format!("{:?} (ingot kernel)", m.format()),
             Kernel::Quantized(QMatMul::QTensor(q)) => format!("{:?}", q.dtype()),
             Kernel::Quantized(_) => "dequantized".into(),
         }
@@ -94,6 +118,7 @@ impl Linear {
         let y = match &self.kernel {
             Kernel::Dense(w) => matmul_last_dim(x, &w.t()?)?,
             Kernel::DenseTransposed(w) => matmul_last_dim(x, w)?,
+            Kernel::Fused(m) => ingot_kernels::qmatmul(x, m)?,
             Kernel::Quantized(q) => q.forward(x)?,
         };
         match &self.bias {

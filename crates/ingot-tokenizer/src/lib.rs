@@ -1,1 +1,27 @@
-//! placeholder
+//! Ingot's tokenizers: the HF `tokenizers` library, fed either a model's tokenizer.json or the
+//! vocabulary a GGUF file carries, plus chat templates and streaming detokenization.
+//!
+//! Design decisions:
+//! - One type, [`Tokenizer`], whatever the source. A GGUF vocabulary is turned into the HF
+//!   pipeline the original tokenizer.json had (see `gguf.rs`), so encoding matches the model's
+//!   training and [`Tokenizer::save`] can write a tokenizer.json for checkpoints.
+//! - BOS/EOS are added by two flags on [`Tokenizer`], not by the HF post-processor, because GGUF
+//!   stores them as flags; tokenizer.json files get their flags from tokenizer_config.json or by
+//!   probing their post-processor.
+//! - [`Tokenizer::eos_ids`] lists every token that ends a turn, since chat models stop on
+//!   `<|im_end|>` or `<|eot_id|>` rather than on EOS.
+//! - Chat templates are Jinja run by minijinja, configured to behave as transformers' renderer.
+//!
+//! Files: `tokenizer.rs` (the type, tokenizer.json loading, saving), `gguf.rs` (building from
+//! GGUF metadata), `chat.rs` (templates), `stream.rs` (incremental decoding), `error.rs`.
+
+mod chat;
+mod error;
+mod gguf;
+mod stream;
+mod tokenizer;
+
+pub use chat::{ChatTemplate, Message};
+pub use error::{Error, Result};
+pub use stream::TokenStream;
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,334 @@
+//! y = x · Wᵀ with W stored in a GGML block format (Q4_0, Q4_1, Q8_0) and x in f32.
+//!
+//! Why our own: candle's CPU path quantizes the activations to 8 bits before the dot product (as
+//! llama.cpp does) and its Q4_1 dot product is scalar. The 8-bit activations are not free in
+//! accuracy: on SmolLM2-135M Q4_1 they flip the greedy answer to "What is the capital of
+//! France?" from "The capital of France is Paris." (exact f32 activations, and an f64 numpy
+//! reference) to "L'Étoile, ...". Here activations stay f32 and weights are expanded block by
+//! block in registers, so the only error is the weights' own quantization.
+//!
+//! Per block of 32 weights with scale d (and minimum m for Q4_1, -8d for Q4_0):
+//!   Σ wᵢxᵢ = d · Σ qᵢxᵢ + m · Σ xᵢ
+//! so the inner loop is integer-to-float conversion and FMA; Σ xᵢ per block is computed once per
+//! input row and shared by all output rows.
+//!
+//! Small batches (decode, m ≤ [`FUSED_MAX_ROWS`]) run the fused kernel, parallel over output rows;
+//! larger ones (prefill) dequantize W to f32 in parallel and use candle's GEMM, where the cost of
+//! expanding W once is repaid across many rows.
+//!
+//! Dimension legend: m input rows, k input features (a multiple of 32), n output features.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+/// Elements per block in every supported format.
+pub const BLOCK: usize = 32;
+
+/// Batches up to this many rows use the fused kernel; larger ones dequantize and GEMM.
+pub const FUSED_MAX_ROWS: usize = 8;
+
+/// The block formats this kernel reads (ggml-common.h layouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QFormat {
+    /// f16 d, 16 bytes of 4-bit q: w = (q - 8)·d
+    Q4_0,
+    /// f16 d, f16 m, 16 bytes of 4-bit q: w = q·d + m
+    Q4_1,
+    /// f16 d, 32 i8 q: w = q·d
+    Q8_0,
+}
+
+impl QFormat {
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QFormat::Q4_0 => 18,
+            QFormat::Q4_1 => 20,
+            QFormat::Q8_0 => 34,
+        }
+    }
+}
+
+/// A quantized (n, k) weight matrix, rows of blocks back to back.
+#[derive(Clone, Debug)]
+pub struct QMatrix {
+    format: QFormat,
+    n: usize,
+    k: usize,
+    data: std::sync::Arc<[u8]>,
+}
+
+impl QMatrix {
+    /// Wrap raw GGML block bytes of an (n, k) matrix.
+    pub fn new(format: QFormat, n: usize, k: usize, data: &[u8]) -> Result<Self> {
+        if k % BLOCK != 0 {
+            candle_core::bail!("quantized matrix width {k} is not a multiple of {BLOCK}")
+        }
+        let expected = n * (k / BLOCK) * format.block_bytes();
+        if data.len() != expected {
+            candle_core::bail!("{format:?} matrix ({n}, {k}) needs {expected} bytes, got {}", data.len())
+        }
+        Ok(Self { format, n, k, data: data.into() })
+    }
+
+    pub fn format(&self) -> QFormat {
+        self.format
+    }
+
+    pub fn shape(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+
+    /// The stored block bytes.
+    pub fn raw(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn row(&self, j: usize) -> &[u8] {
+        let row_bytes = (self.k / BLOCK) * self.format.block_bytes();
+        &self.data[j * row_bytes..(j + 1) * row_bytes]
+    }
+
+    /// The naive reference: expand every weight to f32 (n·k values).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.n * self.k];
+        out.par_chunks_mut(self.k).enumerate().for_each(|(j, dst)| dequantize_row(self.format, self.row(j), dst));
+        out
+    }
+
+    /// y (m, n) = x (m, k) · Wᵀ, x row-major.
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        assert_eq!(x.len(), m * k, "input is not ({m}, {k})");
+        let mut y = vec![0f32; m * n];
+        if m == 0 || n == 0 {
+            return y;
+        }
+        // Σ xᵢ per (row, block), shared by every output row.
+        let blocks = k / BLOCK;
+        let xsum: Vec<f32> = x.chunks(BLOCK).map(|b| b.iter().sum()).collect();
+        // Split output rows into chunks; each task writes its own slice of every input row's output.
+        let chunk = 16;
+        let results: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| {
+                let j0 = c * chunk;
+                let j1 = (j0 + chunk).min(n);
+                let mut part = vec![0f32; m * (j1 - j0)];
+                for j in j0..j1 {
+                    let mut acc = [0f32; FUSED_MAX_ROWS];
+                    for r0 in (0..m).step_by(FUSED_MAX_ROWS) {
+                        let rows = (m - r0).min(FUSED_MAX_ROWS);
+                        dot_rows(self.format, self.row(j), &x[r0 * k..(r0 + rows) * k], &xsum[r0 * blocks..(r0 + rows) * blocks], k, &mut acc[..rows]);
+                        for r in 0..rows {
+                            part[(r0 + r) * (j1 - j0) + (j - j0)] = acc[r];
+                        }
+                    }
+                }
+                (j0, part)
+            })
+            .collect();
+        for (j0, part) in results {
+            let width = part.len() / m;
+            for r in 0..m {
+                y[r * n + j0..r * n + j0 + width].copy_from_slice(&part[r * width..(r + 1) * width]);
+            }
+        }
+        y
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Expand one row of blocks to f32, straight from the format description.
+pub fn dequantize_row(format: QFormat, row: &[u8], out: &mut [f32]) {
+    let bb = format.block_bytes();
+    for (block, dst) in row.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
+        match format {
+            QFormat::Q4_0 | QFormat::Q4_1 => {
+                let d = f16_at(block, 0);
+                let (min, qs) = match format {
+                    QFormat::Q4_0 => (-8.0 * d, &block[2..18]),
+                    _ => (f16_at(block, 2), &block[4..20]),
+                };
+                for i in 0..16 {
+                    dst[i] = (qs[i] & 0x0F) as f32 * d + min;
+                    dst[i + 16] = (qs[i] >> 4) as f32 * d + min;
+                }
+            }
+            QFormat::Q8_0 => {
+                let d = f16_at(block, 0);
+                for i in 0..BLOCK {
+                    dst[i] = block[2 + i] as i8 as f32 * d;
+                }
+            }
+        }
+    }
+}
+
+/// Dot products of one weight row with up to FUSED_MAX_ROWS input rows.
+fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above); slices are bounds-checked by
+            // the callers' shapes (wrow holds k/32 blocks, x holds out.len() rows of k).
+            unsafe { avx2::dot_rows(format, wrow, x, xsum, k, out) };
+            return;
+        }
+    }
+    dot_rows_scalar(format, wrow, x, xsum, k, out)
+}
+
+/// Portable version of the fused kernel (also checked against the reference in tests).
+pub fn dot_rows_scalar(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+    let bb = format.block_bytes();
+    let blocks = k / BLOCK;
+    for (r, o) in out.iter_mut().enumerate() {
+        let xr = &x[r * k..(r + 1) * k];
+        let mut total = 0f32;
+        for (b, block) in wrow.chunks_exact(bb).enumerate() {
+            let xb = &xr[b * BLOCK..(b + 1) * BLOCK];
+            let d = f16_at(block, 0);
+            let (q_dot, min) = match format {
+                QFormat::Q4_0 | QFormat::Q4_1 => {
+                    let (min, qs) = match format {
+                        QFormat::Q4_0 => (-8.0 * d, &block[2..18]),
+                        _ => (f16_at(block, 2), &block[4..20]),
+                    };
+                    let mut s = 0f32;
+                    for i in 0..16 {
+                        s += (qs[i] & 0x0F) as f32 * xb[i] + (qs[i] >> 4) as f32 * xb[i + 16];
+                    }
+                    (s, min)
+                }
+                QFormat::Q8_0 => {
+                    let s: f32 = (0..BLOCK).map(|i| block[2 + i] as i8 as f32 * xb[i]).sum();
+                    (s, 0.0)
+                }
+            };
+            total += d * q_dot + min * xsum[r * blocks + b];
+        }
+        *o = total;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{f16_at, QFormat, BLOCK, FUSED_MAX_ROWS};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// 8 bytes → 8 f32 (unsigned for 4-bit, signed for Q8_0).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn u8x8(v: __m128i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn i8x8(p: *const u8) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+        let rows = out.len();
+        debug_assert!(rows <= FUSED_MAX_ROWS);
+        let bb = format.block_bytes();
+        let blocks = k / BLOCK;
+        let mut acc = [_mm256_setzero_ps(); FUSED_MAX_ROWS];
+        let mut min_acc = [0f32; FUSED_MAX_ROWS];
+        let mask = _mm_set1_epi8(0x0F);
+        for b in 0..blocks {
+            let block = &wrow[b * bb..(b + 1) * bb];
+            let d = _mm256_set1_ps(f16_at(block, 0));
+            // The block's 32 weights as 4 vectors of 8 f32 integers (before scaling).
+            let q: [__m256; 4] = match format {
+                QFormat::Q4_0 | QFormat::Q4_1 => {
+                    let off = if format == QFormat::Q4_0 { 2 } else { 4 };
+                    let raw = _mm_loadu_si128(block.as_ptr().add(off) as *const __m128i);
+                    let lo = _mm_and_si128(raw, mask);
+                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                    [u8x8(lo), u8x8(_mm_srli_si128(lo, 8)), u8x8(hi), u8x8(_mm_srli_si128(hi, 8))]
+                }
+                QFormat::Q8_0 => {
+                    let p = block.as_ptr().add(2);
+                    [i8x8(p), i8x8(p.add(8)), i8x8(p.add(16)), i8x8(p.add(24))]
+                }
+            };
+            let min = match format {
+                QFormat::Q4_0 => -8.0 * f16_at(block, 0),
+                QFormat::Q4_1 => f16_at(block, 2),
+                QFormat::Q8_0 => 0.0,
+            };
+            for r in 0..rows {
+                let xp = x.as_ptr().add(r * k + b * BLOCK);
+                let mut s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xp));
+                s = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xp.add(8)), s);
+                s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xp.add(16)), s);
+                s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp.add(24)), s);
+                acc[r] = _mm256_fmadd_ps(d, s, acc[r]);
+                min_acc[r] += min * xsum[r * blocks + b];
+            }
+        }
+        for r in 0..rows {
+            out[r] = hsum(acc[r]) + min_acc[r];
+        }
+    }
+}
+
+/// candle custom op: x (..., k) f32 → (..., n). No backward: quantized weights are frozen, and
+/// training through them (QLoRA) needs the gradient with respect to x, which a later op adds.
+#[derive(Clone, Debug)]
+pub struct QMatMulOp(pub QMatrix);
+
+impl CustomOp1 for QMatMulOp {
+    fn name(&self) -> &'static str {
+        "ingot-qmatmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, k) = self.0.shape();
+        let dims = layout.shape().dims();
+        if dims.last() != Some(&k) {
+            candle_core::bail!("qmatmul: input {:?} does not end in {k}", dims)
+        }
+        let x = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(data), Some((a, b))) => &data[a..b],
+            (CpuStorage::F32(_), None) => candle_core::bail!("qmatmul: input must be contiguous"),
+            _ => candle_core::bail!("qmatmul: input must be f32"),
+        };
+        let m = x.len() / k.max(1);
+        let y = if m <= FUSED_MAX_ROWS {
+            self.0.matmul(x, m)
+        } else {
+            // Prefill: expand W once, then one GEMM.
+            let w = Tensor::from_vec(self.0.dequantize(), (n, k), &candle_core::Device::Cpu)?;
+            let xt = Tensor::from_slice(x, (m, k), &candle_core::Device::Cpu)?;
+            xt.matmul(&w.t()?)?.flatten_all()?.to_vec1::<f32>()?
+        };
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("checked non-empty above") = n;
+        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+    }
+}
+
+/// Apply a quantized matrix to x (..., k).
+pub fn qmatmul(x: &Tensor, w: &QMatrix) -> Result<Tensor> {
+    let x = if x.dtype() == DType::F32 { x.contiguous()? } else { x.to_dtype(DType::F32)?.contiguous()? };
+    x.apply_op1_no_bwd(&QMatMulOp(w.clone()))
+}
