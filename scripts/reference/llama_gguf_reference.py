@@ -8,7 +8,13 @@ files rotate adjacent pairs; this script un-permutes q/k back to HF's layout and
 rotate_half RoPE, so it shares no layout assumption with Ingot's interleaved path.
 
 Usage: llama_gguf_reference.py MODEL.gguf TOKEN_IDS_JSON OUT.json
-Writes {"ids": [...], "logits_last": [...], "top": [[id, logit], ...] per position}.
+Writes {"ids": [...], "top": the 10 highest [id, logit] pairs at every position}.
+
+Regenerate Ingot's parity fixture with:
+  pip install gguf==0.19.0 numpy
+  python3 scripts/reference/llama_gguf_reference.py assets/models/SmolLM2-135M-Instruct.Q4_1.gguf \
+      "$(cat crates/ingot-models/tests/data/smollm2_prompt_ids.json)" \
+      crates/ingot-models/tests/data/smollm2_reference.json
 """
 import json
 import sys
@@ -82,9 +88,9 @@ def main(path, ids_json, out):
     x = rms(x, T["output_norm.weight"])
     head = T.get("output.weight", emb)
     logits = x @ head.T
-    top = [[[int(j), float(l[j])] for j in np.argsort(-l)[:5]] for l in logits]
+    top = [[[int(j), round(float(l[j]), 5)] for j in np.argsort(-l)[:10]] for l in logits]
     with open(out, "w") as f:
-        json.dump({"ids": ids, "logits_last": logits[-1].tolist(), "top": top}, f)
+        json.dump({"ids": ids, "top": top}, f)
 
 
 if __name__ == "__main__":

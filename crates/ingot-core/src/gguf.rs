@@ -391,7 +391,8 @@ impl<'a> Cursor<'a> {
                         detail: format!("metadata '{key}' claims {n} array elements"),
                     });
                 }
-                let mut items = Vec::with_capacity(n);
+                // Reserve for at most 4096 up front: a lying count must not reserve gigabytes.
+                let mut items = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
                     items.push(self.value(version, elem_type, key, depth + 1)?);
                 }
