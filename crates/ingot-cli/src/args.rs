@@ -53,22 +53,22 @@ fn rayon_pool(n: usize) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct GenArgs {
     /// Most tokens to generate.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
     pub max_tokens: usize,
     /// Sampling temperature; 0 = greedy (deterministic).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub temperature: f64,
     /// Sample only from the k most likely tokens (0 = off).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
     /// Nucleus sampling: the smallest set of tokens with this much probability (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub top_p: f64,
     /// Drop tokens less likely than this fraction of the most likely one (0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub min_p: f64,
     /// Penalise tokens already in the context (1 = off; 1.1 is typical).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repetition_penalty: f32,
     /// Random seed for sampling.
     #[arg(long, default_value_t = 42)]

@@ -233,7 +233,8 @@ fn bench_reports_speeds() {
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stdout.lines().any(|l| l.starts_with("threads:")), "{}", r.dump());
     for phase in ["prefill:", "decode:"] {
-        let line = r.stdout.lines().find(|l| l.starts_with(phase)).unwrap_or_else(|| panic!("no {phase} line:\n{}", r.dump()));
+        let line = r.stdout.lines().find(|l| l.starts_with(phase));
+        let line = line.unwrap_or_else(|| panic!("no {phase} line:\n{}", r.dump()));
         let rate: f64 = line[phase.len()..]
             .split_whitespace()
             .next()
@@ -297,7 +298,8 @@ fn error_truncated_real_model() {
 fn error_unsupported_tensor_type() {
     let name = "blk.0.attn_q.weight";
     let mut w = GgufWriter::new();
-    w.metadata("general.architecture", Value::String("llama".into())).tensor(name, &[4, 32], GgmlType::F32, f32_bytes(4 * 32));
+    w.metadata("general.architecture", Value::String("llama".into()))
+        .tensor(name, &[4, 32], GgmlType::F32, f32_bytes(4 * 32));
     let mut bytes = w.to_bytes();
     // Tensor info: name (u64 length + bytes), n_dims u32, dims u64 each, type u32, offset u64.
     // Patch the type to 16 (IQ2_XXS), which ggml defines and Ingot cannot decode.

@@ -17,7 +17,7 @@ pub enum Error {
     NotFound { what: String, path: PathBuf, hint: String },
 
     /// The file is not a GGUF file at all.
-    #[error("{path} is not a GGUF file (magic bytes {found:?}, expected \"GGUF\")")]
+    #[error("{path} is not a GGUF file (it starts with \"{}\", expected \"GGUF\")", found.escape_ascii())]
     BadMagic { path: PathBuf, found: [u8; 4] },
 
     /// The file ends before the structure it describes.

@@ -457,6 +457,9 @@ impl GgufFile {
             let key = c.string(version, "a metadata key")?;
             let type_id = c.u32(&key)?;
             let value = c.value(version, type_id, &key, 0)?;
+            if metadata.contains_key(&key) {
+                return Err(c.corrupt(format!("metadata key '{key}' appears twice")));
+            }
             metadata.insert(key, value);
         }
         let alignment = match metadata.get("general.alignment") {
@@ -515,6 +518,9 @@ impl GgufFile {
             let end = start.and_then(|s| s.checked_add(n_bytes));
             match (start, end) {
                 (Some(start), Some(end)) if end <= data.len() => {
+                    if by_name.contains_key(&name) {
+                        return Err(c.corrupt(format!("tensor '{name}' appears twice")));
+                    }
                     by_name.insert(name.clone(), tensors.len());
                     tensors.push(TensorInfo {
                         name,

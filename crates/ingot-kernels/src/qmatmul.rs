@@ -71,6 +71,17 @@ impl QMatrix {
         Ok(Self { format, n, k, data: data.into() })
     }
 
+    /// Stack matrices with the same format and width into one (Σn, k) matrix, so projections that
+    /// read the same input (q, k, v; gate, up) run as one kernel call.
+    pub fn concat_rows(parts: &[&QMatrix]) -> Option<QMatrix> {
+        let first = parts.first()?;
+        if parts.iter().any(|p| p.format != first.format || p.k != first.k) {
+            return None;
+        }
+        let data: Vec<u8> = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        Some(QMatrix { format: first.format, n: parts.iter().map(|p| p.n).sum(), k: first.k, data: data.into() })
+    }
+
     pub fn format(&self) -> QFormat {
         self.format
     }
@@ -107,31 +118,35 @@ impl QMatrix {
         // Σ xᵢ per (row, block), shared by every output row.
         let blocks = k / BLOCK;
         let xsum: Vec<f32> = x.chunks(BLOCK).map(|b| b.iter().sum()).collect();
-        // Split output rows into chunks; each task writes its own slice of every input row's output.
-        let chunk = 16;
-        let results: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(chunk))
-            .into_par_iter()
-            .map(|c| {
-                let j0 = c * chunk;
-                let j1 = (j0 + chunk).min(n);
-                let mut part = vec![0f32; m * (j1 - j0)];
-                for j in j0..j1 {
-                    let mut acc = [0f32; FUSED_MAX_ROWS];
-                    for r0 in (0..m).step_by(FUSED_MAX_ROWS) {
-                        let rows = (m - r0).min(FUSED_MAX_ROWS);
-                        dot_rows(self.format, self.row(j), &x[r0 * k..(r0 + rows) * k], &xsum[r0 * blocks..(r0 + rows) * blocks], k, &mut acc[..rows]);
-                        for r in 0..rows {
-                            part[(r0 + r) * (j1 - j0) + (j - j0)] = acc[r];
-                        }
-                    }
+        // About 4 tasks per thread: enough to balance, few enough that dispatch stays cheap
+        // next to a ~50 µs decode matmul.
+        let chunk = n.div_ceil(4 * rayon::current_num_threads()).max(16);
+        let row_tiles = |j: usize, out: &mut [f32]| {
+            // out holds the m results of output row j.
+            for r0 in (0..m).step_by(FUSED_MAX_ROWS) {
+                let rows = (m - r0).min(FUSED_MAX_ROWS);
+                let xs = &x[r0 * k..(r0 + rows) * k];
+                dot_rows(self.format, self.row(j), xs, &xsum[r0 * blocks..(r0 + rows) * blocks], k, &mut out[r0..r0 + rows]);
+            }
+        };
+        if m == 1 {
+            y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+                for (i, yj) in ys.iter_mut().enumerate() {
+                    row_tiles(c * chunk + i, std::slice::from_mut(yj));
                 }
-                (j0, part)
-            })
-            .collect();
-        for (j0, part) in results {
-            let width = part.len() / m;
-            for r in 0..m {
-                y[r * n + j0..r * n + j0 + width].copy_from_slice(&part[r * width..(r + 1) * width]);
+            });
+        } else {
+            // Compute Yᵀ (n, m) so each task owns a contiguous slice, then transpose.
+            let mut yt = vec![0f32; n * m];
+            yt.par_chunks_mut(chunk * m).enumerate().for_each(|(c, part)| {
+                for (i, out) in part.chunks_mut(m).enumerate() {
+                    row_tiles(c * chunk + i, out);
+                }
+            });
+            for j in 0..n {
+                for r in 0..m {
+                    y[r * n + j] = yt[j * m + r];
+                }
             }
         }
         y
@@ -168,18 +183,58 @@ pub fn dequantize_row(format: QFormat, row: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Dot products of one weight row with up to FUSED_MAX_ROWS input rows.
-fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+/// Instruction sets the fused kernel has a path for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+/// The paths this CPU can run, fastest first.
+pub fn available_isas() -> Vec<Isa> {
+    let mut isas = Vec::new();
     #[cfg(target_arch = "x86_64")]
     {
+        if std::is_x86_feature_detected!("avx512f") {
+            isas.push(Isa::Avx512);
+        }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above); slices are bounds-checked by
-            // the callers' shapes (wrow holds k/32 blocks, x holds out.len() rows of k).
-            unsafe { avx2::dot_rows(format, wrow, x, xsum, k, out) };
-            return;
+            isas.push(Isa::Avx2);
         }
     }
-    dot_rows_scalar(format, wrow, x, xsum, k, out)
+    isas.push(Isa::Scalar);
+    isas
+}
+
+fn best_isa() -> Isa {
+    static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| available_isas()[0])
+}
+
+/// Dot products of one weight row with up to FUSED_MAX_ROWS input rows, on the fastest path.
+fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+    dot_rows_isa(best_isa(), format, wrow, x, xsum, k, out)
+}
+
+/// Dot products of one weight row (k/32 blocks) with `out.len()` ≤ FUSED_MAX_ROWS input rows of
+/// x, given Σ x per block in `xsum`, on the named path (tests run every path the CPU has).
+///
+/// Panics if `isa` is not in [`available_isas`] or the slices are too short.
+pub fn dot_rows_isa(isa: Isa, format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+    let rows = out.len();
+    assert!(rows <= FUSED_MAX_ROWS && k % BLOCK == 0);
+    assert!(wrow.len() >= k / BLOCK * format.block_bytes() && x.len() >= rows * k && xsum.len() >= rows * (k / BLOCK));
+    assert!(available_isas().contains(&isa), "{isa:?} is not supported by this CPU");
+    match isa {
+        // SAFETY: the CPU supports the instruction set (asserted above) and the slices hold the
+        // blocks and rows the kernels read (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::dot_rows(format, wrow, x, xsum, k, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::dot_rows(format, wrow, x, xsum, k, out) },
+        _ => dot_rows_scalar(format, wrow, x, xsum, k, out),
+    }
 }
 
 /// Portable version of the fused kernel (also checked against the reference in tests).
@@ -287,6 +342,54 @@ mod avx2 {
         }
         for r in 0..rows {
             out[r] = hsum(acc[r]) + min_acc[r];
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{f16_at, QFormat, BLOCK, FUSED_MAX_ROWS};
+    use std::arch::x86_64::*;
+
+    /// 16 lanes: a block is two vectors, so half the conversions and FMAs of the AVX2 path.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+        let rows = out.len();
+        debug_assert!(rows <= FUSED_MAX_ROWS);
+        let bb = format.block_bytes();
+        let blocks = k / BLOCK;
+        let mut acc = [_mm512_setzero_ps(); FUSED_MAX_ROWS];
+        let mut min_acc = [0f32; FUSED_MAX_ROWS];
+        let mask = _mm_set1_epi8(0x0F);
+        for b in 0..blocks {
+            let block = &wrow[b * bb..(b + 1) * bb];
+            let d = _mm512_set1_ps(f16_at(block, 0));
+            let (q0, q1, min) = match format {
+                QFormat::Q4_0 | QFormat::Q4_1 => {
+                    let off = if format == QFormat::Q4_0 { 2 } else { 4 };
+                    let raw = _mm_loadu_si128(block.as_ptr().add(off) as *const __m128i);
+                    let lo = _mm_and_si128(raw, mask);
+                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                    let min = if format == QFormat::Q4_0 { -8.0 * f16_at(block, 0) } else { f16_at(block, 2) };
+                    (_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), min)
+                }
+                QFormat::Q8_0 => {
+                    let p = block.as_ptr().add(2);
+                    let a = _mm_loadu_si128(p as *const __m128i);
+                    let c = _mm_loadu_si128(p.add(16) as *const __m128i);
+                    (_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), 0.0)
+                }
+            };
+            for r in 0..rows {
+                let xp = x.as_ptr().add(r * k + b * BLOCK);
+                let s = _mm512_mul_ps(q0, _mm512_loadu_ps(xp));
+                let s = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xp.add(16)), s);
+                acc[r] = _mm512_fmadd_ps(d, s, acc[r]);
+                min_acc[r] += min * xsum[r * blocks + b];
+            }
+        }
+        for r in 0..rows {
+            out[r] = _mm512_reduce_add_ps(acc[r]) + min_acc[r];
         }
     }
 }

@@ -71,6 +71,15 @@ fn need<T>(v: Option<T>, field: &str, source: &str) -> Result<T> {
     v.ok_or_else(|| Error::Model(format!("{source} has no '{field}'")))
 }
 
+fn check_gpt2_heads(n_embd: usize, n_head: usize, source: &str) -> Result<()> {
+    if n_head == 0 || n_embd == 0 || n_embd % n_head != 0 {
+        return Err(Error::Model(format!(
+            "{source}: width {n_embd} does not split into {n_head} attention heads (must be a positive multiple)"
+        )));
+    }
+    Ok(())
+}
+
 fn check_heads(hidden: usize, heads: usize, kv_heads: usize, source: &str) -> Result<()> {
     if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || hidden == 0 {
         return Err(Error::Model(format!(
@@ -111,7 +120,7 @@ impl HfConfig {
     pub fn gpt2(&self, source: &str) -> Result<Gpt2Config> {
         let n_embd = need(self.n_embd, "n_embd", source)?;
         let n_head = need(self.n_head, "n_head", source)?;
-        check_heads(n_embd, n_head, n_head, source)?;
+        check_gpt2_heads(n_embd, n_head, source)?;
         Ok(Gpt2Config {
             vocab_size: need(self.vocab_size, "vocab_size", source)?,
             n_positions: self.n_positions.unwrap_or(1024),
@@ -218,7 +227,7 @@ impl<'a> GgufKeys<'a> {
         let source = self.file.path().display().to_string();
         let n_embd = self.usize("embedding_length")?;
         let n_head = self.usize("attention.head_count")?;
-        check_heads(n_embd, n_head, n_head, &source)?;
+        check_gpt2_heads(n_embd, n_head, &source)?;
         Ok(Gpt2Config {
             vocab_size: self.vocab_size()?,
             n_positions: self.usize("context_length")?,

@@ -11,7 +11,7 @@
 
 use candle_core::{Device, Tensor, D};
 use ingot_core::{CandleContext, Result};
-use ingot_nn::{causal_attention, normal, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout, RopeScaling, Weights};
+use ingot_nn::{causal_attention, normal, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout, RopeScaling, SharedInput, Weights};
 
 use crate::config::LlamaConfig;
 
@@ -45,9 +45,8 @@ pub fn gguf_name(key: &str) -> Option<String> {
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// q_proj, k_proj, v_proj
+    qkv: SharedInput,
     o_proj: Linear,
     num_heads: usize,
     num_kv_heads: usize,
@@ -59,10 +58,11 @@ impl Attention {
         let (c, h, k, d) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let init = normal(0.02);
         let resid_init = normal(0.02 / (2.0 * cfg.num_layers as f64).sqrt());
+        let q_proj = Linear::load(&w.pp("q_proj"), c, h * d, cfg.attention_bias, init.clone())?;
+        let k_proj = Linear::load(&w.pp("k_proj"), c, k * d, cfg.attention_bias, init.clone())?;
+        let v_proj = Linear::load(&w.pp("v_proj"), c, k * d, cfg.attention_bias, init)?;
         Ok(Self {
-            q_proj: Linear::load(&w.pp("q_proj"), c, h * d, cfg.attention_bias, init.clone())?,
-            k_proj: Linear::load(&w.pp("k_proj"), c, k * d, cfg.attention_bias, init.clone())?,
-            v_proj: Linear::load(&w.pp("v_proj"), c, k * d, cfg.attention_bias, init)?,
+            qkv: SharedInput::new(vec![q_proj, k_proj, v_proj]),
             o_proj: Linear::load(&w.pp("o_proj"), h * d, c, false, resid_init)?,
             num_heads: h,
             num_kv_heads: k,
@@ -73,9 +73,10 @@ impl Attention {
     fn forward(&self, x: &Tensor, rope: &Rope, offset: usize, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
         let (b, t, _c) = x.dims3()?;
         let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let q = self.q_proj.forward(x)?.reshape((b, t, h, d))?.transpose(1, 2)?; // (B, H, T, D)
-        let kk = self.k_proj.forward(x)?.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
-        let v = self.v_proj.forward(x)?.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
+        let [q, kk, v]: [Tensor; 3] = self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("qkv".into()))?;
+        let q = q.reshape((b, t, h, d))?.transpose(1, 2)?; // (B, H, T, D)
+        let kk = kk.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
+        let v = v.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
         let q = rope.apply(&q, offset)?;
         let kk = rope.apply(&kk, offset)?;
         let (kk, v) = match cache {
@@ -89,8 +90,8 @@ impl Attention {
 }
 
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
+    /// gate_proj, up_proj
+    gate_up: SharedInput,
     down_proj: Linear,
 }
 
@@ -98,16 +99,17 @@ impl Mlp {
     fn load(w: &Weights, cfg: &LlamaConfig) -> Result<Self> {
         let (c, f) = (cfg.hidden_size, cfg.intermediate_size);
         let resid_init = normal(0.02 / (2.0 * cfg.num_layers as f64).sqrt());
+        let gate_proj = Linear::load(&w.pp("gate_proj"), c, f, false, normal(0.02))?;
+        let up_proj = Linear::load(&w.pp("up_proj"), c, f, false, normal(0.02))?;
         Ok(Self {
-            gate_proj: Linear::load(&w.pp("gate_proj"), c, f, false, normal(0.02))?,
-            up_proj: Linear::load(&w.pp("up_proj"), c, f, false, normal(0.02))?,
+            gate_up: SharedInput::new(vec![gate_proj, up_proj]),
             down_proj: Linear::load(&w.pp("down_proj"), f, c, false, resid_init)?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?.silu()?; // (B, T, F)
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let [gate, up]: [Tensor; 2] = self.gate_up.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("gate/up".into()))?;
+        self.down_proj.forward(&(gate.silu()? * up)?) // (B, T, F) -> (B, T, C)
     }
 }
 
@@ -150,7 +152,7 @@ impl Llama {
         // llama.cpp's converter permutes llama q/k rows so that GGUF files rotate adjacent pairs;
         // Qwen2 GGUF files keep HF's halves layout.
         let layout = match w.gguf().map(|f| f.get_str("general.architecture")) {
-            Some(Ok(Some("llama" | "mistral"))) if std::env::var("XROPE").is_err() => RopeLayout::Interleaved,
+            Some(Ok(Some("llama" | "mistral"))) => RopeLayout::Interleaved,
             _ => RopeLayout::Halves,
         };
         let mut scaling = cfg.rope_scaling.clone();

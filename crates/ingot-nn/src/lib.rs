@@ -13,7 +13,7 @@ pub mod rope;
 pub mod weights;
 
 pub use attention::{causal_attention, KvCache};
-pub use linear::{Embedding, Linear};
+pub use linear::{Embedding, Linear, SharedInput};
 pub use norm::{LayerNorm, RmsNorm};
 pub use rope::{Rope, RopeLayout, RopeScaling};
 pub use weights::{normal, Stored, Weights};

@@ -87,6 +87,27 @@ impl Linear {
         Ok(Self { kernel, bias: None, in_dim, out_dim })
     }
 
+    /// One layer computing `parts` side by side (outputs concatenated on the last dim), when all
+    /// run on Ingot's fused quantized kernel with one format; None otherwise. Dense layers are
+    /// left separate so each keeps its own trainable weight.
+    pub fn concat_outputs(parts: &[&Linear]) -> Option<Linear> {
+        let mats: Vec<&QMatrix> = parts
+            .iter()
+            .map(|l| match &l.kernel {
+                Kernel::Fused(m) => Some(m),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        let kernel = Kernel::Fused(QMatrix::concat_rows(&mats)?);
+        let bias = match parts.iter().map(|l| l.bias.clone()).collect::<Option<Vec<Tensor>>>() {
+            Some(bs) => Some(Tensor::cat(&bs, 0).ok()?),
+            None if parts.iter().all(|l| l.bias.is_none()) => None,
+            None => return None,
+        };
+        let out_dim = parts.iter().map(|l| l.out_dim).sum();
+        Some(Self { kernel, bias, in_dim: parts[0].in_dim, out_dim })
+    }
+
     pub fn in_dim(&self) -> usize {
         self.in_dim
     }
@@ -124,6 +145,52 @@ impl Linear {
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
+        }
+    }
+}
+
+/// Several linear layers reading the same input (q, k, v; gate, up). On Ingot's quantized kernel
+/// they are stacked into one matrix so one call does the work; dense layers stay separate so each
+/// keeps its own trainable weight.
+#[derive(Clone, Debug)]
+pub enum SharedInput {
+    Separate(Vec<Linear>),
+    Stacked { layer: Linear, out_dims: Vec<usize> },
+}
+
+impl SharedInput {
+    pub fn new(parts: Vec<Linear>) -> Self {
+        let refs: Vec<&Linear> = parts.iter().collect();
+        match Linear::concat_outputs(&refs) {
+            Some(layer) => Self::Stacked { layer, out_dims: parts.iter().map(Linear::out_dim).collect() },
+            None => Self::Separate(parts),
+        }
+    }
+
+    /// Each layer's output, in order.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        match self {
+            Self::Separate(parts) => parts.iter().map(|l| l.forward(x)).collect(),
+            Self::Stacked { layer, out_dims } => {
+                let y = layer.forward(x)?;
+                let last = y.rank() - 1;
+                let mut start = 0;
+                out_dims
+                    .iter()
+                    .map(|&n| {
+                        let part = y.narrow(last, start, n);
+                        start += n;
+                        part
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub fn storage_name(&self) -> String {
+        match self {
+            Self::Separate(parts) => parts.first().map(Linear::storage_name).unwrap_or_default(),
+            Self::Stacked { layer, .. } => layer.storage_name(),
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct Tokenizer {
     pub(crate) add_bos: bool,
     pub(crate) add_eos: bool,
     pub(crate) chat_template: Option<ChatTemplate>,
+    /// Cached: `tokenizers` rebuilds the whole vocabulary map to count it (~1 ms at 49k tokens),
+    /// too slow to ask once per generated token.
+    pub(crate) vocab_size: usize,
 }
 
 /// A summary: the derived form would print the whole vocabulary.
@@ -122,7 +125,8 @@ impl Tokenizer {
             .collect();
         eos_ids.sort_unstable();
         eos_ids.dedup();
-        Self { inner, bos, eos, pad, unk, eos_ids, add_bos, add_eos, chat_template }
+        let vocab_size = inner.get_vocab_size(true);
+        Self { inner, bos, eos, pad, unk, eos_ids, add_bos, add_eos, chat_template, vocab_size }
     }
 
     /// Token ids of `text`. With `add_special`, BOS (and EOS) are added when the model's
@@ -156,7 +160,7 @@ impl Tokenizer {
 
     /// Number of token ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
