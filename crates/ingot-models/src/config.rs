@@ -36,6 +36,8 @@ pub struct Gpt2Config {
     pub n_head: usize,
     pub n_inner: usize,
     pub layer_norm_epsilon: f64,
+    /// Dropout on embeddings and residual branches while training (HF resid_pdrop/embd_pdrop).
+    pub dropout: f32,
 }
 
 /// The HF config.json fields Ingot reads, with the checkpoint's own names.
@@ -65,6 +67,7 @@ pub struct HfConfig {
     pub n_head: Option<usize>,
     pub n_inner: Option<usize>,
     pub layer_norm_epsilon: Option<f64>,
+    pub resid_pdrop: Option<f32>,
 }
 
 fn need<T>(v: Option<T>, field: &str, source: &str) -> Result<T> {
@@ -129,6 +132,8 @@ impl HfConfig {
             n_head,
             n_inner: self.n_inner.unwrap_or(4 * n_embd),
             layer_norm_epsilon: self.layer_norm_epsilon.unwrap_or(1e-5),
+            // Dropout only acts in training mode; HF's default is 0.1.
+            dropout: self.resid_pdrop.unwrap_or(0.1),
         })
     }
 }
@@ -236,6 +241,7 @@ impl<'a> GgufKeys<'a> {
             n_head,
             n_inner: self.opt_usize("feed_forward_length")?.unwrap_or(4 * n_embd),
             layer_norm_epsilon: self.opt_f64("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+            dropout: 0.0,
         })
     }
 }

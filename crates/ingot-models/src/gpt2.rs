@@ -8,7 +8,10 @@
 
 use candle_core::Tensor;
 use ingot_core::{Error, Result};
-use ingot_nn::{causal_attention, normal, Embedding, KvCache, LayerNorm, Linear, Weights};
+use std::sync::Arc;
+
+use ingot_nn::dropout::DropoutState;
+use ingot_nn::{causal_attention, normal, Dropout, Embedding, KvCache, LayerNorm, Linear, Weights};
 
 use crate::config::Gpt2Config;
 
@@ -46,10 +49,11 @@ struct Block {
     c_fc: Linear,
     mlp_proj: Linear,
     n_head: usize,
+    resid_dropout: Dropout,
 }
 
 impl Block {
-    fn load(w: &Weights, cfg: &Gpt2Config) -> Result<Self> {
+    fn load(w: &Weights, cfg: &Gpt2Config, dropout: &Arc<DropoutState>) -> Result<Self> {
         let c = cfg.n_embd;
         let eps = cfg.layer_norm_epsilon;
         // nanoGPT / GPT-2 paper: residual projections scaled by 1/sqrt(2·layers).
@@ -62,6 +66,7 @@ impl Block {
             c_fc: Linear::load_conv1d(&w.pp("mlp").pp("c_fc"), c, cfg.n_inner, normal(0.02))?,
             mlp_proj: Linear::load_conv1d(&w.pp("mlp").pp("c_proj"), cfg.n_inner, c, resid_init)?,
             n_head: cfg.n_head,
+            resid_dropout: Dropout::new(cfg.dropout, dropout.clone()),
         })
     }
 
@@ -81,9 +86,9 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
-        let x = (x + self.attention(&self.ln_1.forward(x)?, cache)?)?;
+        let x = (x + self.resid_dropout.forward(&self.attention(&self.ln_1.forward(x)?, cache)?)?)?;
         let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?; // (B, T, 4C), tanh GELU ("gelu_new")
-        &x + self.mlp_proj.forward(&h)?
+        &x + self.resid_dropout.forward(&self.mlp_proj.forward(&h)?)?
     }
 }
 
@@ -94,6 +99,8 @@ pub struct Gpt2 {
     blocks: Vec<Block>,
     ln_f: LayerNorm,
     lm_head: Linear,
+    embd_dropout: Dropout,
+    dropout: Arc<DropoutState>,
     cfg: Gpt2Config,
 }
 
@@ -107,7 +114,8 @@ impl Gpt2 {
         };
         let wte = Embedding::load(&t.pp("wte"), cfg.vocab_size, cfg.n_embd, normal(0.02))?;
         let wpe = t.pp("wpe").get(&[cfg.n_positions, cfg.n_embd], "weight", normal(0.01))?;
-        let blocks = (0..cfg.n_layer).map(|i| Block::load(&t.pp("h").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
+        let dropout = DropoutState::new();
+        let blocks = (0..cfg.n_layer).map(|i| Block::load(&t.pp("h").pp(i), cfg, &dropout)).collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::load(&t.pp("ln_f"), cfg.n_embd, cfg.layer_norm_epsilon)?;
         let lm_head = if w.is_gguf() && w.contains("lm_head.weight") {
             Linear::load(&w.pp("lm_head"), cfg.n_embd, cfg.vocab_size, false, normal(0.02))?
@@ -117,7 +125,8 @@ impl Gpt2 {
         if cfg.n_embd % cfg.n_head != 0 {
             return Err(Error::Model(format!("n_embd {} is not divisible by n_head {}", cfg.n_embd, cfg.n_head)));
         }
-        Ok(Self { wte, wpe, blocks, ln_f, lm_head, cfg: cfg.clone() })
+        let embd_dropout = Dropout::new(cfg.dropout, dropout.clone());
+        Ok(Self { wte, wpe, blocks, ln_f, lm_head, embd_dropout, dropout, cfg: cfg.clone() })
     }
 
     pub fn config(&self) -> &Gpt2Config {
@@ -137,7 +146,7 @@ impl Gpt2 {
         let (_b, t) = ids.dims2()?;
         let offset = cache.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
         let pos = self.wpe.narrow(0, offset, t)?; // (T, C)
-        let mut x = self.wte.forward(ids)?.broadcast_add(&pos)?; // (B, T, C)
+        let mut x = self.embd_dropout.forward(&self.wte.forward(ids)?.broadcast_add(&pos)?)?; // (B, T, C)
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, cache.as_mut().map(|c| &mut c[i]))?;
         }
@@ -146,6 +155,11 @@ impl Gpt2 {
 
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head.forward(hidden)
+    }
+
+    /// Switches dropout between training (seeded masks) and evaluation (off).
+    pub fn dropout_state(&self) -> &Arc<DropoutState> {
+        &self.dropout
     }
 
     pub fn lm_head(&self) -> &Linear {

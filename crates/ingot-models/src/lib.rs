@@ -7,6 +7,7 @@
 pub mod config;
 pub mod gpt2;
 pub mod llama;
+pub mod presets;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -101,6 +102,14 @@ impl Model {
             )));
         }
         Ok(())
+    }
+
+    /// Dropout switch for training; None for architectures without dropout (llama).
+    pub fn dropout_state(&self) -> Option<&std::sync::Arc<ingot_nn::dropout::DropoutState>> {
+        match self {
+            Model::Llama(_) => None,
+            Model::Gpt2(m) => Some(m.dropout_state()),
+        }
     }
 
     /// ids (B, T) → final hidden states (B, T, C); appends to `cache` when given.

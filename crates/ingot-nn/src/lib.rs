@@ -7,12 +7,16 @@
 //! Errors are `ingot_core::Error`, shared with the model code that calls these layers.
 
 pub mod attention;
+pub mod dropout;
+pub mod init;
 pub mod linear;
 pub mod norm;
 pub mod rope;
 pub mod weights;
 
 pub use attention::{causal_attention, KvCache};
+pub use dropout::Dropout;
+pub use init::SeededVarMap;
 pub use linear::{Embedding, Linear, SharedInput};
 pub use norm::{LayerNorm, RmsNorm};
 pub use rope::{Rope, RopeLayout, RopeScaling};
