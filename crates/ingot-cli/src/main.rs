@@ -23,6 +23,14 @@ enum Command {
     Inspect(cmd::inspect::InspectCmd),
     /// Measure prefill and decode speed.
     Bench(cmd::bench::BenchCmd),
+    /// Train a tokenizer (byte-level BPE or character-level) on a corpus.
+    Tokenizer(cmd::tokenizer::TokenizerCmd),
+    /// Prepare a corpus for pre-training: token shards with a train/validation split.
+    Data(cmd::data::DataCmd),
+    /// Pre-train a language model from scratch (see configs/*.toml).
+    Pretrain(cmd::pretrain::PretrainCmd),
+    /// The fixed training benchmark: tokens/s and model FLOPs utilisation.
+    TrainBench(cmd::train_bench::TrainBenchCmd),
 }
 
 fn main() {
@@ -36,6 +44,10 @@ fn main() {
         Command::Chat(c) => cmd::chat::run(c),
         Command::Inspect(c) => cmd::inspect::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Tokenizer(c) => cmd::tokenizer::run(c),
+        Command::Data(c) => cmd::data::run(c),
+        Command::Pretrain(c) => cmd::pretrain::run(c),
+        Command::TrainBench(c) => cmd::train_bench::run(c),
     };
     if let Err(e) = result {
         // One line: the outermost context and its causes, joined.

@@ -63,6 +63,21 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// candle attaches a backtrace to its errors when RUST_BACKTRACE is set; users get one-line
+/// messages, so drop it (nested ones too).
+pub fn strip_backtrace(e: candle_core::Error) -> candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => strip_backtrace(*inner),
+        candle_core::Error::Context { inner, context } => {
+            candle_core::Error::Context { inner: Box::new(strip_backtrace(*inner)), context }
+        }
+        candle_core::Error::WithPath { inner, path } => {
+            candle_core::Error::WithPath { inner: Box::new(strip_backtrace(*inner)), path }
+        }
+        other => other,
+    }
+}
+
 /// Attach "what we were doing" to a candle error.
 pub trait CandleContext<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T>;
@@ -70,6 +85,6 @@ pub trait CandleContext<T> {
 
 impl<T> CandleContext<T> for candle_core::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Candle { context: what(), source })
+        self.map_err(|source| Error::Candle { context: what(), source: strip_backtrace(source) })
     }
 }

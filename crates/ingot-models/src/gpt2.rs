@@ -74,9 +74,10 @@ impl Block {
         let (b, t, c) = x.dims3()?;
         let (h, d) = (self.n_head, c / self.n_head);
         let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, d))?; // (B, T, 3, H, D)
-        let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?; // (B, H, T, D)
-        let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?;
-        let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?;
+        // Contiguous copies: the batched attention matmuls need compact batch strides.
+        let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?; // (B, H, T, D)
+        let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+        let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
         let (k, v) = match cache {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),

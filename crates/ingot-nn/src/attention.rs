@@ -106,6 +106,8 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Resu
     } else {
         scores
     };
-    let probs = softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+    // Softmax in at least f32 (f64 stays f64, for gradient checks).
+    let wide = if scores.dtype() == DType::F64 { scores } else { scores.to_dtype(DType::F32)? };
+    let probs = softmax_last_dim(&wide)?.to_dtype(v.dtype())?;
     probs.matmul(&v.contiguous()?)?.reshape((b, h, t, d)) // (B, K, R·T, D) -> (B, H, T, D)
 }

@@ -56,9 +56,14 @@ impl SeededVarMap {
         &self.vars
     }
 
-    /// A `VarBuilder` over this map, for model code.
+    /// A `VarBuilder` over this map (f32 weights), for model code.
     pub fn var_builder(&self, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, device.clone())
+        self.var_builder_dtype(device, DType::F32)
+    }
+
+    /// The same with weights of another float type (f64 for gradient checks).
+    pub fn var_builder_dtype(&self, device: &Device, dtype: DType) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
     }
 }
 

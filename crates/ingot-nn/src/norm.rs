@@ -29,9 +29,10 @@ impl RmsNorm {
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if needs_grad(&[x, &self.weight]) {
-            let x32 = x.to_dtype(DType::F32)?;
-            let rms = (x32.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
-            x32.broadcast_div(&rms)?.to_dtype(x.dtype())?.broadcast_mul(&self.weight)
+            // Half-precision inputs are normalised in f32; f32 and f64 stay as they are.
+            let xf = if x.dtype() == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
+            let rms = (xf.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
+            xf.broadcast_div(&rms)?.to_dtype(x.dtype())?.broadcast_mul(&self.weight)
         } else {
             candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
         }

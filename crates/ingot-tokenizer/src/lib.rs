@@ -11,17 +11,21 @@
 //! - [`Tokenizer::eos_ids`] lists every token that ends a turn, since chat models stop on
 //!   `<|im_end|>` or `<|eot_id|>` rather than on EOS.
 //! - Chat templates are Jinja run by minijinja, configured to behave as transformers' renderer.
+//! - Trained tokenizers (`train.rs`) are plain HF pipelines too, so their tokenizer.json loads anywhere.
 //!
 //! Files: `tokenizer.rs` (the type, tokenizer.json loading, saving), `gguf.rs` (building from
-//! GGUF metadata), `chat.rs` (templates), `stream.rs` (incremental decoding), `error.rs`.
+//! GGUF metadata), `chat.rs` (templates), `stream.rs` (incremental decoding), `train.rs` (BPE and
+//! character-level training, content hash), `error.rs`.
 
 mod chat;
 mod error;
 mod gguf;
 mod stream;
 mod tokenizer;
+mod train;
 
 pub use chat::{ChatTemplate, Message};
 pub use error::{Error, Result};
 pub use stream::TokenStream;
 pub use tokenizer::Tokenizer;
+pub use train::{char_level, train_bpe, BpeOptions, CHAR_UNK, ENDOFTEXT};

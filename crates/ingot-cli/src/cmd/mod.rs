@@ -2,5 +2,9 @@
 
 pub mod bench;
 pub mod chat;
+pub mod data;
 pub mod generate;
 pub mod inspect;
+pub mod pretrain;
+pub mod tokenizer;
+pub mod train_bench;

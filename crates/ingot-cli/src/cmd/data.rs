@@ -1,0 +1,112 @@
+//! `ingot data prepare`: tokenize a corpus into train/validation token shards for pre-training.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use ingot_data::PrepareOptions;
+use ingot_tokenizer::Tokenizer;
+
+#[derive(Args, Debug)]
+pub struct DataCmd {
+    #[command(subcommand)]
+    pub action: DataAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataAction {
+    /// Tokenize a corpus into shards (train_*.bin, val_*.bin, dataset.json) in --out.
+    Prepare(PrepareArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    /// A folder of .txt / .jsonl files (one level), or one such file.
+    /// Default: the Shakespeare corpus (`scripts/fetch-assets corpus`).
+    #[arg(long, value_name = "PATH")]
+    pub corpus: Option<PathBuf>,
+    /// The tokenizer.json to use (e.g. from `ingot tokenizer train`).
+    #[arg(long, value_name = "FILE", conflicts_with = "model", required_unless_present = "model")]
+    pub tokenizer: Option<PathBuf>,
+    /// Use a model's tokenizer instead: a GGUF file or a folder with tokenizer.json.
+    #[arg(long, short = 'm', value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Fraction of documents held out for validation, in [0, 1).
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub val_fraction: f64,
+    /// Seed that chooses the validation documents.
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    /// Tokens per shard file before starting the next.
+    #[arg(long, default_value_t = 1 << 28, value_name = "N")]
+    pub max_tokens_per_shard: u64,
+}
+
+pub fn run(cmd: DataCmd) -> Result<()> {
+    match cmd.action {
+        DataAction::Prepare(args) => prepare(args),
+    }
+}
+
+fn prepare(args: PrepareArgs) -> Result<()> {
+    let opts = PrepareOptions {
+        val_fraction: args.val_fraction,
+        seed: args.seed,
+        max_tokens_per_shard: args.max_tokens_per_shard,
+        show_progress: true,
+    };
+    let tokenizer = match (&args.tokenizer, &args.model) {
+        (Some(path), _) => Tokenizer::from_file(path)?,
+        (None, Some(model)) => model_tokenizer(model)?,
+        (None, None) => bail!("give --tokenizer FILE or --model PATH"),
+    };
+    let corpus = match args.corpus {
+        Some(path) => path,
+        None => ingot_core::assets::find_asset("corpus/shakespeare", "corpus")?,
+    };
+    let docs = ingot_data::read_corpus(&corpus)?;
+    let report = ingot_data::prepare(&docs, &tokenizer, &args.out, &opts)?;
+
+    let m = &report.manifest;
+    println!(
+        "wrote {} ({} shards, {}, tokenizer {})",
+        report.out_dir.display(),
+        m.train.shards.len() + m.val.shards.len(),
+        m.dtype.as_str(),
+        m.tokenizer_hash
+    );
+    println!("documents:  {} ({} train, {} val)", report.n_documents, m.train.n_documents, m.val.n_documents);
+    println!(
+        "tokens:     {} ({} train, {} val; vocab {})",
+        report.n_tokens(),
+        m.train.n_tokens,
+        m.val.n_tokens,
+        m.vocab_size
+    );
+    println!(
+        "time:       {:.2} s ({:.0} tokens/s, {:.1} MB/s, {:.2} bytes/token)",
+        report.seconds,
+        report.tokens_per_sec(),
+        report.n_bytes as f64 / 1e6 / report.seconds.max(1e-9),
+        report.n_bytes as f64 / report.n_tokens().max(1) as f64
+    );
+    Ok(())
+}
+
+/// The tokenizer of a GGUF file, or of a checkpoint folder's tokenizer.json.
+fn model_tokenizer(path: &Path) -> Result<Tokenizer> {
+    if path.is_dir() {
+        let file = path.join("tokenizer.json");
+        if !file.exists() {
+            bail!("{} has no tokenizer.json; give --tokenizer FILE instead", path.display());
+        }
+        return Ok(Tokenizer::from_file(file)?);
+    }
+    if path.extension().is_some_and(|e| e == "gguf") {
+        return Ok(Tokenizer::from_gguf(&ingot_core::gguf::GgufFile::open(path)?)?);
+    }
+    bail!("--model {} is neither a .gguf file nor a folder with tokenizer.json", path.display())
+}

@@ -1,0 +1,117 @@
+//! A fixed training benchmark, so changes to kernels and the trainer can be measured: GPT-2 with
+//! 6 layers, 6 heads, width 384, vocabulary 4096, context 256, batch 8 (2,048 tokens a step) on
+//! seeded random tokens, with AdamW.
+//!
+//! Reports tokens/s, the split of a step into forward+loss, backward and optimizer, and model
+//! FLOPs utilisation: achieved model FLOPs (nanoGPT's estimate, 6N + 12·L·H·Q·T per token, N
+//! without position embeddings) over the f32 GEMM rate measured on this machine in the same run.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::error::{Context, Result};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::recipes::pretrain::lm_loss;
+use crate::trainer::named_vars;
+
+#[derive(Clone, Debug)]
+pub struct TrainBench {
+    pub params: usize,
+    pub tokens_per_step: usize,
+    pub steps: usize,
+    pub tokens_per_sec: f64,
+    pub forward_secs: f64,
+    pub backward_secs: f64,
+    pub optimizer_secs: f64,
+    pub model_flops_per_sec: f64,
+    pub gemm_flops_per_sec: f64,
+    pub threads: usize,
+}
+
+impl TrainBench {
+    pub fn mfu(&self) -> f64 {
+        self.model_flops_per_sec / self.gemm_flops_per_sec
+    }
+}
+
+/// f32 GEMM rate of this machine: median of 5 products of 1024x1024 matrices.
+pub fn gemm_flops_per_sec() -> Result<f64> {
+    let dev = Device::Cpu;
+    let n = 1024;
+    let a = Tensor::ones((n, n), DType::F32, &dev).context(|| "gemm bench".into())?;
+    let mut rates = Vec::new();
+    for i in 0..6 {
+        let t = Instant::now();
+        let c = a.matmul(&a).context(|| "gemm bench".into())?;
+        let _ = c.sum_all().context(|| "gemm bench".into())?;
+        if i > 0 {
+            rates.push(2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    rates.sort_by(|a, b| a.total_cmp(b));
+    Ok(rates[rates.len() / 2])
+}
+
+/// Run `steps` timed training steps after one warm-up step.
+pub fn run(steps: usize) -> Result<TrainBench> {
+    let (layers, heads, width, vocab, ctx, batch) = (6usize, 6usize, 384usize, 4096usize, 256usize, 8usize);
+    let dev = Device::Cpu;
+    let section = crate::recipes::pretrain::ModelSection {
+        preset: "tiny".into(),
+        overrides: json!({ "n_layer": layers, "n_head": heads, "n_embd": width, "n_positions": ctx })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let (model, varmap, _) = crate::recipes::pretrain::build_model(&section, vocab, 1, &dev)?;
+    let vars = named_vars(&varmap)?;
+    let params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
+    let non_embedding = params - ctx * width; // nanoGPT excludes position embeddings
+    let mut opt = AdamW::new(vars.clone(), AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 })?;
+    let mut rng = StdRng::seed_from_u64(0);
+    let (mut fwd, mut bwd, mut optim) = (0f64, 0f64, 0f64);
+    let mut total = 0f64;
+    for step in 0..=steps {
+        let tokens: Vec<u32> = (0..batch * (ctx + 1)).map(|_| rng.random_range(0..vocab as u32)).collect();
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for b in 0..batch {
+            let row = &tokens[b * (ctx + 1)..(b + 1) * (ctx + 1)];
+            x.extend_from_slice(&row[..ctx]);
+            y.extend_from_slice(&row[1..]);
+        }
+        let t0 = Instant::now();
+        let loss = lm_loss(&model, &x, &y, batch, ctx, &dev)?;
+        let _ = loss.to_scalar::<f32>().context(|| "loss".into())?;
+        let t1 = Instant::now();
+        let grads = loss.backward().context(|| "backward".into())?;
+        let t2 = Instant::now();
+        opt.step(&grads, 1e-4)?;
+        let t3 = Instant::now();
+        if step > 0 {
+            fwd += (t1 - t0).as_secs_f64();
+            bwd += (t2 - t1).as_secs_f64();
+            optim += (t3 - t2).as_secs_f64();
+            total += (t3 - t0).as_secs_f64();
+        }
+    }
+    let tokens_per_step = batch * ctx;
+    let tokens_per_sec = (steps * tokens_per_step) as f64 / total;
+    let flops_per_token = 6.0 * non_embedding as f64 + 12.0 * (layers * heads * (width / heads) * ctx) as f64;
+    let _ = model.architecture();
+    Ok(TrainBench {
+        params,
+        tokens_per_step,
+        steps,
+        tokens_per_sec,
+        forward_secs: fwd / steps as f64,
+        backward_secs: bwd / steps as f64,
+        optimizer_secs: optim / steps as f64,
+        model_flops_per_sec: flops_per_token * tokens_per_sec,
+        gemm_flops_per_sec: gemm_flops_per_sec()?,
+        threads: candle_core::utils::get_num_threads(),
+    })
+}

@@ -1,0 +1,317 @@
+//! Recipe: pre-train a language model from scratch on a corpus.
+//!
+//! Supports: GPT-2 and llama-family presets (`ingot_models::presets`) with per-field overrides;
+//! character-level or byte-level BPE tokenizers trained on the corpus, or an existing
+//! tokenizer.json; next-token cross-entropy on random windows of the token shards; the shared
+//! [`Trainer`] (accumulation, clipping, AdamW, warmup + cosine, evaluation, samples, checkpoints,
+//! exact resume).
+//!
+//! Assumes: a corpus folder of .txt / .jsonl files, or a folder prepared by `ingot data prepare`.
+//!
+//! Errors: bad config fields (named), missing corpus or data, a tokenizer that does not match
+//! the prepared data, divergence (non-finite loss), checkpoint I/O.
+//!
+//! Skeleton: setup (config → tokenizer → data → model), train, save.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use ingot_data::{BatchSampler, Split, TokenDataset};
+use ingot_models::Model;
+use ingot_nn::{SeededVarMap, Weights};
+use ingot_tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Context, Error, Result};
+use crate::trainer::{Objective, TrainConfig, TrainReport, Trainer};
+
+/// `[model]`: a preset and HF-named overrides.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelSection {
+    /// One of `ingot_models::presets::PRESETS` (char-baby, tiny, small, llama-tiny, llama-small).
+    pub preset: String,
+    /// Any field of the preset's HF config, e.g. `n_layer = 6` or `resid_pdrop = 0.2`.
+    #[serde(flatten)]
+    pub overrides: serde_json::Map<String, Value>,
+}
+
+/// `[data]`: where tokens come from and how batches are cut.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// A folder made by `ingot data prepare`; if it has no dataset.json yet and `corpus` is set,
+    /// the corpus is tokenized into it first.
+    pub dir: Option<PathBuf>,
+    /// A folder of .txt / .jsonl documents (default data dir: `<out>/data`).
+    pub corpus: Option<PathBuf>,
+    /// An existing tokenizer.json; if absent one is trained on the corpus.
+    pub tokenizer: Option<PathBuf>,
+    /// "char" or "bpe": the tokenizer to train when none is given.
+    #[serde(default = "default_kind")]
+    pub tokenizer_kind: String,
+    /// Vocabulary size of a trained BPE tokenizer.
+    #[serde(default = "default_vocab")]
+    pub vocab_size: usize,
+    /// Fraction of documents held out for validation.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Tokens per sequence (at most the model's context length).
+    pub context: usize,
+    /// Batches averaged for the validation loss.
+    #[serde(default = "default_eval_batches")]
+    pub eval_batches: usize,
+}
+
+fn default_kind() -> String {
+    "char".into()
+}
+fn default_vocab() -> usize {
+    4096
+}
+fn default_val_fraction() -> f64 {
+    0.1
+}
+fn default_eval_batches() -> usize {
+    20
+}
+
+/// `[sample]`: the text shown every `train.sample_interval` steps.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleSection {
+    pub prompt: String,
+    pub max_tokens: usize,
+    pub temperature: f64,
+    pub top_k: usize,
+}
+
+impl Default for SampleSection {
+    fn default() -> Self {
+        Self { prompt: "\n".into(), max_tokens: 200, temperature: 0.8, top_k: 200 }
+    }
+}
+
+/// A whole pre-training config file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub sample: SampleSection,
+}
+
+impl PretrainConfig {
+    /// Parse TOML, then apply `section.key=value` overrides (values in TOML syntax).
+    pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        for o in overrides {
+            let (path, raw) = o
+                .split_once('=')
+                .ok_or_else(|| Error::Config(format!("--set '{o}': expected section.key=value")))?;
+            let (section, key) = path
+                .trim()
+                .split_once('.')
+                .ok_or_else(|| Error::Config(format!("--set '{o}': expected section.key=value")))?;
+            // A bare word that is not valid TOML is taken as a string (e.g. preset=tiny).
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+            let table = doc
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| Error::Config(format!("--set '{o}': '{section}' is not a section")))?;
+            table.insert(key.to_string(), value);
+        }
+        let cfg: PretrainConfig =
+            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| Error::Config(format!("{origin}: {e}")))?;
+        cfg.train.validate()?;
+        if cfg.data.batch_size == 0 || cfg.data.context == 0 {
+            return Err(Error::Config("data.batch_size and data.context must be at least 1".into()));
+        }
+        Ok(cfg)
+    }
+}
+
+/// Next-token prediction on random windows of the token shards.
+pub struct LmObjective<'a> {
+    pub train: TokenDataset,
+    pub val: TokenDataset,
+    pub sampler: BatchSampler,
+    pub batch_size: usize,
+    pub context: usize,
+    pub eval_batches: usize,
+    pub device: Device,
+    pub tokenizer: &'a Tokenizer,
+    pub sample: SampleSection,
+}
+
+/// Mean cross-entropy of logits (B, T, V) against targets (B·T).
+pub fn lm_loss(model: &Model, inputs: &[u32], targets: &[u32], b: usize, t: usize, device: &Device) -> Result<Tensor> {
+    let ce = || -> candle_core::Result<Tensor> {
+        let x = Tensor::from_slice(inputs, (b, t), device)?;
+        let y = Tensor::from_slice(targets, b * t, device)?;
+        let logits = model.forward(&x, None).map_err(|e| candle_core::Error::Msg(e.to_string()))?; // (B, T, V)
+        let v = logits.dim(2)?;
+        candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &y)
+    };
+    ce().context(|| "language-model loss".into())
+}
+
+impl Objective for LmObjective<'_> {
+    fn loss(&mut self, model: &Model, step: u64, micro: u32) -> Result<(Tensor, usize)> {
+        let (x, y) = self.sampler.batch(&self.train, step, micro, self.batch_size, self.context)?;
+        let loss = lm_loss(model, &x, &y, self.batch_size, self.context, &self.device)?;
+        Ok((loss, self.batch_size * self.context))
+    }
+
+    fn eval_loss(&mut self, model: &Model) -> Result<Option<f64>> {
+        let mut total = 0f64;
+        for i in 0..self.eval_batches {
+            let (x, y) = self.sampler.eval_batch(&self.val, i as u32, self.batch_size, self.context)?;
+            let loss = lm_loss(model, &x, &y, self.batch_size, self.context, &self.device)?;
+            total += loss.detach().to_scalar::<f32>().context(|| "reading eval loss".into())? as f64;
+        }
+        Ok(Some(total / self.eval_batches.max(1) as f64))
+    }
+
+    fn sample(&mut self, model: &Model) -> Result<Option<String>> {
+        let mut prompt = self.tokenizer.encode(&self.sample.prompt, false)?;
+        if prompt.is_empty() {
+            prompt = vec![self.tokenizer.eos_id().unwrap_or(0)];
+        }
+        let params = ingot_generate::GenerateParams {
+            max_tokens: self.sample.max_tokens.min(model.context_length().saturating_sub(prompt.len() + 1)).max(1),
+            sampling: ingot_generate::SamplingParams {
+                temperature: self.sample.temperature,
+                top_k: self.sample.top_k,
+                seed: 1,
+                ..Default::default()
+            },
+            stop: Vec::new(),
+            no_cache: false,
+        };
+        let g = ingot_generate::generate(model, self.tokenizer, &prompt, &params, &self.device, |_| {})?;
+        Ok(Some(format!("{}{}", self.sample.prompt, g.text)))
+    }
+}
+
+/// Get (or make) the tokenizer and the prepared data folder.
+pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64) -> Result<(Tokenizer, PathBuf)> {
+    let dir = cfg.dir.clone().unwrap_or_else(|| out.join("data"));
+    if dir.join("dataset.json").exists() {
+        let tok = Tokenizer::from_file(dir.join("tokenizer.json"))?;
+        return Ok((tok, dir));
+    }
+    let corpus = cfg.corpus.as_ref().ok_or_else(|| {
+        Error::Config(format!(
+            "{} has no prepared data (dataset.json) and data.corpus is not set; run `ingot data prepare` or set data.corpus",
+            dir.display()
+        ))
+    })?;
+    let docs = ingot_data::read_corpus(corpus)?;
+    let tok = match &cfg.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => {
+            let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+            match cfg.tokenizer_kind.as_str() {
+                "char" => ingot_tokenizer::char_level(&texts, &["<|endoftext|>".to_string()])?,
+                "bpe" => ingot_tokenizer::train_bpe(
+                    &texts,
+                    &ingot_tokenizer::BpeOptions {
+                        vocab_size: cfg.vocab_size,
+                        min_frequency: 2,
+                        special_tokens: vec!["<|endoftext|>".to_string()],
+                        show_progress: false,
+                    },
+                )?,
+                other => return Err(Error::Config(format!("data.tokenizer_kind '{other}': expected \"char\" or \"bpe\""))),
+            }
+        }
+    };
+    let report = ingot_data::prepare(
+        &docs,
+        &tok,
+        &dir,
+        &ingot_data::PrepareOptions { val_fraction: cfg.val_fraction, seed, show_progress: true, ..Default::default() },
+    )?;
+    eprintln!(
+        "prepared {}: {} train / {} validation tokens, vocabulary {}",
+        dir.display(),
+        report.manifest.train.n_tokens,
+        report.manifest.val.n_tokens,
+        tok.vocab_size()
+    );
+    Ok((tok, dir))
+}
+
+/// Build the model of `cfg` with fresh, seeded weights; returns it with its VarMap and HF config.
+pub fn build_model(cfg: &ModelSection, vocab_size: usize, seed: u64, device: &Device) -> Result<(Model, VarMap, Value)> {
+    let mut config = ingot_models::presets::preset(&cfg.preset, vocab_size)?;
+    ingot_models::presets::apply_overrides(&mut config, &cfg.overrides)?;
+    let hf: ingot_models::HfConfig =
+        serde_json::from_value(config.clone()).map_err(|e| Error::Config(format!("model config: {e}")))?;
+    let varmap = VarMap::new();
+    let seeded = SeededVarMap::new(varmap.clone(), seed);
+    let w = Weights::from_var_builder(seeded.var_builder(device));
+    let model = ingot_models::from_hf_config(&hf, &w, "model config")?;
+    Ok((model, varmap, config))
+}
+
+/// Run the recipe: the whole of `ingot pretrain`.
+pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainReport> {
+    let device = Device::Cpu;
+    std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
+    let (tokenizer, data_dir) = prepare_data(&cfg.data, out, cfg.train.seed)?;
+    let train = TokenDataset::open(&data_dir, Split::Train)?;
+    let val = TokenDataset::open(&data_dir, Split::Val)?;
+    train.check_tokenizer(&tokenizer)?;
+    let (model, varmap, model_config) = build_model(&cfg.model, tokenizer.vocab_size(), cfg.train.seed, &device)?;
+    if cfg.data.context > model.context_length() {
+        return Err(Error::Config(format!(
+            "data.context {} exceeds the model's context length {}",
+            cfg.data.context,
+            model.context_length()
+        )));
+    }
+    let n_params: usize = varmap.all_vars().iter().map(|v| v.elem_count()).sum();
+    eprintln!(
+        "model: {} ({}), {:.2} M parameters; {} train / {} validation tokens",
+        cfg.model.preset,
+        model.architecture(),
+        n_params as f64 / 1e6,
+        train.len(),
+        val.len()
+    );
+    let mut objective = LmObjective {
+        train,
+        val,
+        sampler: BatchSampler { seed: cfg.train.seed },
+        batch_size: cfg.data.batch_size,
+        context: cfg.data.context,
+        eval_batches: cfg.data.eval_batches,
+        device: device.clone(),
+        tokenizer: &tokenizer,
+        sample: cfg.sample.clone(),
+    };
+    let run_info = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    let trainer = Trainer {
+        model: &model,
+        varmap: &varmap,
+        tokenizer: &tokenizer,
+        model_config,
+        run_info,
+        cfg: cfg.train.clone(),
+        out_dir: out.to_path_buf(),
+        progress,
+    };
+    trainer.run(&mut objective, resume)
+}

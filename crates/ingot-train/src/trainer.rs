@@ -1,0 +1,416 @@
+//! The training loop every method shares: micro-batches with gradient accumulation, global-norm
+//! clipping, AdamW with a warmup + cosine schedule, periodic evaluation and samples, metrics
+//! (JSONL + an SVG loss curve), progress with rate and ETA, and atomic checkpoints with exact
+//! resume.
+//!
+//! A method supplies an [`Objective`]: the loss of micro-batch `micro` of step `step`, computed
+//! from a pure function of (seed, step, micro). Together with the optimizer moments and weights
+//! saved in each checkpoint, that makes a resumed run bit-identical to an uninterrupted one.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
+use ingot_models::Model;
+use ingot_tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::checkpoint;
+use crate::error::{Context, Error, Result};
+use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use crate::plot;
+use crate::schedule::LrSchedule;
+
+/// What a training method computes.
+pub trait Objective {
+    /// Scalar loss of micro-batch `micro` of optimizer step `step`, and the tokens it covered.
+    /// Must depend only on (step, micro) and the model, so resumed runs see the same data.
+    fn loss(&mut self, model: &Model, step: u64, micro: u32) -> Result<(Tensor, usize)>;
+
+    /// Held-out loss, when the method has held-out data.
+    fn eval_loss(&mut self, model: &Model) -> Result<Option<f64>>;
+
+    /// A short text sample to show progress, when the method can make one.
+    fn sample(&mut self, _model: &Model) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Loop settings. Every field is documented where configs are written (`configs/*.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimizer steps to run in total (a resumed run continues up to this).
+    pub max_steps: u64,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    pub grad_accum: u32,
+    /// Peak learning rate, reached after `warmup_steps`.
+    pub lr: f64,
+    /// Final learning rate of the cosine decay.
+    pub min_lr: f64,
+    pub warmup_steps: u64,
+    /// Step at which the cosine decay reaches `min_lr` (default: `max_steps`).
+    pub decay_steps: Option<u64>,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Clip the global gradient norm to this (0 = off).
+    pub grad_clip: f64,
+    /// Seed for initialisation, data order and dropout.
+    pub seed: u64,
+    /// Evaluate held-out loss every this many steps (0 = only at the end).
+    pub eval_interval: u64,
+    /// Print a sample every this many steps (0 = never).
+    pub sample_interval: u64,
+    /// Write a metrics line every this many steps.
+    pub log_interval: u64,
+    /// Save a checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_interval: u64,
+    /// Checkpoints to keep.
+    pub keep_last: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 1000,
+            grad_accum: 1,
+            lr: 6e-4,
+            min_lr: 6e-5,
+            warmup_steps: 100,
+            decay_steps: None,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            seed: 1337,
+            eval_interval: 250,
+            sample_interval: 0,
+            log_interval: 10,
+            checkpoint_interval: 500,
+            keep_last: 3,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.max_steps == 0 {
+            return bad("train.max_steps must be at least 1".into());
+        }
+        if self.grad_accum == 0 {
+            return bad("train.grad_accum must be at least 1".into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 || self.min_lr > self.lr {
+            return bad(format!("train.lr must be > 0 and train.min_lr in [0, lr]; got lr {} min_lr {}", self.lr, self.min_lr));
+        }
+        if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
+            return bad(format!("train.beta1 and train.beta2 must be in [0, 1); got {} and {}", self.beta1, self.beta2));
+        }
+        if self.log_interval == 0 || self.keep_last == 0 {
+            return bad("train.log_interval and train.keep_last must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule::cosine(self.lr, self.min_lr, self.warmup_steps as usize, self.decay_steps.unwrap_or(self.max_steps) as usize)
+    }
+
+    pub fn adamw(&self) -> AdamWConfig {
+        AdamWConfig { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay }
+    }
+}
+
+/// One line of metrics.jsonl.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Metrics {
+    pub step: u64,
+    pub loss: f64,
+    pub val_loss: Option<f64>,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_sec: f64,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    pub steps_run: u64,
+    pub final_step: u64,
+    pub final_loss: f64,
+    pub final_val_loss: Option<f64>,
+    pub tokens: u64,
+    pub seconds: f64,
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// Sum `b` into `a`, variable by variable.
+fn accumulate(a: &mut GradStore, b: GradStore, vars: &[(String, Var)]) -> Result<()> {
+    for (name, var) in vars {
+        if let Some(gb) = b.get(var.as_tensor()) {
+            let sum = match a.get(var.as_tensor()) {
+                Some(ga) => (ga + gb).context(|| format!("accumulating gradient of {name}"))?,
+                None => gb.clone(),
+            };
+            a.insert(var.as_tensor(), sum);
+        }
+    }
+    Ok(())
+}
+
+/// Gradients of one optimizer step: the mean of `accum` micro-batch losses, backpropagated one
+/// micro-batch at a time and summed, which equals one batch `accum` times larger. Returns the
+/// gradients, the mean loss and the tokens seen.
+pub fn gradients(
+    model: &Model,
+    objective: &mut dyn Objective,
+    step: u64,
+    accum: u32,
+    vars: &[(String, Var)],
+) -> Result<(GradStore, f64, usize)> {
+    let mut grads: Option<GradStore> = None;
+    let (mut loss_sum, mut tokens) = (0f64, 0usize);
+    for micro in 0..accum {
+        let (loss, n_tokens) = objective.loss(model, step, micro)?;
+        loss_sum += loss.to_dtype(candle_core::DType::F64).and_then(|l| l.to_scalar::<f64>()).context(|| "reading the loss".into())?;
+        let scaled = (loss / accum as f64).context(|| "scaling the loss".into())?;
+        let g = scaled.backward().context(|| "backward pass".into())?;
+        match grads.as_mut() {
+            None => grads = Some(g),
+            Some(acc) => accumulate(acc, g, vars)?,
+        }
+        tokens += n_tokens;
+    }
+    let grads = grads.ok_or_else(|| Error::Config("train.grad_accum must be at least 1".into()))?;
+    Ok((grads, loss_sum / accum.max(1) as f64, tokens))
+}
+
+/// The named trainable variables of a VarMap, sorted by name.
+pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let data = varmap.data().lock().map_err(|_| Error::Config("variable map lock poisoned".into()))?;
+    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
+}
+
+/// Everything a run needs besides the objective.
+pub struct Trainer<'a> {
+    pub model: &'a Model,
+    pub varmap: &'a VarMap,
+    pub tokenizer: &'a Tokenizer,
+    /// The HF config.json written with every checkpoint.
+    pub model_config: Value,
+    /// Extra fields stored in trainer_state.json (the recipe's own config, for the record).
+    pub run_info: Value,
+    pub cfg: TrainConfig,
+    pub out_dir: PathBuf,
+    /// Show a progress bar (off in tests).
+    pub progress: bool,
+}
+
+impl Trainer<'_> {
+    /// Run from step 0, or from the latest checkpoint in `out_dir` when `resume`.
+    pub fn run(&self, objective: &mut dyn Objective, resume: bool) -> Result<TrainReport> {
+        self.cfg.validate()?;
+        self.cfg.schedule().validate()?;
+        std::fs::create_dir_all(&self.out_dir).map_err(Error::io("creating", &self.out_dir))?;
+        let vars = named_vars(self.varmap)?;
+        let mut optimizer = AdamW::new(vars.clone(), self.cfg.adamw())?;
+        let mut start_step = 0u64;
+        let mut history: Vec<Metrics> = Vec::new();
+        if resume {
+            match checkpoint::latest(&self.out_dir)? {
+                Some(dir) => {
+                    let ck = checkpoint::load(&dir, &candle_core::Device::Cpu)?;
+                    self.restore_weights(&vars, &ck.weights, &dir)?;
+                    let step = ck.trainer_state.get("step").and_then(Value::as_u64).ok_or_else(|| {
+                        Error::Config(format!("{}: trainer_state.json has no step", dir.display()))
+                    })?;
+                    let opt_steps = ck.trainer_state.get("optimizer_steps").and_then(Value::as_u64).unwrap_or(step);
+                    optimizer.load_state(ck.optimizer, opt_steps)?;
+                    history = read_metrics(&self.out_dir.join("metrics.jsonl"), step);
+                    start_step = step;
+                    eprintln!("resuming from {} (step {step})", dir.display());
+                }
+                None => return Err(Error::Config(format!(
+                    "--resume: no checkpoint in {} (start without --resume)",
+                    self.out_dir.display()
+                ))),
+            }
+        }
+        // Rewrite the metrics log up to the resume point, so a resumed run's log has no
+        // duplicate or orphaned lines from after the checkpoint.
+        let metrics_path = self.out_dir.join("metrics.jsonl");
+        let mut log = String::new();
+        for m in &history {
+            log.push_str(&serde_json::to_string(m).unwrap_or_default());
+            log.push('\n');
+        }
+        ingot_core::assets::write_atomic(&metrics_path, log.as_bytes())?;
+        let mut metrics_file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&metrics_path)
+            .map_err(Error::io("writing", &metrics_path))?;
+
+        let schedule = self.cfg.schedule();
+        let bar = progress_bar(self.progress, start_step, self.cfg.max_steps);
+        let started = Instant::now();
+        let mut tokens_total = 0u64;
+        let (mut last_loss, mut last_val, mut last_ckpt) = (f64::NAN, None, None);
+        let mut window = (Instant::now(), 0usize);
+        for step in start_step..self.cfg.max_steps {
+            if let Some(d) = self.model.dropout_state() {
+                d.train(self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15));
+            }
+            let (mut grads, loss, n_tokens) = gradients(self.model, objective, step, self.cfg.grad_accum, &vars)?;
+            tokens_total += n_tokens as u64;
+            window.1 += n_tokens;
+            if let Some(d) = self.model.dropout_state() {
+                d.eval();
+            }
+            if !loss.is_finite() {
+                return Err(Error::Diverged { step, loss });
+            }
+            let max_norm = if self.cfg.grad_clip > 0.0 { self.cfg.grad_clip } else { f64::INFINITY };
+            let grad_norm = clip_grad_norm(&mut grads, vars.iter().map(|(_, v)| v), max_norm)?;
+            if !grad_norm.is_finite() {
+                return Err(Error::Diverged { step, loss: grad_norm });
+            }
+            let lr = schedule.lr(step as usize);
+            optimizer.step(&grads, lr)?;
+            let done = step + 1;
+            last_loss = loss;
+
+            let eval_now = done == self.cfg.max_steps || (self.cfg.eval_interval > 0 && done % self.cfg.eval_interval == 0);
+            let val_loss = if eval_now { objective.eval_loss(self.model)? } else { None };
+            if val_loss.is_some() {
+                last_val = val_loss;
+            }
+            if done % self.cfg.log_interval == 0 || eval_now {
+                let secs = window.0.elapsed().as_secs_f64().max(1e-9);
+                let m = Metrics { step: done, loss, val_loss, lr, grad_norm, tokens_per_sec: window.1 as f64 / secs };
+                window = (Instant::now(), 0);
+                writeln!(metrics_file, "{}", serde_json::to_string(&m).unwrap_or_default())
+                    .map_err(Error::io("writing", &metrics_path))?;
+                bar.set_message(format!(
+                    "loss {:.4}{} | {:.0} tok/s",
+                    loss,
+                    val_loss.map(|v| format!(" val {v:.4}")).unwrap_or_default(),
+                    m.tokens_per_sec
+                ));
+                if let Some(v) = val_loss {
+                    say(&bar, format!("step {done}: loss {loss:.4}, val loss {v:.4}, lr {lr:.2e}, grad norm {grad_norm:.3}"));
+                }
+                history.push(m);
+                if eval_now {
+                    self.write_plot(&history)?;
+                }
+            }
+            if self.cfg.sample_interval > 0 && (done % self.cfg.sample_interval == 0 || done == self.cfg.max_steps) {
+                if let Some(text) = objective.sample(self.model)? {
+                    say(&bar, format!("--- sample at step {done} ---\n{text}\n---"));
+                }
+            }
+            let save_now = done == self.cfg.max_steps || (self.cfg.checkpoint_interval > 0 && done % self.cfg.checkpoint_interval == 0);
+            if save_now {
+                let state = json!({
+                    "step": done,
+                    "optimizer_steps": optimizer.step_count(),
+                    "seed": self.cfg.seed,
+                    "loss": loss,
+                    "val_loss": last_val,
+                    "train": self.cfg,
+                    "run": self.run_info,
+                });
+                let tensors: Vec<(String, Tensor)> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+                let contents = checkpoint::CheckpointContents {
+                    weights: &tensors,
+                    config: &self.model_config,
+                    tokenizer: self.tokenizer,
+                    optimizer: &optimizer.state_tensors(),
+                    trainer_state: &state,
+                };
+                let path = checkpoint::save(&self.out_dir, done, &contents, self.cfg.keep_last)?;
+                last_ckpt = Some(path);
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(TrainReport {
+            steps_run: self.cfg.max_steps.saturating_sub(start_step),
+            final_step: self.cfg.max_steps.max(start_step),
+            final_loss: last_loss,
+            final_val_loss: last_val,
+            tokens: tokens_total,
+            seconds: started.elapsed().as_secs_f64(),
+            last_checkpoint: last_ckpt,
+        })
+    }
+
+    fn restore_weights(&self, vars: &[(String, Var)], weights: &HashMap<String, Tensor>, dir: &Path) -> Result<()> {
+        for (name, var) in vars {
+            let t = weights.get(name).ok_or_else(|| {
+                Error::Config(format!("{}: checkpoint has no weight '{name}' (was it saved by a different model config?)", dir.display()))
+            })?;
+            if t.shape() != var.shape() {
+                return Err(Error::Config(format!(
+                    "{}: weight '{name}' has shape {:?}, the model expects {:?}",
+                    dir.display(),
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(t).context(|| format!("restoring {name}"))?;
+        }
+        Ok(())
+    }
+
+    fn write_plot(&self, history: &[Metrics]) -> Result<()> {
+        let train: Vec<(f64, f64)> = history.iter().map(|m| (m.step as f64, m.loss)).collect();
+        let val: Vec<(f64, f64)> = history.iter().filter_map(|m| m.val_loss.map(|v| (m.step as f64, v))).collect();
+        let svg = plot::loss_curve_svg(&[("train loss", &train), ("validation loss", &val)], "Loss", "step", "loss");
+        plot::write_svg(&self.out_dir.join("loss.svg"), &svg)
+    }
+}
+
+/// A line above the progress bar, or on stderr when there is no bar (not a terminal).
+fn say(bar: &indicatif::ProgressBar, msg: String) {
+    if bar.is_hidden() {
+        eprintln!("{msg}");
+    } else {
+        bar.println(msg);
+    }
+}
+
+/// Metrics lines of an earlier run up to `step`.
+fn read_metrics(path: &Path, step: u64) -> Vec<Metrics> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Metrics>(l).ok())
+        .filter(|m| m.step <= step)
+        .collect()
+}
+
+fn progress_bar(show: bool, start: u64, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_position(start);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}, {per_sec}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.reset_eta();
+    bar
+}
