@@ -34,7 +34,7 @@ pub enum FinishReason {
     Eos,
     /// A stop string appeared.
     Stop,
-    /// `max_tokens` reached, or the context window is full.
+    /// `max_tokens` reached.
     Length,
 }
 
@@ -168,10 +168,17 @@ pub fn generate(
                 break;
             }
         }
-        if out_tokens.len() >= params.max_tokens || all.len() >= ctx {
+        if out_tokens.len() >= params.max_tokens {
             break;
         }
-        logits = next_logits(model, &to_input(&[next])?, &mut cache, params.no_cache, &all)?;
+        logits = if all.len() >= ctx {
+            // The window is full: slide it, as nanoGPT does, recomputing the last ctx - 1 tokens
+            // from scratch (positions restart, so the cache cannot be reused).
+            let window = &all[all.len() + 1 - ctx..];
+            next_logits(model, &to_input(window)?, &mut cache, true, window)?
+        } else {
+            next_logits(model, &to_input(&[next])?, &mut cache, params.no_cache, &all)?
+        };
     }
     if finish_reason != FinishReason::Stop {
         if let Some(rest) = stream.finish() {

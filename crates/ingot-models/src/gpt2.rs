@@ -114,7 +114,7 @@ impl Gpt2 {
             w.clone()
         };
         let wte = Embedding::load(&t.pp("wte"), cfg.vocab_size, cfg.n_embd, normal(0.02))?;
-        let wpe = t.pp("wpe").get(&[cfg.n_positions, cfg.n_embd], "weight", normal(0.01))?;
+        let wpe = t.pp("wpe").get(&[cfg.n_positions, cfg.n_embd], "weight", normal(0.02))?;
         let dropout = DropoutState::new();
         let blocks = (0..cfg.n_layer).map(|i| Block::load(&t.pp("h").pp(i), cfg, &dropout)).collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::load(&t.pp("ln_f"), cfg.n_embd, cfg.layer_norm_epsilon)?;

@@ -219,6 +219,8 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        // Weights only: a training checkpoint also holds optimizer.safetensors.
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("model")))
         .collect();
     files.sort();
     if files.is_empty() {

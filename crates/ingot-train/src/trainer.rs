@@ -148,6 +148,8 @@ pub struct TrainReport {
     pub final_step: u64,
     pub final_loss: f64,
     pub final_val_loss: Option<f64>,
+    /// Loss over the whole validation split at the end (recipes that have one fill it in).
+    pub full_val_loss: Option<f64>,
     pub tokens: u64,
     pub seconds: f64,
     pub last_checkpoint: Option<PathBuf>,
@@ -350,6 +352,7 @@ impl Trainer<'_> {
             final_step: self.cfg.max_steps.max(start_step),
             final_loss: last_loss,
             final_val_loss: last_val,
+            full_val_loss: None,
             tokens: tokens_total,
             seconds: started.elapsed().as_secs_f64(),
             last_checkpoint: last_ckpt,

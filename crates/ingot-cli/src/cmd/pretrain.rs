@@ -22,6 +22,9 @@ pub struct PretrainCmd {
     /// Override a config field, e.g. --set train.max_steps=500 --set model.n_layer=6 (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Don't train: measure the latest checkpoint's loss over the whole validation split.
+    #[arg(long)]
+    pub eval_only: bool,
     /// Print the resolved config and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -43,6 +46,11 @@ pub fn run(cmd: PretrainCmd) -> Result<()> {
     let out = cmd.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(cmd.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()))
     });
+    if cmd.eval_only {
+        let (dir, loss) = pretrain::evaluate_latest(&cfg, &out)?;
+        println!("{}: validation loss {loss:.4} over the whole validation split", dir.display());
+        return Ok(());
+    }
     let report = pretrain::run(&cfg, &out, cmd.resume, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
     println!(
         "trained {} steps ({} tokens) in {:.1} s: {:.0} tokens/s; final loss {:.4}{}",
@@ -51,8 +59,11 @@ pub fn run(cmd: PretrainCmd) -> Result<()> {
         report.seconds,
         report.tokens as f64 / report.seconds.max(1e-9),
         report.final_loss,
-        report.final_val_loss.map(|v| format!(", validation loss {v:.4}")).unwrap_or_default()
+        report.final_val_loss.map(|v| format!(", validation loss {v:.4} (estimate)")).unwrap_or_default()
     );
+    if let Some(full) = report.full_val_loss {
+        println!("validation loss over the whole validation split: {full:.4}");
+    }
     if let Some(ck) = report.last_checkpoint {
         println!("checkpoint: {}", ck.display());
     }

@@ -204,6 +204,29 @@ impl Objective for LmObjective<'_> {
     }
 }
 
+/// Mean next-token loss over a whole split: consecutive windows of `context` + 1 tokens
+/// (overlapping by one), `batch_size` windows at a time. Exact where the periodic estimate samples.
+pub fn full_loss(model: &Model, ds: &TokenDataset, context: usize, batch_size: usize, device: &Device) -> Result<f64> {
+    let n_windows = (ds.len().saturating_sub(1) / context as u64) as usize;
+    if n_windows == 0 {
+        return Err(Error::Config(format!("the split has {} tokens, fewer than context + 1 = {}", ds.len(), context + 1)));
+    }
+    let (mut total, mut count) = (0f64, 0usize);
+    for first in (0..n_windows).step_by(batch_size) {
+        let b = batch_size.min(n_windows - first);
+        let (mut x, mut y) = (Vec::with_capacity(b * context), Vec::with_capacity(b * context));
+        for w in first..first + b {
+            let win = ds.window((w * context) as u64, context + 1)?;
+            x.extend_from_slice(&win[..context]);
+            y.extend_from_slice(&win[1..]);
+        }
+        let loss = lm_loss(model, &x, &y, b, context, device)?;
+        total += loss.detach().to_scalar::<f32>().context(|| "reading loss".into())? as f64 * (b * context) as f64;
+        count += b * context;
+    }
+    Ok(total / count as f64)
+}
+
 /// Get (or make) the tokenizer and the prepared data folder.
 pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64) -> Result<(Tokenizer, PathBuf)> {
     let dir = cfg.dir.clone().unwrap_or_else(|| out.join("data"));
@@ -253,12 +276,22 @@ pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64) -> Result<(Tokeniz
     Ok((tok, dir))
 }
 
-/// Build the model of `cfg` with fresh, seeded weights; returns it with its VarMap and HF config.
-pub fn build_model(cfg: &ModelSection, vocab_size: usize, seed: u64, device: &Device) -> Result<(Model, VarMap, Value)> {
+/// The HF config of `cfg` for `vocab_size` tokens, checked, and the model's context length.
+pub fn resolve_model_config(cfg: &ModelSection, vocab_size: usize) -> Result<(Value, ingot_models::HfConfig, usize)> {
     let mut config = ingot_models::presets::preset(&cfg.preset, vocab_size)?;
     ingot_models::presets::apply_overrides(&mut config, &cfg.overrides)?;
     let hf: ingot_models::HfConfig =
         serde_json::from_value(config.clone()).map_err(|e| Error::Config(format!("model config: {e}")))?;
+    let context = match hf.model_type().as_str() {
+        "gpt2" => hf.gpt2("model config")?.n_positions,
+        _ => hf.llama("model config")?.max_position_embeddings,
+    };
+    Ok((config, hf, context))
+}
+
+/// Build the model of `cfg` with fresh, seeded weights; returns it with its VarMap and HF config.
+pub fn build_model(cfg: &ModelSection, vocab_size: usize, seed: u64, device: &Device) -> Result<(Model, VarMap, Value)> {
+    let (config, hf, _) = resolve_model_config(cfg, vocab_size)?;
     let varmap = VarMap::new();
     let seeded = SeededVarMap::new(varmap.clone(), seed);
     let w = Weights::from_var_builder(seeded.var_builder(device));
@@ -269,6 +302,14 @@ pub fn build_model(cfg: &ModelSection, vocab_size: usize, seed: u64, device: &De
 /// Run the recipe: the whole of `ingot pretrain`.
 pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainReport> {
     let device = Device::Cpu;
+    // Check the model config before the (slower) data preparation, so typos fail fast.
+    let (_, _, model_context) = resolve_model_config(&cfg.model, 256)?;
+    if cfg.data.context > model_context {
+        return Err(Error::Config(format!(
+            "data.context {} exceeds the model's context length {model_context}",
+            cfg.data.context
+        )));
+    }
     std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
     let (tokenizer, data_dir) = prepare_data(&cfg.data, out, cfg.train.seed)?;
     let train = TokenDataset::open(&data_dir, Split::Train)?;
@@ -313,5 +354,20 @@ pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, progress: bool) -> Re
         out_dir: out.to_path_buf(),
         progress,
     };
-    trainer.run(&mut objective, resume)
+    let mut report = trainer.run(&mut objective, resume)?;
+    let full = full_loss(&model, &objective.val, cfg.data.context, cfg.data.batch_size.max(1) * 4, &device)?;
+    report.full_val_loss = Some(full);
+    Ok(report)
+}
+
+/// Load the latest checkpoint of a run and measure its loss over the whole validation split.
+pub fn evaluate_latest(cfg: &PretrainConfig, out: &Path) -> Result<(PathBuf, f64)> {
+    let device = Device::Cpu;
+    let dir = crate::checkpoint::latest(out)?
+        .ok_or_else(|| Error::Config(format!("no checkpoint in {} to evaluate", out.display())))?;
+    let data_dir = cfg.data.dir.clone().unwrap_or_else(|| out.join("data"));
+    let val = TokenDataset::open(&data_dir, Split::Val)?;
+    let (model, _) = ingot_models::load(&dir, &device)?;
+    let loss = full_loss(&model, &val, cfg.data.context, cfg.data.batch_size.max(1) * 4, &device)?;
+    Ok((dir, loss))
 }

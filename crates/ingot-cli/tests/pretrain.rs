@@ -1,0 +1,158 @@
+//! `ingot tokenizer train`, `ingot data prepare` and `ingot pretrain` as a user runs them,
+//! including a run killed (SIGKILL) while it saves checkpoints and then resumed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ingot() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ingot"));
+    c.env_remove("INGOT_HOME");
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = ingot().args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ingot-cli-pretrain-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_corpus(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    for d in 0..4 {
+        let text: String = (0..200)
+            .map(|i| format!("LINE {i} of play {d}: the quality of mercy is not strained.\n"))
+            .collect();
+        std::fs::write(corpus.join(format!("p{d}.txt")), text).unwrap();
+    }
+    corpus
+}
+
+fn write_config(dir: &Path, corpus: &Path, max_steps: u32, checkpoint_interval: u32) -> PathBuf {
+    let path = dir.join("tiny.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[model]
+preset = "char-baby"
+n_layer = 1
+n_head = 2
+n_embd = 32
+n_positions = 32
+[data]
+corpus = "{}"
+batch_size = 4
+context = 16
+eval_batches = 2
+[train]
+max_steps = {max_steps}
+warmup_steps = 2
+decay_steps = {max_steps}
+lr = 3e-3
+min_lr = 3e-4
+eval_interval = 10
+checkpoint_interval = {checkpoint_interval}
+log_interval = 1
+keep_last = 2
+"#,
+            corpus.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn tokenizer_train_and_data_prepare() {
+    let dir = temp_dir("prep");
+    let corpus = write_corpus(&dir);
+    let tok = dir.join("tok.json");
+    let (code, _, err) = run(&["tokenizer", "train", "--corpus", corpus.to_str().unwrap(), "--kind", "bpe", "--vocab-size", "300", "--out", tok.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let data = dir.join("data");
+    let (code, out, err) = run(&["data", "prepare", "--corpus", corpus.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--out", data.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("train") && data.join("dataset.json").exists(), "{out}");
+    // A truncated shard is a one-line error when training on it.
+    let shard = data.join("train_00000.bin");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 7]).unwrap();
+    let cfg = write_config(&dir, &corpus, 4, 2);
+    let (code, _, err) = run(&["pretrain", "--config", cfg.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap(), "--set", &format!("data.dir=\"{}\"", data.display())]);
+    assert_eq!(code, 1);
+    assert!(err.contains("truncated") && err.lines().count() == 1, "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn pretrain_killed_while_saving_resumes() {
+    let dir = temp_dir("kill");
+    let corpus = write_corpus(&dir);
+    // A checkpoint every step, so a kill lands in or near a save.
+    let cfg = write_config(&dir, &corpus, 400, 1);
+    let out = dir.join("run");
+    // Prepare data first so the kill hits training, not preparation.
+    let (code, _, err) = run(&["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "train.max_steps=1"]);
+    assert_eq!(code, 0, "{err}");
+    for round in 0..3 {
+        let mut child = ingot()
+            .args(["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(900 + 370 * round));
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60));
+        // The latest checkpoint loads as a model.
+        let latest = std::fs::read_to_string(out.join("latest")).unwrap();
+        let step_dir = out.join(latest.trim());
+        let (code, _, err) = run(&["inspect", step_dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "round {round}: latest checkpoint {} does not load: {err}", step_dir.display());
+    }
+    // Finishing from there works and ends at step 400.
+    let (code, stdout, err) = run(&["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume", "--set", "train.max_steps=400"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.join("step-00000400").exists(), "{stdout}");
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> =
+        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (1..=400).collect::<Vec<_>>(), "metrics log has gaps or repeats after kills");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn pretrain_config_errors_are_one_line() {
+    let dir = temp_dir("cfg");
+    let corpus = write_corpus(&dir);
+    let cfg = write_config(&dir, &corpus, 4, 2);
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "model.n_layerz=3"], "n_layerz"),
+        (&["--set", "model.preset=huge"], "unknown model preset 'huge'"),
+        (&["--set", "train.lr=-1"], "train.lr"),
+        (&["--set", "data.context=999"], "context"),
+        (&["--set", "train.bogus=1"], "bogus"),
+    ];
+    let run_dir = dir.join("run");
+    for (extra, phrase) in cases {
+        let mut args = vec!["pretrain", "--config", cfg.to_str().unwrap(), "--out", run_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, _, err) = run(&args);
+        assert_eq!(code, 1, "{extra:?}: {err}");
+        assert!(err.starts_with("error:") && err.lines().count() == 1 && err.contains(phrase), "{extra:?}: {err}");
+    }
+    let (code, _, err) = run(&["pretrain", "--config", dir.join("missing.toml").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("missing.toml"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
