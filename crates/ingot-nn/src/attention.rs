@@ -84,6 +84,16 @@ pub fn causal_mask(t: usize, s: usize, device: &Device) -> candle_core::Result<T
     Tensor::from_vec(mask, (t, s), device)
 }
 
+/// a @ b, reading `b` in place when its strides allow (a KV-cache view usually does) and copying
+/// it to a contiguous tensor only when candle's GEMM cannot take its layout. Copying the whole
+/// cache at every decode step was the largest cost of decoding at long contexts.
+fn matmul_strided(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    match a.matmul(b) {
+        Ok(y) => Ok(y),
+        Err(_) => a.matmul(&b.contiguous()?),
+    }
+}
+
 /// softmax(q kᵀ / sqrt(D) + mask) v, causal, with grouped-query heads.
 ///
 /// q (B, H, T, D); k, v (B, K, S, D) with S >= T, the last T of which are q's positions.
@@ -99,7 +109,7 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Resu
     // one batched matmul serve the whole group instead of copying k and v R times.
     let q = q.contiguous()?.reshape((b, kh, r * t, d))?; // (B, K, R·T, D)
     let scale = 1.0 / (d as f64).sqrt();
-    let scores = (q.matmul(&k.t()?)? * scale)?; // (B, K, R·T, S)
+    let scores = (matmul_strided(&q, &k.t()?)? * scale)?; // (B, K, R·T, S)
     let scores = if t > 1 {
         let mask = causal_mask(t, s, q.device())?.to_dtype(scores.dtype())?;
         scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
@@ -109,5 +119,5 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Resu
     // Softmax in at least f32 (f64 stays f64, for gradient checks).
     let wide = if scores.dtype() == DType::F64 { scores } else { scores.to_dtype(DType::F32)? };
     let probs = softmax_last_dim(&wide)?.to_dtype(v.dtype())?;
-    probs.matmul(&v.contiguous()?)?.reshape((b, h, t, d)) // (B, K, R·T, D) -> (B, H, T, D)
+    matmul_strided(&probs, v)?.reshape((b, h, t, d)) // (B, K, R·T, D) -> (B, H, T, D)
 }
