@@ -637,7 +637,7 @@ impl GgufFile {
         // slice must be aligned. Data offsets honour general.alignment, but a file may set a tiny
         // one: copy to an aligned buffer in that case.
         let aligned: Vec<u64>;
-        let bytes = if (bytes.as_ptr() as usize) % 8 == 0 {
+        let bytes = if (bytes.as_ptr() as usize).is_multiple_of(8) {
             bytes
         } else {
             let mut buf = vec![0u64; bytes.len().div_ceil(8)];

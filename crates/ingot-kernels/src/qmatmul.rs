@@ -65,7 +65,7 @@ pub struct QMatrix {
 impl QMatrix {
     /// Wrap raw GGML block bytes of an (n, k) matrix.
     pub fn new(format: QFormat, n: usize, k: usize, data: &[u8]) -> Result<Self> {
-        if k % BLOCK != 0 {
+        if !k.is_multiple_of(BLOCK) {
             candle_core::bail!("quantized matrix width {k} is not a multiple of {BLOCK}")
         }
         let expected = n * (k / BLOCK) * format.block_bytes();
@@ -238,7 +238,7 @@ fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out
 /// Panics if `isa` is not in [`available_isas`] or the slices are too short.
 pub fn dot_rows_isa(isa: Isa, format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
     let rows = out.len();
-    assert!(rows <= FUSED_MAX_ROWS && k % BLOCK == 0);
+    assert!(rows <= FUSED_MAX_ROWS && k.is_multiple_of(BLOCK));
     assert!(wrow.len() >= k / BLOCK * format.block_bytes() && x.len() >= rows * k && xsum.len() >= rows * (k / BLOCK));
     assert!(available_isas().contains(&isa), "{isa:?} is not supported by this CPU");
     match isa {

@@ -75,7 +75,7 @@ fn need<T>(v: Option<T>, field: &str, source: &str) -> Result<T> {
 }
 
 fn check_gpt2_heads(n_embd: usize, n_head: usize, source: &str) -> Result<()> {
-    if n_head == 0 || n_embd == 0 || n_embd % n_head != 0 {
+    if n_head == 0 || n_embd == 0 || !n_embd.is_multiple_of(n_head) {
         return Err(Error::Model(format!(
             "{source}: width {n_embd} does not split into {n_head} attention heads (must be a positive multiple)"
         )));
@@ -84,7 +84,7 @@ fn check_gpt2_heads(n_embd: usize, n_head: usize, source: &str) -> Result<()> {
 }
 
 fn check_heads(hidden: usize, heads: usize, kv_heads: usize, source: &str) -> Result<()> {
-    if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || hidden == 0 {
+    if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || hidden == 0 {
         return Err(Error::Model(format!(
             "{source}: {heads} attention heads and {kv_heads} key/value heads are inconsistent (heads must be a positive multiple of kv heads)"
         )));

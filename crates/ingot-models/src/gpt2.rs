@@ -61,7 +61,7 @@ impl Block {
         Ok(Self {
             ln_1: LayerNorm::load(&w.pp("ln_1"), c, eps)?,
             c_attn: Linear::load_conv1d(&w.pp("attn").pp("c_attn"), c, 3 * c, normal(0.02))?,
-            attn_proj: Linear::load_conv1d(&w.pp("attn").pp("c_proj"), c, c, resid_init.clone())?,
+            attn_proj: Linear::load_conv1d(&w.pp("attn").pp("c_proj"), c, c, resid_init)?,
             ln_2: LayerNorm::load(&w.pp("ln_2"), c, eps)?,
             c_fc: Linear::load_conv1d(&w.pp("mlp").pp("c_fc"), c, cfg.n_inner, normal(0.02))?,
             mlp_proj: Linear::load_conv1d(&w.pp("mlp").pp("c_proj"), cfg.n_inner, c, resid_init)?,
@@ -123,7 +123,7 @@ impl Gpt2 {
         } else {
             wte.as_linear()?
         };
-        if cfg.n_embd % cfg.n_head != 0 {
+        if !cfg.n_embd.is_multiple_of(cfg.n_head) {
             return Err(Error::Model(format!("n_embd {} is not divisible by n_head {}", cfg.n_embd, cfg.n_head)));
         }
         let embd_dropout = Dropout::new(cfg.dropout, dropout.clone());

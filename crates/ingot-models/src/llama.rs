@@ -58,8 +58,8 @@ impl Attention {
         let (c, h, k, d) = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let init = normal(0.02);
         let resid_init = normal(0.02 / (2.0 * cfg.num_layers as f64).sqrt());
-        let q_proj = Linear::load(&w.pp("q_proj"), c, h * d, cfg.attention_bias, init.clone())?;
-        let k_proj = Linear::load(&w.pp("k_proj"), c, k * d, cfg.attention_bias, init.clone())?;
+        let q_proj = Linear::load(&w.pp("q_proj"), c, h * d, cfg.attention_bias, init)?;
+        let k_proj = Linear::load(&w.pp("k_proj"), c, k * d, cfg.attention_bias, init)?;
         let v_proj = Linear::load(&w.pp("v_proj"), c, k * d, cfg.attention_bias, init)?;
         Ok(Self {
             qkv: SharedInput::new(vec![q_proj, k_proj, v_proj]),

@@ -79,7 +79,7 @@ impl Rope {
         // Tables are materialised up front: refuse sizes no real model has rather than trying to
         // allocate them (a corrupt or hostile config could ask for 2^60 positions).
         const MAX_POSITIONS: usize = 1 << 22;
-        if max_positions == 0 || max_positions > MAX_POSITIONS || head_dim == 0 || head_dim % 2 != 0 {
+        if max_positions == 0 || max_positions > MAX_POSITIONS || head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(ingot_core::Error::Model(format!(
                 "context length {max_positions} with head dim {head_dim} is not supported (context must be 1..={MAX_POSITIONS}, head dim even)"
             )));
