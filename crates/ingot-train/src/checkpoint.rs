@@ -306,7 +306,16 @@ fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], what: &str) -> R
     if map.len() != tensors.len() {
         return Err(Error::Config(format!("{what}: duplicate tensor names")));
     }
-    candle_core::safetensors::save(&map, path).context(|| format!("writing {what} to {}", path.display()))?;
+    // Hugging Face transformers refuses safetensors files without {"format": "pt"} metadata
+    // ("does not contain the valid metadata"); write it so checkpoints load there too.
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let contiguous: Vec<(&str, Tensor)> = map
+        .into_iter()
+        .map(|(k, t)| t.contiguous().map(|t| (k, t)))
+        .collect::<candle_core::Result<_>>()
+        .context(|| format!("preparing {what}"))?;
+    safetensors::serialize_to_file(contiguous, Some(metadata), path)
+        .map_err(|e| Error::Corrupt { path: path.to_path_buf(), detail: format!("writing {what}: {e}") })?;
     sync_file(path)
 }
 

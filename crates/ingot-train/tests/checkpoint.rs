@@ -87,6 +87,11 @@ fn round_trip_and_loads_as_a_model() {
     let dir = save(&out, 1200, &varmap, &opt, &tok, 3);
     assert_eq!(dir.file_name().unwrap(), "step-00001200");
     assert_eq!(checkpoint::latest(&out).unwrap().as_deref(), Some(dir.as_path()));
+    // transformers only loads safetensors whose header metadata says {"format": "pt"}.
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header["__metadata__"]["format"], "pt", "header: {header}");
 
     let ckpt = checkpoint::load_latest(&out, &Device::Cpu).unwrap().unwrap();
     let weights = weights_of(&varmap);
