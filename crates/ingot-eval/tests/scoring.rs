@@ -1,0 +1,128 @@
+//! Log-likelihood and perplexity on tiny random models, against plain forward passes.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarMap;
+use ingot_eval::loglik::{score_continuations, score_continuations_naive};
+use ingot_eval::perplexity;
+use ingot_models::Model;
+use ingot_nn::{SeededVarMap, Weights};
+
+fn tiny(kind: &str, seed: u64) -> Model {
+    let json = match kind {
+        "gpt2" => r#"{"model_type":"gpt2","vocab_size":41,"n_positions":48,"n_embd":16,"n_layer":2,"n_head":2}"#,
+        _ => r#"{"model_type":"llama","vocab_size":41,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
+               "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":48}"#,
+    };
+    let cfg: ingot_models::HfConfig = serde_json::from_str(json).unwrap();
+    let seeded = SeededVarMap::new(VarMap::new(), seed);
+    let w = Weights::from_var_builder(seeded.var_builder(&Device::Cpu));
+    let model = ingot_models::from_hf_config(&cfg, &w, "test").unwrap();
+    // Larger weights than the 0.02 init, so the predictions are far from uniform.
+    for var in seeded.var_map().all_vars() {
+        let scaled = (var.as_tensor() * 8.0).unwrap();
+        var.set(&scaled).unwrap();
+    }
+    model
+}
+
+fn ids(n: usize, mul: usize, add: usize) -> Vec<u32> {
+    (0..n).map(|i| ((i * mul + add) % 41) as u32).collect()
+}
+
+/// Σ log_softmax(forward(context ++ cont))[positions] with candle's own log_softmax.
+fn reference(model: &Model, context: &[u32], cont: &[u32]) -> f64 {
+    let all: Vec<u32> = context.iter().chain(cont).copied().collect();
+    let x = Tensor::new(all.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let logits = model.forward(&x, None).unwrap().squeeze(0).unwrap().to_dtype(DType::F64).unwrap();
+    let logp = candle_nn::ops::log_softmax(&logits, 1).unwrap().to_vec2::<f64>().unwrap();
+    cont.iter().enumerate().map(|(j, &t)| logp[context.len() - 1 + j][t as usize]).sum()
+}
+
+#[test]
+fn shared_prefix_scores_equal_plain_forward_passes() {
+    for kind in ["gpt2", "llama"] {
+        let model = tiny(kind, 11);
+        let context = ids(13, 7, 3);
+        let conts = vec![ids(1, 1, 5), ids(4, 3, 1), ids(7, 5, 2), ids(2, 9, 9)];
+        let fast = score_continuations(&model, &context, &conts, &Device::Cpu).unwrap();
+        let naive = score_continuations_naive(&model, &context, &conts, &Device::Cpu).unwrap();
+        for ((f, n), c) in fast.iter().zip(&naive).zip(&conts) {
+            let r = reference(&model, &context, c);
+            // f32 logits, f64 sums: agreement to 1e-4 absolute on scores of magnitude ~10.
+            assert!((f.logprob - n.logprob).abs() < 1e-4, "{kind}: shared {} vs naive {}", f.logprob, n.logprob);
+            assert!((f.logprob - r).abs() < 1e-4, "{kind}: shared {} vs log_softmax reference {r}", f.logprob);
+            assert_eq!(f.is_greedy, n.is_greedy);
+            assert_eq!(f.n_tokens, c.len());
+        }
+        // Different continuations score differently (the comparison above can fail).
+        assert!((fast[1].logprob - fast[2].logprob).abs() > 1e-3);
+    }
+}
+
+/// The same on the real default model (quantized weights, fused kernels, 30 layers).
+#[test]
+fn shared_prefix_on_the_default_model() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI must fetch the default model first");
+        eprintln!("SKIPPED: {} missing; run scripts/fetch-assets", path.display());
+        return;
+    }
+    let (model, _) = ingot_models::load(&path, &Device::Cpu).unwrap();
+    // "The capital of France is" + four endings (ids from the model's own vocabulary).
+    let context = vec![504, 3575, 282, 4649, 314];
+    let conts = vec![vec![7042], vec![4649, 30], vec![260, 1015, 282], vec![43, 50, 30, 44]];
+    let fast = score_continuations(&model, &context, &conts, &Device::Cpu).unwrap();
+    let naive = score_continuations_naive(&model, &context, &conts, &Device::Cpu).unwrap();
+    for (f, n) in fast.iter().zip(&naive) {
+        // Prefill of 5+ tokens and decode take the same f32 kernels: agreement to 1e-3.
+        assert!((f.logprob - n.logprob).abs() < 1e-3, "shared {} vs naive {}", f.logprob, n.logprob);
+        assert_eq!(f.is_greedy, n.is_greedy);
+    }
+}
+
+#[test]
+fn greedy_continuation_is_flagged() {
+    let model = tiny("llama", 4);
+    let context = ids(6, 5, 1);
+    // Build the greedy continuation token by token from plain forwards.
+    let mut cont = Vec::new();
+    for _ in 0..3 {
+        let all: Vec<u32> = context.iter().chain(&cont).copied().collect();
+        let x = Tensor::new(all.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let last = model.forward_last(&x, None).unwrap().squeeze(0).unwrap();
+        cont.push(last.argmax(0).unwrap().to_scalar::<u32>().unwrap());
+    }
+    let other: Vec<u32> = cont.iter().map(|t| (t + 1) % 41).collect();
+    let s = score_continuations(&model, &context, &[cont, other], &Device::Cpu).unwrap();
+    assert!(s[0].is_greedy && !s[1].is_greedy);
+    assert!(s[0].logprob > s[1].logprob);
+}
+
+#[test]
+fn perplexity_matches_cross_entropy_and_slides() {
+    let model = tiny("gpt2", 9);
+    let seq = ids(40, 11, 4);
+    // One window covering everything: nll = (n - 1) · cross-entropy of a plain forward.
+    let x = Tensor::new(seq.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let logits = model.forward(&x, None).unwrap().squeeze(0).unwrap();
+    let y = Tensor::new(&seq[1..], &Device::Cpu).unwrap();
+    let ce = candle_nn::loss::cross_entropy(&logits.narrow(0, 0, seq.len() - 1).unwrap(), &y).unwrap().to_scalar::<f32>().unwrap() as f64;
+    let p = perplexity(&model, &seq, 48, 48, &Device::Cpu).unwrap();
+    assert_eq!(p.tokens, seq.len() - 1);
+    assert!((p.mean_nll() - ce).abs() < 1e-5, "{} vs {ce}", p.mean_nll());
+    assert!((p.perplexity() - ce.exp()).abs() < 1e-4 * ce.exp());
+    // Sliding windows score every token once (stride < context) ...
+    let s = perplexity(&model, &seq, 16, 8, &Device::Cpu).unwrap();
+    assert_eq!(s.tokens, seq.len() - 1);
+    // ... with less history than one window, so a different (here: any) value.
+    assert!((s.mean_nll() - p.mean_nll()).abs() > 1e-6);
+    // stride == context skips each window's first token.
+    let d = perplexity(&model, &seq, 16, 16, &Device::Cpu).unwrap();
+    assert_eq!(d.tokens, seq.len() - 3);
+    // Bits per byte: nll / (bytes · ln 2).
+    assert!((p.bits_per_byte(100) - p.nll / (100.0 * std::f64::consts::LN_2)).abs() < 1e-12);
+    assert!(perplexity(&model, &seq, 64, 8, &Device::Cpu).is_err(), "context beyond the model's must be an error");
+    assert!(perplexity(&model, &seq, 16, 0, &Device::Cpu).is_err());
+    assert!(perplexity(&model, &seq[..1], 16, 8, &Device::Cpu).is_err());
+}
