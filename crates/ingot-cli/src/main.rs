@@ -27,6 +27,8 @@ enum Command {
     Tokenizer(cmd::tokenizer::TokenizerCmd),
     /// Prepare a corpus for pre-training: token shards with a train/validation split.
     Data(cmd::data::DataCmd),
+    /// Perplexity and bits per byte of a text file (sliding window).
+    Perplexity(cmd::perplexity::PerplexityCmd),
     /// Pre-train a language model from scratch (see configs/*.toml).
     Pretrain(cmd::pretrain::PretrainCmd),
     /// The fixed training benchmark: tokens/s and model FLOPs utilisation.
@@ -46,6 +48,7 @@ fn main() {
         Command::Bench(c) => cmd::bench::run(c),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Data(c) => cmd::data::run(c),
+        Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
     };

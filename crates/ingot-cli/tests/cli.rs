@@ -359,3 +359,29 @@ fn error_invalid_flag_values() {
         }
     }
 }
+
+/// `ingot perplexity`: natural English scores far better than the same characters shuffled,
+/// and bad windows are one-line errors.
+#[test]
+fn perplexity_of_a_text_file() {
+    let Some(model) = real_model() else { return };
+    let english = "The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst \
+                   of times, it was the age of wisdom, it was the age of foolishness.";
+    let mut shuffled: Vec<char> = english.chars().collect();
+    // A fixed permutation of the same characters: the text reversed.
+    shuffled.reverse();
+    let shuffled: String = shuffled.into_iter().collect();
+    let ppl = |text: &str| -> f64 {
+        let file = TempPath::with_bytes("ppl.txt", text.as_bytes());
+        let r = run(&["perplexity", "--model", &model, "--file", file.str(), "--context", "64", "--stride", "32"]);
+        assert_eq!(r.code, 0, "{}", r.dump());
+        let line = r.stdout.lines().find(|l| l.starts_with("perplexity:")).expect("a perplexity line");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (a, b) = (ppl(english), ppl(&shuffled));
+    assert!(a > 1.0 && a < 60.0, "English perplexity {a}");
+    assert!(b > 3.0 * a, "reversed text should be far less likely: {b} vs {a}");
+    let file = TempPath::with_bytes("ppl2.txt", english.as_bytes());
+    assert_error(&run(&["perplexity", "--model", &model, "--file", file.str(), "--context", "9000"]), "context");
+    assert_error(&run(&["perplexity", "--model", &model, "--file", "/nonexistent.txt"]), "nonexistent");
+}

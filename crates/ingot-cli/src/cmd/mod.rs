@@ -5,6 +5,7 @@ pub mod chat;
 pub mod data;
 pub mod generate;
 pub mod inspect;
+pub mod perplexity;
 pub mod pretrain;
 pub mod tokenizer;
 pub mod train_bench;
