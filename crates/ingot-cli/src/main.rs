@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Generate a reply to one prompt (chat template applied for chat models).
     Generate(cmd::generate::GenerateCmd),
+    /// Ask one question, optionally with few-shot, chain-of-thought or self-consistency.
+    Ask(cmd::ask::AskCmd),
     /// Multi-turn chat on stdin/stdout.
     Chat(cmd::chat::ChatCmd),
     /// Describe a model file: architecture, sizes, tensor types, template.
@@ -43,6 +45,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(c) => cmd::generate::run(c),
+        Command::Ask(c) => cmd::ask::run(c),
         Command::Chat(c) => cmd::chat::run(c),
         Command::Inspect(c) => cmd::inspect::run(c),
         Command::Bench(c) => cmd::bench::run(c),
