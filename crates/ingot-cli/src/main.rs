@@ -33,6 +33,8 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityCmd),
     /// Pre-train a language model from scratch (see configs/*.toml).
     Pretrain(cmd::pretrain::PretrainCmd),
+    /// Accuracy of prompting strategies on seeded arithmetic word problems.
+    UtilizationBench(cmd::utilization::UtilizationCmd),
     /// The fixed training benchmark: tokens/s and model FLOPs utilisation.
     TrainBench(cmd::train_bench::TrainBenchCmd),
 }
@@ -54,6 +56,7 @@ fn main() {
         Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
+        Command::UtilizationBench(c) => cmd::utilization::run(c),
     };
     if let Err(e) = result {
         // One line: the outermost context and its causes, joined.

@@ -11,6 +11,8 @@
 
 pub mod loglik;
 pub mod perplexity;
+pub mod problems;
+pub mod utilization;
 
 pub use loglik::{score_continuations, Score};
 pub use perplexity::{perplexity, Perplexity};

@@ -10,3 +10,4 @@ pub mod perplexity;
 pub mod pretrain;
 pub mod tokenizer;
 pub mod train_bench;
+pub mod utilization;
