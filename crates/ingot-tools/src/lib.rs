@@ -1,9 +1,10 @@
 //! Tools a language model can call, and the interface they share.
 //!
 //! This crate owns the [`Tool`] trait (name, description, JSON schema of the arguments, call) and the
-//! tools themselves; the tool-calling loop that routes a model's calls to them will live here too. It
-//! depends only on serde_json and number crates, never on models or generation, so any layer above
-//! (generation, serving, evaluation) can offer tools to a model.
+//! tools themselves ([`calculator`], [`search`]), which depend only on serde_json, number crates and
+//! tantivy. It also owns the tool-calling loop: [`calls`] reads calls out of a model's reply and
+//! [`agent`] runs generate → parse → call → feed back; only [`agent`] uses the generation crate
+//! (generation sits above this crate's tools, below the server and CLI that offer them).
 //!
 //! Design decisions:
 //! - Tools take and return plain JSON / text, the shape OpenAI-style function calling uses, and every
@@ -14,9 +15,18 @@
 //!   arithmetic. It is a hand-written parser for arithmetic only, not an `eval`, so no input can do
 //!   anything but compute, and its input length, nesting depth, exponents and result sizes are bounded
 //!   so hostile input fails fast instead of hanging or exhausting memory. See [`calculator`].
+//! - The [`SearchTool`] runs BM25 (tantivy) over passages of the user's .txt/.md files. Index builds
+//!   are staged in a sibling folder and swapped in by rename, so a crash never leaves a half-written
+//!   index, and queries are parsed leniently so no model text can make a search fail. See [`search`].
 
+pub mod agent;
 pub mod calculator;
+pub mod calls;
+pub mod search;
 pub mod tool;
 
+pub use agent::{execute_calls, results_message, run_loop, Agent, AgentAnswer, AgentError, AgentStop, Step, ToolResult};
 pub use calculator::{evaluate, format_value, CalcError, Calculator};
+pub use calls::{parse_calls, CallError, ParsedReply, ToolCall};
+pub use search::{BuildReport, Hit, Manifest, SearchError, SearchIndex, SearchTool};
 pub use tool::{Tool, ToolError};
