@@ -2,6 +2,7 @@
 //! that validates its flags and makes one library call.
 
 mod args;
+mod tools;
 mod cmd;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Tokenizer(cmd::tokenizer::TokenizerCmd),
     /// Prepare a corpus for pre-training: token shards with a train/validation split.
     Data(cmd::data::DataCmd),
+    /// Build or query a search index over local documents (for the search tool).
+    Index(cmd::index::IndexCmd),
     /// Perplexity and bits per byte of a text file (sliding window).
     Perplexity(cmd::perplexity::PerplexityCmd),
     /// Pre-train a language model from scratch (see configs/*.toml).
@@ -53,6 +56,7 @@ fn main() {
         Command::Bench(c) => cmd::bench::run(c),
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Data(c) => cmd::data::run(c),
+        Command::Index(c) => cmd::index::run(c),
         Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),

@@ -6,7 +6,9 @@ use std::time::Instant;
 use ingot_generate::prompting::{build_messages, extract_answer, self_consistency};
 use ingot_generate::{generate, GenerateParams, Pipeline};
 
-use crate::problems::Item;
+use ingot_tools::{Agent, Calculator, SearchIndex, SearchTool};
+
+use crate::problems::{Fact, Item};
 
 /// A way of asking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +19,8 @@ pub enum Strategy {
     ChainOfThought,
     /// k chain-of-thought samples at temperature 0.7, majority vote.
     SelfConsistency(usize),
+    /// The tool-calling loop with the exact calculator.
+    Calculator,
 }
 
 impl Strategy {
@@ -25,6 +29,7 @@ impl Strategy {
             Strategy::Plain => "plain".into(),
             Strategy::ChainOfThought => "chain-of-thought".into(),
             Strategy::SelfConsistency(k) => format!("self-consistency k={k}"),
+            Strategy::Calculator => "calculator tool".into(),
         }
     }
 }
@@ -63,6 +68,11 @@ pub fn measure(p: &Pipeline, items: &[Item], strategy: Strategy, max_tokens: usi
                 params.sampling.temperature = 0.7;
                 self_consistency(p, &messages, k, &params)?.winner().map(str::to_string)
             }
+            Strategy::Calculator => {
+                let agent = Agent::new(p, vec![Box::new(Calculator)]).with_params(params).with_max_steps(4);
+                let answer = agent.run(&item.question).map_err(|e| ingot_generate::Error::Input(e.to_string()))?;
+                extract_answer(&answer.answer)
+            }
             _ => {
                 let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;
                 let g = generate(&p.model, &p.tokenizer, &prompt, &params, &p.device, |_| {})?;
@@ -74,4 +84,43 @@ pub fn measure(p: &Pipeline, items: &[Item], strategy: Strategy, max_tokens: usi
         }
     }
     Ok(Accuracy { strategy: strategy.name(), correct, total: items.len(), seconds: start.elapsed().as_secs_f64() })
+}
+
+/// Accuracy on questions whose answers are only in `facts`' documents, with or without the
+/// search tool over an index of them (`index_dir`, built here from `docs_dir`).
+pub fn measure_facts(
+    p: &Pipeline,
+    facts: &[Fact],
+    docs_dir: &std::path::Path,
+    index_dir: &std::path::Path,
+    with_search: bool,
+    max_tokens: usize,
+) -> ingot_generate::Result<Accuracy> {
+    let start = Instant::now();
+    let io = |e: std::io::Error| ingot_generate::Error::Input(format!("writing {}: {e}", docs_dir.display()));
+    std::fs::create_dir_all(docs_dir).map_err(io)?;
+    for f in facts {
+        std::fs::write(docs_dir.join(&f.file_name), &f.document).map_err(io)?;
+    }
+    let to_err = |e: ingot_tools::SearchError| ingot_generate::Error::Input(e.to_string());
+    SearchIndex::build(docs_dir, index_dir).map_err(to_err)?;
+    let params = GenerateParams { max_tokens, ..Default::default() };
+    let mut correct = 0;
+    for f in facts {
+        let answer = if with_search {
+            let tool = SearchTool::new(SearchIndex::open(index_dir).map_err(to_err)?);
+            let agent = Agent::new(p, vec![Box::new(tool)]).with_params(params.clone()).with_max_steps(4);
+            agent.run(&f.item.question).map_err(|e| ingot_generate::Error::Input(e.to_string()))?.answer
+        } else {
+            let messages = build_messages(&f.item.question, &[], false, None);
+            let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;
+            generate(&p.model, &p.tokenizer, &prompt, &params, &p.device, |_| {})?.text
+        };
+        // The fact's number anywhere in the answer counts (the questions ask for one number).
+        if answer.contains(&f.item.answer) {
+            correct += 1;
+        }
+    }
+    let strategy = if with_search { "local facts, search tool" } else { "local facts, no tool" };
+    Ok(Accuracy { strategy: strategy.into(), correct, total: facts.len(), seconds: start.elapsed().as_secs_f64() })
 }

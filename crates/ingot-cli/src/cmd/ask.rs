@@ -9,6 +9,7 @@ use clap::Args;
 use ingot_generate::prompting::{self, Selection};
 
 use crate::args::{GenArgs, ModelArgs};
+use crate::tools::ToolArgs;
 
 #[derive(Args, Debug)]
 pub struct AskCmd {
@@ -37,6 +38,8 @@ pub struct AskCmd {
     /// A system message.
     #[arg(long)]
     pub system: Option<String>,
+    #[command(flatten)]
+    pub tools: ToolArgs,
 }
 
 pub fn run(cmd: AskCmd) -> Result<()> {
@@ -50,6 +53,26 @@ pub fn run(cmd: AskCmd) -> Result<()> {
         }
         None => Vec::new(),
     };
+    let tools = cmd.tools.build()?;
+    if !tools.is_empty() {
+        anyhow::ensure!(cmd.self_consistency.is_none(), "--self-consistency and --tools cannot be combined yet");
+        let mut agent = ingot_tools::Agent::new(&p, tools).with_params(params).with_max_steps(cmd.tools.max_steps);
+        if let Some(s) = &cmd.system {
+            agent = agent.with_system(s.clone());
+        }
+        let question = if cmd.cot { format!("{}\n{}", cmd.question, prompting::COT_INSTRUCTION) } else { cmd.question.clone() };
+        let trace = cmd.tools.trace;
+        let answer = agent.run_with(&question, |step| {
+            if trace {
+                eprintln!("--- model ---\n{}", step.model_text.trim());
+                for r in &step.results {
+                    eprintln!("--- {} {} ---\n{}", r.name, if r.ok { "result" } else { "error" }, r.content);
+                }
+            }
+        })?;
+        println!("{}", answer.answer.trim());
+        return Ok(());
+    }
     let cot = cmd.cot || cmd.self_consistency.is_some();
     let messages = prompting::build_messages(&cmd.question, &demos, cot, cmd.system.as_deref());
     if let Some(k) = cmd.self_consistency {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod data;
 pub mod generate;
+pub mod index;
 pub mod inspect;
 pub mod perplexity;
 pub mod pretrain;

@@ -18,8 +18,9 @@ pub struct UtilizationCmd {
     /// Seed of the problem generator.
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
-    /// Strategies: plain, cot, sc (self-consistency, k = --k).
-    #[arg(long, value_delimiter = ',', default_value = "plain,cot,sc")]
+    /// Strategies: plain, cot, sc (self-consistency, k = --k), calculator, facts (local-document
+    /// questions with and without the search tool).
+    #[arg(long, value_delimiter = ',', default_value = "plain,cot,sc,calculator,facts")]
     pub strategies: Vec<String>,
     #[arg(long, default_value_t = 5)]
     pub k: usize,
@@ -33,11 +34,22 @@ pub fn run(cmd: UtilizationCmd) -> Result<()> {
     println!("| strategy | accuracy | ± s.e. | n | seconds |");
     println!("|---|---|---|---|---|");
     for s in &cmd.strategies {
+        if s == "facts" {
+            let facts = ingot_eval::problems::local_facts(cmd.n, cmd.seed);
+            let dir = std::env::temp_dir().join(format!("ingot-facts-{}", std::process::id()));
+            for with_search in [false, true] {
+                let a = ingot_eval::utilization::measure_facts(&p, &facts, &dir.join("docs"), &dir.join("index"), with_search, cmd.max_tokens)?;
+                println!("| {} | {:.1}% | {:.1} | {} | {:.0} |", a.strategy, 100.0 * a.value(), 100.0 * a.stderr(), a.total, a.seconds);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            continue;
+        }
         let strategy = match s.as_str() {
             "plain" => Strategy::Plain,
             "cot" => Strategy::ChainOfThought,
             "sc" => Strategy::SelfConsistency(cmd.k),
-            other => anyhow::bail!("unknown strategy '{other}'; use plain, cot or sc"),
+            "calculator" => Strategy::Calculator,
+            other => anyhow::bail!("unknown strategy '{other}'; use plain, cot, sc, calculator or facts"),
         };
         let a = measure(&p, &items, strategy, cmd.max_tokens)?;
         println!("| {} | {:.1}% | {:.1} | {} | {:.0} |", a.strategy, 100.0 * a.value(), 100.0 * a.stderr(), a.total, a.seconds);
