@@ -88,12 +88,24 @@ pub fn measure(p: &Pipeline, items: &[Item], strategy: Strategy, max_tokens: usi
 
 /// Accuracy on questions whose answers are only in `facts`' documents, with or without the
 /// search tool over an index of them (`index_dir`, built here from `docs_dir`).
+/// How the local-facts questions are asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactsMode {
+    /// The question alone.
+    NoTool,
+    /// The tool-calling loop with the search tool: the model decides whether to search.
+    SearchTool,
+    /// Ingot runs the search tool on the question and puts the top passages in the prompt
+    /// (retrieval-augmented generation); the model only reads.
+    Retrieved,
+}
+
 pub fn measure_facts(
     p: &Pipeline,
     facts: &[Fact],
     docs_dir: &std::path::Path,
     index_dir: &std::path::Path,
-    with_search: bool,
+    mode: FactsMode,
     max_tokens: usize,
 ) -> ingot_generate::Result<Accuracy> {
     let start = Instant::now();
@@ -107,20 +119,35 @@ pub fn measure_facts(
     let params = GenerateParams { max_tokens, ..Default::default() };
     let mut correct = 0;
     for f in facts {
-        let answer = if with_search {
-            let tool = SearchTool::new(SearchIndex::open(index_dir).map_err(to_err)?);
-            let agent = Agent::new(p, vec![Box::new(tool)]).with_params(params.clone()).with_max_steps(4);
-            agent.run(&f.item.question).map_err(|e| ingot_generate::Error::Input(e.to_string()))?.answer
-        } else {
-            let messages = build_messages(&f.item.question, &[], false, None);
-            let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;
-            generate(&p.model, &p.tokenizer, &prompt, &params, &p.device, |_| {})?.text
+        let answer = match mode {
+            FactsMode::SearchTool => {
+                let tool = SearchTool::new(SearchIndex::open(index_dir).map_err(to_err)?);
+                let agent = Agent::new(p, vec![Box::new(tool)]).with_params(params.clone()).with_max_steps(4);
+                agent.run(&f.item.question).map_err(|e| ingot_generate::Error::Input(e.to_string()))?.answer
+            }
+            FactsMode::Retrieved | FactsMode::NoTool => {
+                let system = if mode == FactsMode::Retrieved {
+                    let tool = SearchTool::new(SearchIndex::open(index_dir).map_err(to_err)?);
+                    let passages = ingot_tools::Tool::call(&tool, &serde_json::json!({ "query": f.item.question, "k": 2 }))
+                        .map_err(|e| ingot_generate::Error::Input(e.to_string()))?;
+                    Some(format!("Answer the question using these passages from the user's documents:\n{passages}"))
+                } else {
+                    None
+                };
+                let messages = build_messages(&f.item.question, &[], false, system.as_deref());
+                let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;
+                generate(&p.model, &p.tokenizer, &prompt, &params, &p.device, |_| {})?.text
+            }
         };
         // The fact's number anywhere in the answer counts (the questions ask for one number).
         if answer.contains(&f.item.answer) {
             correct += 1;
         }
     }
-    let strategy = if with_search { "local facts, search tool" } else { "local facts, no tool" };
+    let strategy = match mode {
+        FactsMode::NoTool => "local facts, no tool",
+        FactsMode::SearchTool => "local facts, search tool (model decides)",
+        FactsMode::Retrieved => "local facts, search results in the prompt",
+    };
     Ok(Accuracy { strategy: strategy.into(), correct, total: facts.len(), seconds: start.elapsed().as_secs_f64() })
 }

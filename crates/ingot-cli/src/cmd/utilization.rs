@@ -37,8 +37,9 @@ pub fn run(cmd: UtilizationCmd) -> Result<()> {
         if s == "facts" {
             let facts = ingot_eval::problems::local_facts(cmd.n, cmd.seed);
             let dir = std::env::temp_dir().join(format!("ingot-facts-{}", std::process::id()));
-            for with_search in [false, true] {
-                let a = ingot_eval::utilization::measure_facts(&p, &facts, &dir.join("docs"), &dir.join("index"), with_search, cmd.max_tokens)?;
+            use ingot_eval::utilization::FactsMode;
+            for mode in [FactsMode::NoTool, FactsMode::SearchTool, FactsMode::Retrieved] {
+                let a = ingot_eval::utilization::measure_facts(&p, &facts, &dir.join("docs"), &dir.join("index"), mode, cmd.max_tokens)?;
                 println!("| {} | {:.1}% | {:.1} | {} | {:.0} |", a.strategy, 100.0 * a.value(), 100.0 * a.stderr(), a.total, a.seconds);
             }
             let _ = std::fs::remove_dir_all(&dir);
