@@ -27,26 +27,21 @@ impl ModelArgs {
         }
     }
 
-    /// Apply --threads before any kernel runs (candle and rayon read it once).
-    pub fn apply_threads(&self) -> Result<()> {
-        if let Some(n) = self.threads {
-            anyhow::ensure!(n > 0, "--threads must be at least 1");
-            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-            let _ = rayon_pool(n);
-        }
-        Ok(())
-    }
-
     pub fn load(&self) -> Result<ingot_generate::Pipeline> {
-        self.apply_threads()?;
+        set_threads(self.threads)?;
         let path = self.model_path()?;
         Ok(ingot_generate::Pipeline::load(&path, &candle_core::Device::Cpu)?)
     }
 }
 
-fn rayon_pool(n: usize) -> Result<()> {
-    // Global pool used by candle's CPU kernels; ignore "already initialised".
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+/// Apply --threads before any kernel runs: candle reads RAYON_NUM_THREADS once, and its CPU
+/// kernels and Ingot's run on rayon's global pool (an "already initialised" error is harmless).
+pub fn set_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
     Ok(())
 }
 

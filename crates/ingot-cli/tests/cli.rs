@@ -385,3 +385,31 @@ fn perplexity_of_a_text_file() {
     assert_error(&run(&["perplexity", "--model", &model, "--file", file.str(), "--context", "9000"]), "context");
     assert_error(&run(&["perplexity", "--model", &model, "--file", "/nonexistent.txt"]), "nonexistent");
 }
+
+/// `ingot index build` + `index search`, and `ingot ask` with self-consistency and with tools.
+#[test]
+fn index_and_ask() {
+    let docs = TempPath::new("docs");
+    std::fs::create_dir_all(&docs.0).unwrap();
+    std::fs::write(docs.0.join("kalomer.md"), "# Kalomer\n\nKalomer was founded in 1432 on the Vitan river.\n").unwrap();
+    std::fs::write(docs.0.join("other.md"), "# Other\n\nBread is baked with rye and caraway.\n").unwrap();
+    let index = docs.0.join("idx");
+    let r = run(&["index", "build", docs.str(), "--out", index.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("indexed 2 documents"), "{}", r.dump());
+    let r = run(&["index", "search", "When was Kalomer founded?", "--index", index.to_str().unwrap(), "--k", "1"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("kalomer.md") && r.stdout.contains("1432"), "{}", r.dump());
+    assert_error(&run(&["ask", "--tools", "search", "x"]), "--index");
+    assert_error(&run(&["ask", "--tools", "abacus", "x"]), "unknown tool 'abacus'");
+
+    let Some(model) = real_model() else { return };
+    let q = "Tom has 3 boxes with 4 apples each. He eats 2. How many are left?";
+    let r = run(&["ask", "--model", &model, "--self-consistency", "2", "--max-tokens", "24", q]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert_eq!(r.stdout.matches("--- chain ").count(), 2, "{}", r.dump());
+    assert!(r.stdout.contains("--- votes: "), "{}", r.dump());
+    let r = run(&["ask", "--model", &model, "--tools", "calculator", "--trace", "--max-tokens", "24", "What is 6 times 7?"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stderr.contains("--- model ---") && !r.stdout.trim().is_empty(), "{}", r.dump());
+}

@@ -21,19 +21,23 @@ pub struct Score {
     pub n_tokens: usize,
 }
 
+/// log Σ exp(logits), accumulated in f64.
+pub(crate) fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln()
+}
+
 /// Log-softmax of logits (V) at `token`, and whether `token` is the argmax.
 fn token_logprob(logits: &[f32], token: u32) -> Result<(f64, bool)> {
     let t = token as usize;
     if t >= logits.len() {
         return Err(Error::Input(format!("token id {token} is outside the vocabulary of {}", logits.len())));
     }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
     let greedy = logits.iter().all(|&l| l <= logits[t]);
-    Ok((logits[t] as f64 - lse, greedy))
+    Ok((logits[t] as f64 - log_sum_exp(logits), greedy))
 }
 
-fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+pub(crate) fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     logits.to_dtype(DType::F32).and_then(|l| l.to_vec2::<f32>()).context(|| "reading logits".into())
 }
 

@@ -3,7 +3,7 @@
 //! window scored, so every token after the first is predicted once, with up to
 //! `context - stride` tokens of history beyond its own window's start.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use ingot_core::{CandleContext, Error};
 use ingot_models::Model;
 
@@ -50,12 +50,12 @@ pub fn perplexity(model: &Model, ids: &[u32], context: usize, stride: usize, dev
         let end = (begin + context).min(ids.len());
         let x = Tensor::new(&ids[begin..end], device).and_then(|t| t.unsqueeze(0)).context(|| "token tensor".into())?;
         let logits = model.forward(&x, None)?.squeeze(0).context(|| "squeezing logits".into())?; // (T, V)
-        let logp = log_softmax_rows(&logits)?;
+        let rows = crate::loglik::rows(&logits)?;
         // Row r predicts ids[begin + r + 1]; score targets not scored before. A window's first
         // token has no history inside it and is skipped (stride == context), as HF's guide does.
         for target in scored_to.max(begin + 1)..end {
-            let row = target - 1 - begin;
-            nll -= logp[row][ids[target] as usize] as f64;
+            let row = &rows[target - 1 - begin];
+            nll += crate::loglik::log_sum_exp(row) - row[ids[target] as usize] as f64;
             tokens += 1;
         }
         scored_to = end;
@@ -67,15 +67,3 @@ pub fn perplexity(model: &Model, ids: &[u32], context: usize, stride: usize, dev
     Ok(Perplexity { nll, tokens })
 }
 
-/// Row-wise log-softmax in f64 accumulation, returned as f32 rows.
-fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let rows = logits.to_dtype(DType::F32).and_then(|l| l.to_vec2::<f32>()).context(|| "reading logits".into())?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = max + r.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
-            r.iter().map(|&l| (l as f64 - lse) as f32).collect()
-        })
-        .collect())
-}

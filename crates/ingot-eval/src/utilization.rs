@@ -117,22 +117,28 @@ pub fn measure_facts(
     let to_err = |e: ingot_tools::SearchError| ingot_generate::Error::Input(e.to_string());
     SearchIndex::build(docs_dir, index_dir).map_err(to_err)?;
     let params = GenerateParams { max_tokens, ..Default::default() };
+    // The index is opened once: the model-driven loop or the retriever, by mode.
+    let index = SearchIndex::open(index_dir).map_err(to_err)?;
+    let (agent, retriever) = match mode {
+        FactsMode::SearchTool => {
+            let tools: Vec<Box<dyn ingot_tools::Tool>> = vec![Box::new(SearchTool::new(index))];
+            (Some(Agent::new(p, tools).with_params(params.clone()).with_max_steps(4)), None)
+        }
+        FactsMode::Retrieved => (None, Some(SearchTool::new(index))),
+        FactsMode::NoTool => (None, None),
+    };
     let mut correct = 0;
     for f in facts {
-        let answer = match mode {
-            FactsMode::SearchTool => {
-                let tool = SearchTool::new(SearchIndex::open(index_dir).map_err(to_err)?);
-                let agent = Agent::new(p, vec![Box::new(tool)]).with_params(params.clone()).with_max_steps(4);
-                agent.run(&f.item.question).map_err(|e| ingot_generate::Error::Input(e.to_string()))?.answer
-            }
-            FactsMode::Retrieved | FactsMode::NoTool => {
-                let system = if mode == FactsMode::Retrieved {
-                    let tool = SearchTool::new(SearchIndex::open(index_dir).map_err(to_err)?);
-                    let passages = ingot_tools::Tool::call(&tool, &serde_json::json!({ "query": f.item.question, "k": 2 }))
-                        .map_err(|e| ingot_generate::Error::Input(e.to_string()))?;
-                    Some(format!("Answer the question using these passages from the user's documents:\n{passages}"))
-                } else {
-                    None
+        let answer = match &agent {
+            Some(agent) => agent.run(&f.item.question).map_err(|e| ingot_generate::Error::Input(e.to_string()))?.answer,
+            None => {
+                let system = match &retriever {
+                    Some(tool) => {
+                        let passages = ingot_tools::Tool::call(tool, &serde_json::json!({ "query": f.item.question, "k": 2 }))
+                            .map_err(|e| ingot_generate::Error::Input(e.to_string()))?;
+                        Some(format!("Answer the question using these passages from the user's documents:\n{passages}"))
+                    }
+                    None => None,
                 };
                 let messages = build_messages(&f.item.question, &[], false, system.as_deref());
                 let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;

@@ -5,7 +5,7 @@
 //! These build chat messages and post-process answers; generation itself is `generate`. The
 //! evaluation harness and the server use the same functions as `ingot ask`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use ingot_tokenizer::Message;
@@ -237,11 +237,6 @@ pub fn self_consistency(pipeline: &Pipeline, messages: &[Message], k: usize, par
     let answers: Vec<Option<String>> = chains.iter().map(|c| extract_answer(c)).collect();
     let counts = majority(&answers);
     Ok(Vote { chains, answers, counts })
-}
-
-/// Distinct words of a text, for callers that want a cheap overlap measure.
-pub fn vocabulary(text: &str) -> HashSet<String> {
-    words(text).into_keys().collect()
 }
 
 #[cfg(test)]

@@ -101,7 +101,6 @@ pub fn run(steps: usize) -> Result<TrainBench> {
     let tokens_per_step = batch * ctx;
     let tokens_per_sec = (steps * tokens_per_step) as f64 / total;
     let flops_per_token = 6.0 * non_embedding as f64 + 12.0 * (layers * heads * (width / heads) * ctx) as f64;
-    let _ = model.architecture();
     Ok(TrainBench {
         params,
         tokens_per_step,

@@ -33,10 +33,7 @@ pub struct PretrainCmd {
 }
 
 pub fn run(cmd: PretrainCmd) -> Result<()> {
-    if let Some(n) = cmd.threads {
-        anyhow::ensure!(n > 0, "--threads must be at least 1");
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
-    }
+    crate::args::set_threads(cmd.threads)?;
     let text = std::fs::read_to_string(&cmd.config).with_context(|| format!("cannot read config {}", cmd.config.display()))?;
     let cfg = PretrainConfig::from_toml(&text, &cmd.overrides, &cmd.config.display().to_string())?;
     if cmd.print_config {
