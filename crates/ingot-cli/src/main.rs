@@ -2,8 +2,8 @@
 //! that validates its flags and makes one library call.
 
 mod args;
-mod tools;
 mod cmd;
+mod tools;
 
 use clap::{Parser, Subcommand};
 

@@ -298,8 +298,12 @@ fn error_truncated_real_model() {
 fn error_unsupported_tensor_type() {
     let name = "blk.0.attn_q.weight";
     let mut w = GgufWriter::new();
-    w.metadata("general.architecture", Value::String("llama".into()))
-        .tensor(name, &[4, 32], GgmlType::F32, f32_bytes(4 * 32));
+    w.metadata("general.architecture", Value::String("llama".into())).tensor(
+        name,
+        &[4, 32],
+        GgmlType::F32,
+        f32_bytes(4 * 32),
+    );
     let mut bytes = w.to_bytes();
     // Tensor info: name (u64 length + bytes), n_dims u32, dims u64 each, type u32, offset u64.
     // Patch the type to 16 (IQ2_XXS), which ggml defines and Ingot cannot decode.
@@ -391,7 +395,8 @@ fn perplexity_of_a_text_file() {
 fn index_and_ask() {
     let docs = TempPath::new("docs");
     std::fs::create_dir_all(&docs.0).unwrap();
-    std::fs::write(docs.0.join("kalomer.md"), "# Kalomer\n\nKalomer was founded in 1432 on the Vitan river.\n").unwrap();
+    std::fs::write(docs.0.join("kalomer.md"), "# Kalomer\n\nKalomer was founded in 1432 on the Vitan river.\n")
+        .unwrap();
     std::fs::write(docs.0.join("other.md"), "# Other\n\nBread is baked with rye and caraway.\n").unwrap();
     let index = docs.0.join("idx");
     let r = run(&["index", "build", docs.str(), "--out", index.to_str().unwrap()]);
@@ -409,7 +414,17 @@ fn index_and_ask() {
     assert_eq!(r.code, 0, "{}", r.dump());
     assert_eq!(r.stdout.matches("--- chain ").count(), 2, "{}", r.dump());
     assert!(r.stdout.contains("--- votes: "), "{}", r.dump());
-    let r = run(&["ask", "--model", &model, "--tools", "calculator", "--trace", "--max-tokens", "24", "What is 6 times 7?"]);
+    let r = run(&[
+        "ask",
+        "--model",
+        &model,
+        "--tools",
+        "calculator",
+        "--trace",
+        "--max-tokens",
+        "24",
+        "What is 6 times 7?",
+    ]);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stderr.contains("--- model ---") && !r.stdout.trim().is_empty(), "{}", r.dump());
 }

@@ -13,7 +13,11 @@ fn ingot() -> Command {
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = ingot().args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -27,9 +31,8 @@ fn write_corpus(dir: &Path) -> PathBuf {
     let corpus = dir.join("corpus");
     std::fs::create_dir_all(&corpus).unwrap();
     for d in 0..4 {
-        let text: String = (0..200)
-            .map(|i| format!("LINE {i} of play {d}: the quality of mercy is not strained.\n"))
-            .collect();
+        let text: String =
+            (0..200).map(|i| format!("LINE {i} of play {d}: the quality of mercy is not strained.\n")).collect();
         std::fs::write(corpus.join(format!("p{d}.txt")), text).unwrap();
     }
     corpus
@@ -75,10 +78,30 @@ fn tokenizer_train_and_data_prepare() {
     let dir = temp_dir("prep");
     let corpus = write_corpus(&dir);
     let tok = dir.join("tok.json");
-    let (code, _, err) = run(&["tokenizer", "train", "--corpus", corpus.to_str().unwrap(), "--kind", "bpe", "--vocab-size", "300", "--out", tok.to_str().unwrap()]);
+    let (code, _, err) = run(&[
+        "tokenizer",
+        "train",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--kind",
+        "bpe",
+        "--vocab-size",
+        "300",
+        "--out",
+        tok.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let data = dir.join("data");
-    let (code, out, err) = run(&["data", "prepare", "--corpus", corpus.to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "--out", data.to_str().unwrap()]);
+    let (code, out, err) = run(&[
+        "data",
+        "prepare",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--out",
+        data.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("train") && data.join("dataset.json").exists(), "{out}");
     // A truncated shard is a one-line error when training on it.
@@ -86,7 +109,15 @@ fn tokenizer_train_and_data_prepare() {
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 7]).unwrap();
     let cfg = write_config(&dir, &corpus, 4, 2);
-    let (code, _, err) = run(&["pretrain", "--config", cfg.to_str().unwrap(), "--out", dir.join("run").to_str().unwrap(), "--set", &format!("data.dir=\"{}\"", data.display())]);
+    let (code, _, err) = run(&[
+        "pretrain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.join("run").to_str().unwrap(),
+        "--set",
+        &format!("data.dir=\"{}\"", data.display()),
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("truncated") && err.lines().count() == 1, "{err}");
     std::fs::remove_dir_all(&dir).ok();
@@ -100,7 +131,15 @@ fn pretrain_killed_while_saving_resumes() {
     let cfg = write_config(&dir, &corpus, 400, 1);
     let out = dir.join("run");
     // Prepare data first so the kill hits training, not preparation.
-    let (code, _, err) = run(&["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "train.max_steps=1"]);
+    let (code, _, err) = run(&[
+        "pretrain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "train.max_steps=1",
+    ]);
     assert_eq!(code, 0, "{err}");
     for round in 0..3 {
         let mut child = ingot()
@@ -121,7 +160,16 @@ fn pretrain_killed_while_saving_resumes() {
         assert_eq!(code, 0, "round {round}: latest checkpoint {} does not load: {err}", step_dir.display());
     }
     // Finishing from there works and ends at step 400.
-    let (code, stdout, err) = run(&["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume", "--set", "train.max_steps=400"]);
+    let (code, stdout, err) = run(&[
+        "pretrain",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--resume",
+        "--set",
+        "train.max_steps=400",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.join("step-00000400").exists(), "{stdout}");
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();

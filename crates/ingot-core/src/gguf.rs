@@ -201,11 +201,9 @@ impl Value {
                 Some(first) => format!("array of {} {}", items.len(), first.type_name()),
                 None => "empty array".to_string(),
             },
-            other => {
-                ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "", "u64", "i64", "f64"]
-                    [other.type_id() as usize]
-                    .to_string()
-            }
+            other => ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "", "u64", "i64", "f64"]
+                [other.type_id() as usize]
+                .to_string(),
         }
     }
 
@@ -411,17 +409,15 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = std::fs::File::open(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                what: "model file".into(),
-                path: path.to_path_buf(),
-                hint: String::new(),
-            },
+            std::io::ErrorKind::NotFound => {
+                Error::NotFound { what: "model file".into(), path: path.to_path_buf(), hint: String::new() }
+            }
             _ => Error::Io { path: path.to_path_buf(), source },
         })?;
         // SAFETY: the map is read-only; Ingot never writes a GGUF file in place while reading it
         // (writers go through a temporary file and a rename, which leaves this mapping intact).
-        let data = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let data =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::parse(path.to_path_buf(), data)
     }
 
@@ -509,10 +505,7 @@ impl GgufFile {
                 _ => None,
             }
             .ok_or_else(|| {
-                c.corrupt(format!(
-                    "tensor '{name}' has dims {dims:?}, not whole {} blocks of {bs}",
-                    ggml_type.name()
-                ))
+                c.corrupt(format!("tensor '{name}' has dims {dims:?}, not whole {} blocks of {bs}", ggml_type.name()))
             })?;
             let start = data_start.checked_add(offset).and_then(|s| usize::try_from(s).ok());
             let end = start.and_then(|s| s.checked_add(n_bytes));
@@ -621,7 +614,11 @@ impl GgufFile {
     }
 
     fn require_tensor(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensor_info(name).ok_or_else(|| Error::Missing { path: self.path.clone(), what: "tensor", key: name.into() })
+        self.tensor_info(name).ok_or_else(|| Error::Missing {
+            path: self.path.clone(),
+            what: "tensor",
+            key: name.into(),
+        })
     }
 
     /// The raw bytes of a tensor as stored.
@@ -680,7 +677,13 @@ impl GgufWriter {
     }
 
     /// Add a tensor; `shape` is in candle order, `data` is the stored bytes of `ggml_type`.
-    pub fn tensor(&mut self, name: impl Into<String>, shape: &[usize], ggml_type: GgmlType, data: Vec<u8>) -> &mut Self {
+    pub fn tensor(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        ggml_type: GgmlType,
+        data: Vec<u8>,
+    ) -> &mut Self {
         self.tensors.push((name.into(), shape.to_vec(), ggml_type, data));
         self
     }

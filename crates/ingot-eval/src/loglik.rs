@@ -42,7 +42,12 @@ pub(crate) fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
 }
 
 /// Scores of `continuations` after `context` (token ids; the context must not be empty).
-pub fn score_continuations(model: &Model, context: &[u32], continuations: &[Vec<u32>], device: &Device) -> Result<Vec<Score>> {
+pub fn score_continuations(
+    model: &Model,
+    context: &[u32],
+    continuations: &[Vec<u32>],
+    device: &Device,
+) -> Result<Vec<Score>> {
     if context.is_empty() {
         return Err(Error::Input("log-likelihood needs at least one context token".into()));
     }
@@ -73,12 +78,18 @@ pub fn score_continuations(model: &Model, context: &[u32], continuations: &[Vec<
 }
 
 /// The plain reference: one full forward pass over context + continuation per choice.
-pub fn score_continuations_naive(model: &Model, context: &[u32], continuations: &[Vec<u32>], device: &Device) -> Result<Vec<Score>> {
+pub fn score_continuations_naive(
+    model: &Model,
+    context: &[u32],
+    continuations: &[Vec<u32>],
+    device: &Device,
+) -> Result<Vec<Score>> {
     continuations
         .iter()
         .map(|cont| {
             let all: Vec<u32> = context.iter().chain(cont).copied().collect();
-            let x = Tensor::new(all.as_slice(), device).and_then(|t| t.unsqueeze(0)).context(|| "token tensor".into())?;
+            let x =
+                Tensor::new(all.as_slice(), device).and_then(|t| t.unsqueeze(0)).context(|| "token tensor".into())?;
             let logits = model.forward(&x, None)?.squeeze(0).context(|| "squeezing logits".into())?;
             let logits = logits.narrow(0, context.len() - 1, cont.len()).context(|| "selecting positions".into())?;
             let (mut logprob, mut greedy) = (0.0, true);
@@ -91,4 +102,3 @@ pub fn score_continuations_naive(model: &Model, context: &[u32], continuations: 
         })
         .collect()
 }
-

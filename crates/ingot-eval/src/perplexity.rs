@@ -35,10 +35,15 @@ impl Perplexity {
 /// Perplexity of `ids` under `model` with windows of `context` tokens every `stride` tokens.
 pub fn perplexity(model: &Model, ids: &[u32], context: usize, stride: usize, device: &Device) -> Result<Perplexity> {
     if context < 2 || stride == 0 || stride > context {
-        return Err(Error::Input(format!("need context >= 2 and 1 <= stride <= context; got context {context}, stride {stride}")));
+        return Err(Error::Input(format!(
+            "need context >= 2 and 1 <= stride <= context; got context {context}, stride {stride}"
+        )));
     }
     if context > model.context_length() {
-        return Err(Error::Input(format!("context {context} exceeds the model's context length {}", model.context_length())));
+        return Err(Error::Input(format!(
+            "context {context} exceeds the model's context length {}",
+            model.context_length()
+        )));
     }
     if ids.len() < 2 {
         return Err(Error::Input("perplexity needs at least two tokens".into()));
@@ -66,4 +71,3 @@ pub fn perplexity(model: &Model, ids: &[u32], context: usize, stride: usize, dev
     }
     Ok(Perplexity { nll, tokens })
 }
-

@@ -12,7 +12,8 @@ pub struct Item {
     pub answer: String,
 }
 
-const ITEMS: &[(&str, &str)] = &[("boxes", "pens"), ("crates", "apples"), ("shelves", "books"), ("bags", "marbles"), ("trays", "cookies")];
+const ITEMS: &[(&str, &str)] =
+    &[("boxes", "pens"), ("crates", "apples"), ("shelves", "books"), ("bags", "marbles"), ("trays", "cookies")];
 const NAMES: &[&str] = &["Mara", "Tomas", "Ines", "Kofi", "Yuki", "Ravi", "Lena", "Omar"];
 
 /// `n` three-step word problems: a × b, minus c, split among d people (answers are integers).
@@ -78,8 +79,14 @@ pub fn local_facts(n: usize, seed: u64) -> Vec<Fact> {
             let year = rng.random_range(1100..1900u32);
             let population = rng.random_range(1000..90000u32);
             let mut sentences: Vec<String> = filler.iter().map(|s| s.to_string()).collect();
-            sentences.insert(rng.random_range(0..sentences.len()), format!("{town} was founded in {year} on the banks of the {river} river."));
-            sentences.insert(rng.random_range(0..sentences.len()), format!("Today {town} has a population of {population} people."));
+            sentences.insert(
+                rng.random_range(0..sentences.len()),
+                format!("{town} was founded in {year} on the banks of the {river} river."),
+            );
+            sentences.insert(
+                rng.random_range(0..sentences.len()),
+                format!("Today {town} has a population of {population} people."),
+            );
             let (question, answer) = if rng.random_bool(0.5) {
                 (format!("In what year was the town of {town} founded?"), year.to_string())
             } else {
@@ -104,7 +111,8 @@ mod tests {
         assert_eq!(a, arithmetic_problems(50, 1));
         assert_ne!(a, arithmetic_problems(50, 2));
         for item in &a {
-            let nums: Vec<u64> = item.question.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+            let nums: Vec<u64> =
+                item.question.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
             let (x, y, c, d) = (nums[0], nums[1], nums[2], nums[3]);
             assert_eq!((x * y - c) % d, 0, "{}", item.question);
             assert_eq!(((x * y - c) / d).to_string(), item.answer);

@@ -56,7 +56,12 @@ impl Accuracy {
 }
 
 /// Answer `items` with `strategy` (greedy where the strategy does not sample) and score them.
-pub fn measure(p: &Pipeline, items: &[Item], strategy: Strategy, max_tokens: usize) -> ingot_generate::Result<Accuracy> {
+pub fn measure(
+    p: &Pipeline,
+    items: &[Item],
+    strategy: Strategy,
+    max_tokens: usize,
+) -> ingot_generate::Result<Accuracy> {
     let start = Instant::now();
     let mut correct = 0;
     for item in items {
@@ -134,8 +139,9 @@ pub fn measure_facts(
             None => {
                 let system = match &retriever {
                     Some(tool) => {
-                        let passages = ingot_tools::Tool::call(tool, &serde_json::json!({ "query": f.item.question, "k": 2 }))
-                            .map_err(|e| ingot_generate::Error::Input(e.to_string()))?;
+                        let passages =
+                            ingot_tools::Tool::call(tool, &serde_json::json!({ "query": f.item.question, "k": 2 }))
+                                .map_err(|e| ingot_generate::Error::Input(e.to_string()))?;
                         Some(format!("Answer the question using these passages from the user's documents:\n{passages}"))
                     }
                     None => None,

@@ -10,8 +10,10 @@ use ingot_nn::{SeededVarMap, Weights};
 fn tiny(kind: &str, seed: u64) -> Model {
     let json = match kind {
         "gpt2" => r#"{"model_type":"gpt2","vocab_size":41,"n_positions":48,"n_embd":16,"n_layer":2,"n_head":2}"#,
-        _ => r#"{"model_type":"llama","vocab_size":41,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
-               "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":48}"#,
+        _ => {
+            r#"{"model_type":"llama","vocab_size":41,"hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
+               "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":48}"#
+        }
     };
     let cfg: ingot_models::HfConfig = serde_json::from_str(json).unwrap();
     let seeded = SeededVarMap::new(VarMap::new(), seed);
@@ -62,7 +64,8 @@ fn shared_prefix_scores_equal_plain_forward_passes() {
 /// The same on the real default model (quantized weights, fused kernels, 30 layers).
 #[test]
 fn shared_prefix_on_the_default_model() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.exists() {
         assert!(std::env::var_os("CI").is_none(), "CI must fetch the default model first");
         eprintln!("SKIPPED: {} missing; run scripts/fetch-assets", path.display());
@@ -107,7 +110,10 @@ fn perplexity_matches_cross_entropy_and_slides() {
     let x = Tensor::new(seq.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let logits = model.forward(&x, None).unwrap().squeeze(0).unwrap();
     let y = Tensor::new(&seq[1..], &Device::Cpu).unwrap();
-    let ce = candle_nn::loss::cross_entropy(&logits.narrow(0, 0, seq.len() - 1).unwrap(), &y).unwrap().to_scalar::<f32>().unwrap() as f64;
+    let ce = candle_nn::loss::cross_entropy(&logits.narrow(0, 0, seq.len() - 1).unwrap(), &y)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
     let p = perplexity(&model, &seq, 48, 48, &Device::Cpu).unwrap();
     assert_eq!(p.tokens, seq.len() - 1);
     assert!((p.mean_nll() - ce).abs() < 1e-5, "{} vs {ce}", p.mean_nll());

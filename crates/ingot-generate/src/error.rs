@@ -20,6 +20,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<candle_core::Error> for Error {
     fn from(source: candle_core::Error) -> Self {
-        Error::Core(ingot_core::Error::Candle { context: "generation".into(), source: ingot_core::error::strip_backtrace(source) })
+        Error::Core(ingot_core::Error::Candle {
+            context: "generation".into(),
+            source: ingot_core::error::strip_backtrace(source),
+        })
     }
 }

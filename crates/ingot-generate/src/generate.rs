@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use ingot_models::{Cache, Model};
-use ingot_tokenizer::{Tokenizer, TokenStream};
+use ingot_tokenizer::{TokenStream, Tokenizer};
 
 use crate::error::{Error, Result};
 use crate::sampling::{Sampler, SamplingParams};
@@ -139,7 +139,11 @@ pub fn generate(
     let eos = tokenizer.eos_ids();
     let mut sampler = Sampler::new(params.sampling.clone());
     let mut stream = TokenStream::new(tokenizer, true);
-    let mut filter = StopFilter { stops: params.stop.iter().filter(|s| !s.is_empty()).cloned().collect(), emitted: 0, text: String::new() };
+    let mut filter = StopFilter {
+        stops: params.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        emitted: 0,
+        text: String::new(),
+    };
     let mut cache = model.new_cache();
     let mut all: Vec<u32> = prompt.to_vec();
     let mut out_tokens = Vec::new();
@@ -221,7 +225,8 @@ mod tests {
     use super::StopFilter;
 
     fn run(stops: &[&str], chunks: &[&str]) -> (String, bool) {
-        let mut f = StopFilter { stops: stops.iter().map(|s| s.to_string()).collect(), emitted: 0, text: String::new() };
+        let mut f =
+            StopFilter { stops: stops.iter().map(|s| s.to_string()).collect(), emitted: 0, text: String::new() };
         let mut shown = String::new();
         for c in chunks {
             let (s, stopped) = f.push(c);

@@ -36,7 +36,11 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str::<Example>(l).map_err(|e| {
-                Error::Input(format!("{}:{}: expected {{\"question\", \"answer\"[, \"rationale\"]}}: {e}", path.display(), i + 1))
+                Error::Input(format!(
+                    "{}:{}: expected {{\"question\", \"answer\"[, \"rationale\"]}}: {e}",
+                    path.display(),
+                    i + 1
+                ))
             })
         })
         .collect()
@@ -65,7 +69,11 @@ pub fn similarity(a: &str, b: &str) -> f64 {
     let dot: f64 = wa.iter().filter_map(|(w, x)| wb.get(w).map(|y| x * y)).sum();
     let norm = |m: &HashMap<String, f64>| m.values().map(|x| x * x).sum::<f64>().sqrt();
     let denom = norm(&wa) * norm(&wb);
-    if denom == 0.0 { 0.0 } else { dot / denom }
+    if denom == 0.0 {
+        0.0
+    } else {
+        dot / denom
+    }
 }
 
 /// Choose `k` demonstrations for `question`, never the question itself.
@@ -122,7 +130,13 @@ pub fn extract_answer(text: &str) -> Option<String> {
             if let Some(n) = first_number(rest) {
                 return Some(n);
             }
-            let word: String = rest.trim().trim_start_matches(':').trim().chars().take_while(|c| !matches!(c, '.' | '\n' | ',')).collect();
+            let word: String = rest
+                .trim()
+                .trim_start_matches(':')
+                .trim()
+                .chars()
+                .take_while(|c| !matches!(c, '.' | '\n' | ','))
+                .collect();
             if !word.trim().is_empty() {
                 return Some(word.trim().to_lowercase());
             }
@@ -137,7 +151,10 @@ fn numbers(text: &str) -> Vec<String> {
     let mut i = 0;
     while i < chars.len() {
         let starts = chars[i].is_ascii_digit()
-            || (chars[i] == '-' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit() && (i == 0 || !chars[i - 1].is_alphanumeric()));
+            || (chars[i] == '-'
+                && i + 1 < chars.len()
+                && chars[i + 1].is_ascii_digit()
+                && (i == 0 || !chars[i - 1].is_alphanumeric()));
         if !starts {
             i += 1;
             continue;
@@ -176,7 +193,11 @@ fn normalise_number(s: &str) -> String {
             s.pop();
         }
     }
-    if s == "-0" { "0".into() } else { s }
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
 }
 
 fn first_number(text: &str) -> Option<String> {
@@ -273,8 +294,16 @@ mod tests {
 
     fn pool() -> Vec<Example> {
         (0..10)
-            .map(|i| Example { question: format!("How many apples does person {i} have after buying {i} more?"), rationale: None, answer: i.to_string() })
-            .chain([Example { question: "What is the capital of Peru?".into(), rationale: None, answer: "Lima".into() }])
+            .map(|i| Example {
+                question: format!("How many apples does person {i} have after buying {i} more?"),
+                rationale: None,
+                answer: i.to_string(),
+            })
+            .chain([Example {
+                question: "What is the capital of Peru?".into(),
+                rationale: None,
+                answer: "Lima".into(),
+            }])
             .collect()
     }
 
@@ -298,7 +327,11 @@ mod tests {
 
     #[test]
     fn messages_carry_demonstrations_and_the_cot_instruction() {
-        let demos = vec![Example { question: "2+2?".into(), rationale: Some("Two plus two is four.".into()), answer: "4".into() }];
+        let demos = vec![Example {
+            question: "2+2?".into(),
+            rationale: Some("Two plus two is four.".into()),
+            answer: "4".into(),
+        }];
         let m = build_messages("3+3?", &demos, true, None);
         assert_eq!(m.len(), 3);
         assert_eq!(m[1].content, "Two plus two is four. The answer is 4.");

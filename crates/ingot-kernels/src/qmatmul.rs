@@ -128,7 +128,14 @@ impl QMatrix {
             for r0 in (0..m).step_by(FUSED_MAX_ROWS) {
                 let rows = (m - r0).min(FUSED_MAX_ROWS);
                 let xs = &x[r0 * k..(r0 + rows) * k];
-                dot_rows(self.format, self.row(j), xs, &xsum[r0 * blocks..(r0 + rows) * blocks], k, &mut out[r0..r0 + rows]);
+                dot_rows(
+                    self.format,
+                    self.row(j),
+                    xs,
+                    &xsum[r0 * blocks..(r0 + rows) * blocks],
+                    k,
+                    &mut out[r0..r0 + rows],
+                );
             }
         };
         if m == 1 {

@@ -43,7 +43,13 @@ fn check(w: &QMatrix, x: &[f32], m: usize, got: &[f32]) {
         for j in 0..n {
             let scale: f64 = (0..k).map(|i| (x[r * k + i] as f64 * dense[j * k + i] as f64).abs()).sum::<f64>() + 1e-6;
             let err = (got[r * n + j] as f64 - want[r * n + j]).abs() / scale;
-            assert!(err < 1e-5, "{:?} ({n}x{k}) row {r} col {j}: got {} want {} (rel {err})", w.format(), got[r * n + j], want[r * n + j]);
+            assert!(
+                err < 1e-5,
+                "{:?} ({n}x{k}) row {r} col {j}: got {} want {} (rel {err})",
+                w.format(),
+                got[r * n + j],
+                want[r * n + j]
+            );
         }
     }
 }
@@ -110,7 +116,15 @@ fn every_isa_path_matches_reference() {
                 let mut got = vec![0f32; m * n];
                 for j in 0..n {
                     let mut out = vec![0f32; m];
-                    dot_rows_isa(isa, format, &w.raw()[j * bytes_per_row..(j + 1) * bytes_per_row], &x, &xsum, k, &mut out);
+                    dot_rows_isa(
+                        isa,
+                        format,
+                        &w.raw()[j * bytes_per_row..(j + 1) * bytes_per_row],
+                        &x,
+                        &xsum,
+                        k,
+                        &mut out,
+                    );
                     for r in 0..m {
                         got[r * n + j] = out[r];
                     }

@@ -205,7 +205,9 @@ impl<'a> GgufKeys<'a> {
             Some("linear") => RopeScaling::Linear { factor: self.opt_f64("rope.scaling.factor")?.unwrap_or(1.0) },
             Some("none") | None => RopeScaling::None,
             Some(other) => {
-                return Err(Error::Model(format!("{source}: rope scaling '{other}' is not supported (supported: linear)")))
+                return Err(Error::Model(format!(
+                    "{source}: rope scaling '{other}' is not supported (supported: linear)"
+                )))
             }
         };
         Ok(LlamaConfig {

@@ -74,7 +74,7 @@ impl Block {
         let (b, t, c) = x.dims3()?;
         let (h, d) = (self.n_head, c / self.n_head);
         let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, d))?; // (B, T, 3, H, D)
-        // Contiguous copies: the batched attention matmuls need compact batch strides.
+                                                                     // Contiguous copies: the batched attention matmuls need compact batch strides.
         let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?; // (B, H, T, D)
         let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
         let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
@@ -116,7 +116,8 @@ impl Gpt2 {
         let wte = Embedding::load(&t.pp("wte"), cfg.vocab_size, cfg.n_embd, normal(0.02))?;
         let wpe = t.pp("wpe").get(&[cfg.n_positions, cfg.n_embd], "weight", normal(0.02))?;
         let dropout = DropoutState::new();
-        let blocks = (0..cfg.n_layer).map(|i| Block::load(&t.pp("h").pp(i), cfg, &dropout)).collect::<Result<Vec<_>>>()?;
+        let blocks =
+            (0..cfg.n_layer).map(|i| Block::load(&t.pp("h").pp(i), cfg, &dropout)).collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::load(&t.pp("ln_f"), cfg.n_embd, cfg.layer_norm_epsilon)?;
         let lm_head = if w.is_gguf() && w.contains("lm_head.weight") {
             Linear::load(&w.pp("lm_head"), cfg.n_embd, cfg.vocab_size, false, normal(0.02))?

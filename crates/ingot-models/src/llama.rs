@@ -11,7 +11,9 @@
 
 use candle_core::{Device, Tensor, D};
 use ingot_core::{CandleContext, Result};
-use ingot_nn::{causal_attention, normal, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout, RopeScaling, SharedInput, Weights};
+use ingot_nn::{
+    causal_attention, normal, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout, RopeScaling, SharedInput, Weights,
+};
 
 use crate::config::LlamaConfig;
 
@@ -70,10 +72,17 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, offset: usize, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        offset: usize,
+        cache: Option<&mut KvCache>,
+    ) -> candle_core::Result<Tensor> {
         let (b, t, _c) = x.dims3()?;
         let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let [q, kk, v]: [Tensor; 3] = self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("qkv".into()))?;
+        let [q, kk, v]: [Tensor; 3] =
+            self.qkv.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("qkv".into()))?;
         let q = q.reshape((b, t, h, d))?.transpose(1, 2)?; // (B, H, T, D)
         let kk = kk.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
         let v = v.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
@@ -108,7 +117,8 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let [gate, up]: [Tensor; 2] = self.gate_up.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("gate/up".into()))?;
+        let [gate, up]: [Tensor; 2] =
+            self.gate_up.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("gate/up".into()))?;
         self.down_proj.forward(&(gate.silu()? * up)?) // (B, T, F) -> (B, T, C)
     }
 }
@@ -125,12 +135,22 @@ impl Block {
         Ok(Self {
             input_layernorm: RmsNorm::load(&w.pp("input_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
             self_attn: Attention::load(&w.pp("self_attn"), cfg)?,
-            post_attention_layernorm: RmsNorm::load(&w.pp("post_attention_layernorm"), cfg.hidden_size, cfg.rms_norm_eps)?,
+            post_attention_layernorm: RmsNorm::load(
+                &w.pp("post_attention_layernorm"),
+                cfg.hidden_size,
+                cfg.rms_norm_eps,
+            )?,
             mlp: Mlp::load(&w.pp("mlp"), cfg)?,
         })
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, offset: usize, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &Rope,
+        offset: usize,
+        cache: Option<&mut KvCache>,
+    ) -> candle_core::Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, offset, cache)?)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
@@ -159,14 +179,16 @@ impl Llama {
         if let Some(file) = w.gguf() {
             if file.tensor_info("rope_freqs.weight").is_some() {
                 let factors = file.tensor("rope_freqs.weight", &Device::Cpu)?;
-                let factors = factors.flatten_all().and_then(|f| f.to_vec1::<f32>()).context(|| "reading rope_freqs".into())?;
+                let factors =
+                    factors.flatten_all().and_then(|f| f.to_vec1::<f32>()).context(|| "reading rope_freqs".into())?;
                 scaling = RopeScaling::FreqFactors(factors.into_iter().map(f64::from).collect());
             }
         }
         let rope = Rope::new(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, &scaling, layout, w.device())?;
         let m = w.pp("model");
         let embed_tokens = Embedding::load(&m.pp("embed_tokens"), cfg.vocab_size, cfg.hidden_size, normal(0.02))?;
-        let layers = (0..cfg.num_layers).map(|i| Block::load(&m.pp("layers").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..cfg.num_layers).map(|i| Block::load(&m.pp("layers").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(&m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
         let lm_head = if cfg.tie_word_embeddings {
             embed_tokens.as_linear()?

@@ -12,15 +12,19 @@ use rand::{Rng, SeedableRng};
 fn tiny_config(model_type: &str) -> HfConfig {
     let json = match model_type {
         // 2 layers, GQA with 4 query heads over 2 kv heads, q/k/v bias on (Qwen2 style), untied.
-        "qwen2" => r#"{"model_type":"qwen2","vocab_size":97,"hidden_size":32,"intermediate_size":48,
+        "qwen2" => {
+            r#"{"model_type":"qwen2","vocab_size":97,"hidden_size":32,"intermediate_size":48,
             "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"rms_norm_eps":1e-5,
-            "rope_theta":10000.0,"max_position_embeddings":64,"tie_word_embeddings":false}"#,
+            "rope_theta":10000.0,"max_position_embeddings":64,"tie_word_embeddings":false}"#
+        }
         // Llama 3 style rope scaling, tied embeddings, 3 query heads per kv head.
-        "llama" => r#"{"model_type":"llama","vocab_size":101,"hidden_size":48,"intermediate_size":64,
+        "llama" => {
+            r#"{"model_type":"llama","vocab_size":101,"hidden_size":48,"intermediate_size":64,
             "num_hidden_layers":3,"num_attention_heads":6,"num_key_value_heads":2,"rms_norm_eps":1e-5,
             "rope_theta":500000.0,"max_position_embeddings":64,"tie_word_embeddings":true,
             "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
-            "original_max_position_embeddings":16}}"#,
+            "original_max_position_embeddings":16}}"#
+        }
         "gpt2" => r#"{"model_type":"gpt2","vocab_size":89,"n_positions":64,"n_embd":32,"n_layer":2,"n_head":4}"#,
         other => panic!("no tiny config for {other}"),
     };
@@ -45,7 +49,11 @@ fn random_model(model_type: &str, seed: u64) -> (Model, VarMap) {
         let values: Vec<f32> = (0..var.elem_count())
             .map(|_| {
                 let noise = rng.random::<f32>() * 2.0 - 1.0;
-                if is_norm && name.ends_with("weight") { 1.0 + 0.1 * noise } else { 0.15 * noise }
+                if is_norm && name.ends_with("weight") {
+                    1.0 + 0.1 * noise
+                } else {
+                    0.15 * noise
+                }
             })
             .collect();
         var.set(&Tensor::from_vec(values, var.shape(), &dev).unwrap()).unwrap();
@@ -82,7 +90,9 @@ fn check_cache_matches_full(model_type: &str) {
     }
     // The last-position shortcut agrees too.
     let mut cache = model.new_cache();
-    let last = model.forward_last(&Tensor::new(seq.as_slice(), &dev).unwrap().unsqueeze(0).unwrap(), Some(&mut cache)).unwrap();
+    let last = model
+        .forward_last(&Tensor::new(seq.as_slice(), &dev).unwrap().unsqueeze(0).unwrap(), Some(&mut cache))
+        .unwrap();
     let want = full.narrow(1, seq.len() - 1, 1).unwrap().squeeze(1).unwrap();
     assert!(max_abs_diff(&last, &want) < 1e-4);
 }
@@ -149,7 +159,8 @@ fn untrained_loss_is_about_ln_vocab() {
     let model = from_hf_config(&tiny_config("gpt2"), &Weights::from_var_builder(vb), "test").unwrap();
     let seq = ids(33, model.vocab_size());
     let logits = model.forward(&Tensor::new(&seq[..32], &dev).unwrap().unsqueeze(0).unwrap(), None).unwrap();
-    let loss = candle_nn::loss::cross_entropy(&logits.squeeze(0).unwrap(), &Tensor::new(&seq[1..], &dev).unwrap()).unwrap();
+    let loss =
+        candle_nn::loss::cross_entropy(&logits.squeeze(0).unwrap(), &Tensor::new(&seq[1..], &dev).unwrap()).unwrap();
     let loss = loss.to_scalar::<f32>().unwrap();
     let expected = (model.vocab_size() as f32).ln();
     assert!((loss - expected).abs() < 0.15, "loss {loss}, ln(vocab) {expected}");
@@ -187,6 +198,7 @@ fn safetensors_round_trip() {
 fn too_long_input_is_an_error() {
     let (model, _vars) = random_model("gpt2", 6);
     let seq = ids(65, model.vocab_size());
-    let err = model.forward(&Tensor::new(seq.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(), None).err().unwrap();
+    let err =
+        model.forward(&Tensor::new(seq.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(), None).err().unwrap();
     assert!(err.to_string().contains("exceeds the model's context length of 64"), "{err}");
 }

@@ -55,7 +55,8 @@ impl Dropout {
         let mut guard = self.state.rng.lock().map_err(|_| candle_core::Error::Msg("dropout lock poisoned".into()))?;
         let Some(rng) = guard.as_mut() else { return Ok(x.clone()) };
         let keep = 1.0 - self.p;
-        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect();
+        let mask: Vec<f32> =
+            (0..x.elem_count()).map(|_| if rng.random::<f32>() < keep { 1.0 / keep } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x * mask
     }

@@ -98,4 +98,3 @@ impl SimpleBackend for SeededVarMap {
         self.vars.data().lock().map(|d| d.contains_key(name)).unwrap_or(false)
     }
 }
-

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use ingot_kernels::{QFormat, QMatrix};
 use candle_core::{Module, Tensor};
 use candle_nn::Init;
 use ingot_core::{CandleContext, Result};
+use ingot_kernels::{QFormat, QMatrix};
 
 use crate::weights::{Stored, Weights};
 

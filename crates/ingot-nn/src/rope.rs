@@ -22,9 +22,16 @@ pub enum RopeLayout {
 pub enum RopeScaling {
     None,
     /// Position interpolation: positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1's wavelength-dependent frequency scaling.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_position: usize },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position: usize,
+    },
     /// Per-frequency divisors, as llama.cpp stores Llama 3.1's scaling (`rope_freqs.weight`).
     FreqFactors(Vec<f64>),
 }
@@ -46,7 +53,8 @@ impl Rope {
         layout: RopeLayout,
         device: &Device,
     ) -> Result<Self> {
-        let mut inv_freq: Vec<f64> = (0..head_dim / 2).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
+        let mut inv_freq: Vec<f64> =
+            (0..head_dim / 2).map(|i| 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)).collect();
         match *scaling {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => inv_freq.iter_mut().for_each(|f| *f /= factor),
@@ -117,4 +125,3 @@ impl Rope {
         }
     }
 }
-

@@ -19,7 +19,10 @@ pub type GgufNames = fn(&str) -> Option<String>;
 
 #[derive(Clone)]
 enum Source {
-    Gguf { file: Arc<GgufFile>, names: GgufNames },
+    Gguf {
+        file: Arc<GgufFile>,
+        names: GgufNames,
+    },
     /// safetensors (memory-mapped) or a VarMap: anything candle's VarBuilder reads.
     Vars(VarBuilder<'static>),
 }
@@ -120,7 +123,8 @@ impl Weights {
                     key: format!("{mapped} (for {})", self.key(name)),
                 })?;
                 // GGUF stores 1-d norm vectors as [n] but some writers keep a leading 1.
-                let got: Vec<usize> = info.shape.iter().copied().skip_while(|&d| d == 1 && info.shape.len() > shape.len()).collect();
+                let got: Vec<usize> =
+                    info.shape.iter().copied().skip_while(|&d| d == 1 && info.shape.len() > shape.len()).collect();
                 if got != shape {
                     return Err(Error::Model(format!(
                         "{}: tensor '{mapped}' has shape {:?}, the model config implies {shape:?}",
@@ -139,7 +143,9 @@ impl Weights {
             Source::Vars(vb) => {
                 let key = self.key(name);
                 let t = vb.get_with_hints(shape, &key, init).map_err(|e| match e {
-                    candle_core::Error::CannotFindTensor { .. } => Error::Model(format!("checkpoint has no weight '{key}'")),
+                    candle_core::Error::CannotFindTensor { .. } => {
+                        Error::Model(format!("checkpoint has no weight '{key}'"))
+                    }
                     candle_core::Error::UnexpectedShape { msg, .. } => {
                         Error::Model(format!("weight '{key}': {msg} (expected {shape:?})"))
                     }

@@ -212,7 +212,8 @@ pub fn run_loop(
         }
         let parsed = parse_calls(&model_text);
         if parsed.calls.is_empty() {
-            let step = Step { model_text, finish_reason, calls: Vec::new(), results: Vec::new(), step_limit_reached: false };
+            let step =
+                Step { model_text, finish_reason, calls: Vec::new(), results: Vec::new(), step_limit_reached: false };
             on_step(&step);
             steps.push(step);
             return Ok(AgentAnswer { answer: parsed.text, stop: AgentStop::Answered, steps });
@@ -220,7 +221,8 @@ pub fn run_loop(
         let results = execute_calls(tools, &parsed.calls);
         messages.push(Message::assistant(model_text.clone()));
         messages.push(results_message(&results, tool_role));
-        let step = Step { model_text, finish_reason, calls: parsed.calls, results, step_limit_reached: step_no == max_steps };
+        let step =
+            Step { model_text, finish_reason, calls: parsed.calls, results, step_limit_reached: step_no == max_steps };
         on_step(&step);
         steps.push(step);
     }

@@ -56,23 +56,14 @@ const APPROX_DECIMAL_PLACES: u64 = 10;
 pub enum CalcError {
     #[error("empty expression: give an arithmetic expression such as `2 * (3 + 4)`")]
     Empty,
-    #[error(
-        "expression is longer than {max} characters; split the calculation into smaller steps"
-    )]
+    #[error("expression is longer than {max} characters; split the calculation into smaller steps")]
     TooLong { max: usize },
     #[error("unexpected `{found}` at position {position}: expected {expected}")]
-    UnexpectedToken {
-        position: usize,
-        found: String,
-        expected: &'static str,
-    },
+    UnexpectedToken { position: usize, found: String, expected: &'static str },
     #[error("expression ended early: expected {expected}")]
     UnexpectedEnd { expected: &'static str },
     #[error("malformed number at position {position}: {reason}")]
-    MalformedNumber {
-        position: usize,
-        reason: &'static str,
-    },
+    MalformedNumber { position: usize, reason: &'static str },
     #[error("`(` at position {position} is never closed")]
     UnclosedParen { position: usize },
     #[error("nesting deeper than {max} levels at position {position}")]
@@ -84,30 +75,20 @@ pub enum CalcError {
     #[error("exponent at position {position} exceeds the limit of {max} in magnitude")]
     ExponentTooLarge { position: usize, max: u64 },
     #[error("result at position {position} would need about {bits} bits, over the limit of {max}")]
-    ResultTooLarge {
-        position: usize,
-        bits: u64,
-        max: u64,
-    },
+    ResultTooLarge { position: usize, bits: u64, max: u64 },
 }
 
 /// Evaluates an arithmetic expression exactly. See the module docs for the grammar and limits.
 pub fn evaluate(expr: &str) -> Result<BigRational, CalcError> {
     // Count at most one character past the limit so a huge input costs nothing to reject.
     if expr.chars().take(MAX_INPUT_CHARS + 1).count() > MAX_INPUT_CHARS {
-        return Err(CalcError::TooLong {
-            max: MAX_INPUT_CHARS,
-        });
+        return Err(CalcError::TooLong { max: MAX_INPUT_CHARS });
     }
     let tokens = lex(expr)?;
     if tokens.is_empty() {
         return Err(CalcError::Empty);
     }
-    let mut parser = Parser {
-        tokens: &tokens,
-        next: 0,
-        depth: 0,
-    };
+    let mut parser = Parser { tokens: &tokens, next: 0, depth: 0 };
     let value = parser.expr()?;
     if let Some(t) = parser.peek() {
         return Err(CalcError::UnexpectedToken {
@@ -130,15 +111,8 @@ pub fn format_value(v: &BigRational) -> String {
         return fixed_point(v, places);
     }
     let approx = fixed_point(v, APPROX_DECIMAL_PLACES);
-    let approx = if approx
-        .trim_start_matches('-')
-        .chars()
-        .all(|c| c == '0' || c == '.')
-    {
-        scientific(v)
-    } else {
-        approx
-    };
+    let approx =
+        if approx.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') { scientific(v) } else { approx };
     format!("{}/{} ≈ {}", v.numer(), v.denom(), approx)
 }
 
@@ -174,10 +148,8 @@ impl Tool for Calculator {
 
     fn call(&self, args: &Value) -> Result<String, ToolError> {
         let expr = required_str(self.name(), args, "expression")?;
-        let value = evaluate(expr).map_err(|e| ToolError::Failed {
-            tool: self.name().to_string(),
-            source: Box::new(e),
-        })?;
+        let value =
+            evaluate(expr).map_err(|e| ToolError::Failed { tool: self.name().to_string(), source: Box::new(e) })?;
         Ok(format_value(&value))
     }
 }
@@ -239,26 +211,14 @@ fn lex(expr: &str) -> Result<Vec<Token>, CalcError> {
             _ => {
                 // Report a whole word (`abc`, `__import__`) rather than its first letter.
                 let word = if c.is_alphanumeric() || c == '_' {
-                    chars[i..]
-                        .iter()
-                        .take_while(|c| c.is_alphanumeric() || **c == '_')
-                        .collect()
+                    chars[i..].iter().take_while(|c| c.is_alphanumeric() || **c == '_').collect()
                 } else {
                     c.to_string()
                 };
-                return Err(CalcError::UnexpectedToken {
-                    position: i + 1,
-                    found: word,
-                    expected: EXPECTED_TOKEN,
-                });
+                return Err(CalcError::UnexpectedToken { position: i + 1, found: word, expected: EXPECTED_TOKEN });
             }
         };
-        tokens.push(Token {
-            kind,
-            value,
-            position: i + 1,
-            text: chars[i..i + len].iter().collect(),
-        });
+        tokens.push(Token { kind, value, position: i + 1, text: chars[i..i + len].iter().collect() });
         i += len;
     }
     Ok(tokens)
@@ -267,10 +227,7 @@ fn lex(expr: &str) -> Result<Vec<Token>, CalcError> {
 /// Lexes the number starting at `chars[start]`; returns its value and its length in characters.
 fn lex_number(chars: &[char], start: usize) -> Result<(BigRational, usize), CalcError> {
     let digit_at = |i: usize| chars.get(i).is_some_and(|c| c.is_ascii_digit());
-    let malformed = |i: usize, reason| CalcError::MalformedNumber {
-        position: i + 1,
-        reason,
-    };
+    let malformed = |i: usize, reason| CalcError::MalformedNumber { position: i + 1, reason };
     let mut digits = String::new();
     let mut i = start;
     while digit_at(i) {
@@ -302,10 +259,7 @@ fn lex_number(chars: &[char], start: usize) -> Result<(BigRational, usize), Calc
         }
     }
     if digits.is_empty() {
-        return Err(malformed(
-            start,
-            "a decimal point needs digits before or after it",
-        ));
+        return Err(malformed(start, "a decimal point needs digits before or after it"));
     }
     // Scientific notation: `e`/`E`, optional sign, digits. A bare `e` is left for the error path.
     let mut sci: i64 = 0;
@@ -318,24 +272,15 @@ fn lex_number(chars: &[char], start: usize) -> Result<(BigRational, usize), Calc
             while digit_at(i) {
                 magnitude = magnitude * 10 + u64::from(chars[i] as u8 - b'0');
                 if magnitude > MAX_SCI_EXPONENT {
-                    return Err(CalcError::ExponentTooLarge {
-                        position: exp_start + 1,
-                        max: MAX_SCI_EXPONENT,
-                    });
+                    return Err(CalcError::ExponentTooLarge { position: exp_start + 1, max: MAX_SCI_EXPONENT });
                 }
                 i += 1;
             }
-            sci = if chars[exp_start + 1] == '-' {
-                -(magnitude as i64)
-            } else {
-                magnitude as i64
-            };
+            sci = if chars[exp_start + 1] == '-' { -(magnitude as i64) } else { magnitude as i64 };
         }
     }
     // `digits` is non-empty ASCII digits, so parsing cannot fail.
-    let mantissa: BigInt = digits
-        .parse()
-        .map_err(|_| malformed(start, "not a number"))?;
+    let mantissa: BigInt = digits.parse().map_err(|_| malformed(start, "not a number"))?;
     let scale = sci - frac_len as i64;
     let ten = BigInt::from(10);
     let value = if scale >= 0 {
@@ -373,11 +318,7 @@ impl Parser<'_> {
             let position = self.tokens[self.next].position;
             self.next += 1;
             let rhs = self.term()?;
-            acc = if op == Kind::Plus {
-                acc + rhs
-            } else {
-                acc - rhs
-            };
+            acc = if op == Kind::Plus { acc + rhs } else { acc - rhs };
             check_size(&acc, position)?;
         }
         Ok(acc)
@@ -404,10 +345,7 @@ impl Parser<'_> {
     fn unary(&mut self) -> Result<BigRational, CalcError> {
         if self.depth >= MAX_DEPTH {
             let position = self.peek().map_or(0, |t| t.position);
-            return Err(CalcError::TooDeep {
-                position,
-                max: MAX_DEPTH,
-            });
+            return Err(CalcError::TooDeep { position, max: MAX_DEPTH });
         }
         self.depth += 1;
         let result = match self.peek_kind() {
@@ -450,9 +388,7 @@ impl Parser<'_> {
         // Borrow the token slice, not `self`, so `self.next` can advance while `token` is alive.
         let tokens = self.tokens;
         let Some(token) = tokens.get(self.next) else {
-            return Err(CalcError::UnexpectedEnd {
-                expected: EXPECTED_OPERAND,
-            });
+            return Err(CalcError::UnexpectedEnd { expected: EXPECTED_OPERAND });
         };
         match token.kind {
             Kind::Number => {
@@ -492,26 +428,15 @@ fn bits(v: &BigRational) -> u64 {
 fn check_size(v: &BigRational, position: usize) -> Result<(), CalcError> {
     let bits = bits(v);
     if bits > MAX_RESULT_BITS {
-        return Err(CalcError::ResultTooLarge {
-            position,
-            bits,
-            max: MAX_RESULT_BITS,
-        });
+        return Err(CalcError::ResultTooLarge { position, bits, max: MAX_RESULT_BITS });
     }
     Ok(())
 }
 
 /// `base ^ exponent` for an integer exponent, refusing oversized results before computing them.
-fn power(
-    base: &BigRational,
-    exponent: &BigRational,
-    position: usize,
-) -> Result<BigRational, CalcError> {
+fn power(base: &BigRational, exponent: &BigRational, position: usize) -> Result<BigRational, CalcError> {
     if !exponent.is_integer() {
-        return Err(CalcError::NonIntegerExponent {
-            position,
-            exponent: format_value(exponent),
-        });
+        return Err(CalcError::NonIntegerExponent { position, exponent: format_value(exponent) });
     }
     let e = exponent.to_integer();
     // Bases 0, 1 and -1 stay small for any exponent, so they skip the exponent limit. 0^0 = 1, as in Python.
@@ -523,28 +448,17 @@ fn power(
         };
     }
     if base.abs().is_one() {
-        return Ok(if e.is_even() {
-            BigRational::one()
-        } else {
-            base.clone()
-        });
+        return Ok(if e.is_even() { BigRational::one() } else { base.clone() });
     }
     let magnitude = e.magnitude().to_u64().filter(|m| *m <= MAX_EXPONENT);
     let Some(magnitude) = magnitude else {
-        return Err(CalcError::ExponentTooLarge {
-            position,
-            max: MAX_EXPONENT,
-        });
+        return Err(CalcError::ExponentTooLarge { position, max: MAX_EXPONENT });
     };
     // |base| != 1 means the larger of numerator and denominator has b >= 2 bits, so the result has at
     // least (b - 1) * |e| + 1 bits: a lower bound, so nothing under the limit is refused here.
     let estimate = (bits(base) - 1) * magnitude + 1;
     if estimate > MAX_RESULT_BITS {
-        return Err(CalcError::ResultTooLarge {
-            position,
-            bits: estimate,
-            max: MAX_RESULT_BITS,
-        });
+        return Err(CalcError::ResultTooLarge { position, bits: estimate, max: MAX_RESULT_BITS });
     }
     // Both bounds above keep |e| <= 100,000, well inside i32.
     let result = base.pow(e.to_i32().unwrap_or(0));

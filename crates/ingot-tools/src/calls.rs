@@ -211,7 +211,8 @@ fn call_from_value(v: Value) -> Result<ToolCall, CallError> {
         Some(Value::String(n)) if !n.trim().is_empty() => n.trim().to_string(),
         _ => return Err(CallError::MissingName),
     };
-    let args = obj.remove("arguments").or_else(|| obj.remove("parameters")).unwrap_or(Value::Object(Default::default()));
+    let args =
+        obj.remove("arguments").or_else(|| obj.remove("parameters")).unwrap_or(Value::Object(Default::default()));
     let arguments = match args {
         Value::Object(_) => args,
         // OpenAI's wire format sends arguments as a string of JSON.

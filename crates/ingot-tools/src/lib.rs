@@ -25,7 +25,9 @@ pub mod calls;
 pub mod search;
 pub mod tool;
 
-pub use agent::{execute_calls, results_message, run_loop, Agent, AgentAnswer, AgentError, AgentStop, Step, ToolResult};
+pub use agent::{
+    execute_calls, results_message, run_loop, Agent, AgentAnswer, AgentError, AgentStop, Step, ToolResult,
+};
 pub use calculator::{evaluate, format_value, CalcError, Calculator};
 pub use calls::{parse_calls, CallError, ParsedReply, ToolCall};
 pub use search::{BuildReport, Hit, Manifest, SearchError, SearchIndex, SearchTool};

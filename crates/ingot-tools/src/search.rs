@@ -32,9 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, STORED, STRING,
-};
+use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value as _, STORED, STRING};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument};
 
 use crate::tool::{json_type_name, Tool, ToolError};
@@ -61,13 +59,9 @@ const WRITER_MEMORY_BYTES: usize = 50_000_000;
 pub enum SearchError {
     #[error("documents folder {path} does not exist or is not a folder")]
     DocsDirMissing { path: PathBuf },
-    #[error(
-        "no search index at {path}: run `ingot index build DIR` to index a folder of documents"
-    )]
+    #[error("no search index at {path}: run `ingot index build DIR` to index a folder of documents")]
     IndexMissing { path: PathBuf },
-    #[error(
-        "search index at {path} is unreadable ({reason}); rebuild it with `ingot index build DIR`"
-    )]
+    #[error("search index at {path} is unreadable ({reason}); rebuild it with `ingot index build DIR`")]
     IndexCorrupt { path: PathBuf, reason: String },
     #[error("{op} {path}: {source}")]
     Io {
@@ -87,11 +81,7 @@ pub enum SearchError {
 pub type Result<T> = std::result::Result<T, SearchError>;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SearchError + 'a {
-    move |source| SearchError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SearchError::Io { op, path: path.to_path_buf(), source }
 }
 
 fn tv_err(op: &'static str) -> impl FnOnce(tantivy::TantivyError) -> SearchError {
@@ -151,14 +141,7 @@ fn schema() -> (Schema, Fields) {
     let text = b.add_text_field("text", text_opts);
     let source = b.add_text_field("source", STRING | STORED);
     let passage = b.add_u64_field("passage", STORED);
-    (
-        b.build(),
-        Fields {
-            text,
-            source,
-            passage,
-        },
-    )
+    (b.build(), Fields { text, source, passage })
 }
 
 /// An open, searchable index.
@@ -171,9 +154,7 @@ pub struct SearchIndex {
 
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SearchIndex")
-            .field("manifest", &self.manifest)
-            .finish()
+        f.debug_struct("SearchIndex").field("manifest", &self.manifest).finish()
     }
 }
 
@@ -191,17 +172,12 @@ impl SearchIndex {
         }
         match newest_sibling(index_dir, ".old-", true) {
             Some(old) => Self::open_complete(&old),
-            None => Err(SearchError::IndexMissing {
-                path: index_dir.to_path_buf(),
-            }),
+            None => Err(SearchError::IndexMissing { path: index_dir.to_path_buf() }),
         }
     }
 
     fn open_complete(dir: &Path) -> Result<Self> {
-        let corrupt = |reason: String| SearchError::IndexCorrupt {
-            path: dir.to_path_buf(),
-            reason,
-        };
+        let corrupt = |reason: String| SearchError::IndexCorrupt { path: dir.to_path_buf(), reason };
         let manifest = read_manifest(dir).map_err(corrupt)?;
         if manifest.format_version != FORMAT_VERSION {
             return Err(corrupt(format!(
@@ -210,29 +186,16 @@ impl SearchIndex {
             )));
         }
         let index = Index::open_in_dir(dir).map_err(|e| corrupt(e.to_string()))?;
-        let field = |name: &str| {
-            index
-                .schema()
-                .get_field(name)
-                .map_err(|_| corrupt(format!("schema has no `{name}` field")))
-        };
-        let fields = Fields {
-            text: field("text")?,
-            source: field("source")?,
-            passage: field("passage")?,
-        };
+        let field =
+            |name: &str| index.schema().get_field(name).map_err(|_| corrupt(format!("schema has no `{name}` field")));
+        let fields = Fields { text: field("text")?, source: field("source")?, passage: field("passage")? };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e: tantivy::TantivyError| corrupt(e.to_string()))?;
         let parser = QueryParser::for_index(&index, vec![fields.text]);
-        Ok(SearchIndex {
-            reader,
-            parser,
-            fields,
-            manifest,
-        })
+        Ok(SearchIndex { reader, parser, fields, manifest })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -250,24 +213,14 @@ impl SearchIndex {
         // Lenient: the errors only describe parts that were dropped, which a search box ignores.
         let (parsed, _dropped) = self.parser.parse_query_lenient(&query);
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&parsed, &TopDocs::with_limit(k).order_by_score())
-            .map_err(tv_err("search"))?;
+        let top = searcher.search(&parsed, &TopDocs::with_limit(k).order_by_score()).map_err(tv_err("search"))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let doc: TantivyDocument = searcher.doc(addr).map_err(tv_err("reading a passage"))?;
-            let text_of = |f: Field| {
-                doc.get_first(f)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
+            let text_of = |f: Field| doc.get_first(f).and_then(|v| v.as_str()).unwrap_or_default().to_string();
             hits.push(Hit {
                 source: text_of(self.fields.source),
-                passage: doc
-                    .get_first(self.fields.passage)
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or_default(),
+                passage: doc.get_first(self.fields.passage).and_then(|v| v.as_u64()).unwrap_or_default(),
                 score,
                 text: text_of(self.fields.text),
             });
@@ -302,8 +255,7 @@ impl StagedIndex {
         }
         let had_previous = self.index_dir.exists();
         if had_previous {
-            fs::rename(&self.index_dir, &old)
-                .map_err(io_err("moving aside old index", &self.index_dir))?;
+            fs::rename(&self.index_dir, &old).map_err(io_err("moving aside old index", &self.index_dir))?;
         }
         // A crash here leaves no `index_dir`, but the previous index is complete in `old`.
         if let Err(e) = fs::rename(&self.tmp_dir, &self.index_dir) {
@@ -334,9 +286,7 @@ impl Drop for StagedIndex {
 pub fn build_staged(docs_dir: &Path, index_dir: &Path) -> Result<StagedIndex> {
     let started = Instant::now();
     if !docs_dir.is_dir() {
-        return Err(SearchError::DocsDirMissing {
-            path: docs_dir.to_path_buf(),
-        });
+        return Err(SearchError::DocsDirMissing { path: docs_dir.to_path_buf() });
     }
     if let Some(parent) = index_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io_err("creating folder", parent))?;
@@ -368,9 +318,8 @@ pub fn build_staged(docs_dir: &Path, index_dir: &Path) -> Result<StagedIndex> {
     let (schema, fields) = schema();
     let index = Index::create_in_dir(&staged.tmp_dir, schema).map_err(tv_err("create"))?;
     // One thread: document folders are small, and one thread keeps passage order deterministic.
-    let mut writer: IndexWriter = index
-        .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
-        .map_err(tv_err("opening writer"))?;
+    let mut writer: IndexWriter =
+        index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(tv_err("opening writer"))?;
 
     let mut files = Vec::new();
     collect_files(docs_dir, index_dir, &staged.tmp_dir, &mut files)?;
@@ -392,9 +341,7 @@ pub fn build_staged(docs_dir: &Path, index_dir: &Path) -> Result<StagedIndex> {
             doc.add_text(fields.text, &passage);
             doc.add_text(fields.source, &source);
             doc.add_u64(fields.passage, n as u64);
-            writer
-                .add_document(doc)
-                .map_err(tv_err("adding a passage"))?;
+            writer.add_document(doc).map_err(tv_err("adding a passage"))?;
             passages += 1;
         }
     }
@@ -404,10 +351,7 @@ pub fn build_staged(docs_dir: &Path, index_dir: &Path) -> Result<StagedIndex> {
     let m = &mut staged.report.manifest;
     m.documents = documents;
     m.passages = passages;
-    m.built_at_unix_secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    m.built_at_unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     m.build_millis = started.elapsed().as_millis() as u64;
     write_manifest(&staged.tmp_dir, m)?;
     Ok(staged)
@@ -421,10 +365,7 @@ fn recover_and_clean(index_dir: &Path) -> Result<()> {
             fs::rename(&old, index_dir).map_err(io_err("restoring previous index", &old))?;
         }
     }
-    for (path, pid) in siblings(index_dir, ".old-")
-        .into_iter()
-        .chain(siblings(index_dir, ".tmp-"))
-    {
+    for (path, pid) in siblings(index_dir, ".old-").into_iter().chain(siblings(index_dir, ".tmp-")) {
         if pid != std::process::id() && !process_alive(pid) {
             let _ = fs::remove_dir_all(&path);
         }
@@ -516,20 +457,12 @@ fn read_manifest(dir: &Path) -> std::result::Result<Manifest, String> {
 
 /// Every .txt/.md file under `dir`, skipping hidden entries, symlinked folders (no cycles) and the
 /// index's own folders in case they sit inside the documents folder.
-fn collect_files(
-    dir: &Path,
-    index_dir: &Path,
-    tmp_dir: &Path,
-    out: &mut Vec<PathBuf>,
-) -> Result<()> {
+fn collect_files(dir: &Path, index_dir: &Path, tmp_dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries = fs::read_dir(dir).map_err(io_err("listing", dir))?;
     for entry in entries {
         let entry = entry.map_err(io_err("listing", dir))?;
         let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.')
-            || path == index_dir
-            || path == tmp_dir
-        {
+        if entry.file_name().to_string_lossy().starts_with('.') || path == index_dir || path == tmp_dir {
             continue;
         }
         let kind = entry.file_type().map_err(io_err("inspecting", &path))?;
@@ -537,10 +470,7 @@ fn collect_files(
             collect_files(&path, index_dir, tmp_dir, out)?;
         } else if (kind.is_file() || (kind.is_symlink() && path.is_file()))
             && matches!(
-                path.extension()
-                    .and_then(|e| e.to_str())
-                    .map(str::to_ascii_lowercase)
-                    .as_deref(),
+                path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
                 Some("txt" | "md")
             )
         {
@@ -552,10 +482,7 @@ fn collect_files(
 
 fn relative_source(docs_dir: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(docs_dir).unwrap_or(path);
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// Splits a document into passages; see the module docs for the rule.
@@ -672,11 +599,7 @@ impl Tool for SearchTool {
                         tool: self.name().to_string(),
                         field: "k".to_string(),
                         expected: "an integer from 1 to 10",
-                        found: if v.is_number() {
-                            "a number outside 1..=10"
-                        } else {
-                            json_type_name(v)
-                        },
+                        found: if v.is_number() { "a number outside 1..=10" } else { json_type_name(v) },
                     })
                 }
             },
@@ -684,14 +607,9 @@ impl Tool for SearchTool {
         let hits = self
             .index
             .search(query, k as usize)
-            .map_err(|e| ToolError::Failed {
-                tool: self.name().to_string(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| ToolError::Failed { tool: self.name().to_string(), source: Box::new(e) })?;
         if hits.is_empty() {
-            return Ok(format!(
-                "No passages matched `{query}`. Try fewer or different keywords."
-            ));
+            return Ok(format!("No passages matched `{query}`. Try fewer or different keywords."));
         }
         Ok(format_hits(&hits))
     }

@@ -30,12 +30,7 @@ pub enum ToolError {
     MissingArgument { tool: String, field: String },
     /// A field is present but of the wrong JSON type.
     #[error("tool `{tool}`: argument `{field}` must be {expected}, got {found}")]
-    WrongArgumentType {
-        tool: String,
-        field: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongArgumentType { tool: String, field: String, expected: &'static str, found: &'static str },
     /// The arguments were well-formed but the tool could not do the work.
     #[error("tool `{tool}` failed: {source}")]
     Failed {
@@ -61,14 +56,10 @@ pub fn json_type_name(v: &Value) -> &'static str {
 pub fn required_str<'a>(tool: &str, args: &'a Value, field: &str) -> Result<&'a str, ToolError> {
     let obj = args
         .as_object()
-        .ok_or_else(|| ToolError::ArgumentsNotObject {
-            tool: tool.to_string(),
-            found: json_type_name(args),
-        })?;
-    let value = obj.get(field).ok_or_else(|| ToolError::MissingArgument {
-        tool: tool.to_string(),
-        field: field.to_string(),
-    })?;
+        .ok_or_else(|| ToolError::ArgumentsNotObject { tool: tool.to_string(), found: json_type_name(args) })?;
+    let value = obj
+        .get(field)
+        .ok_or_else(|| ToolError::MissingArgument { tool: tool.to_string(), field: field.to_string() })?;
     value.as_str().ok_or_else(|| ToolError::WrongArgumentType {
         tool: tool.to_string(),
         field: field.to_string(),

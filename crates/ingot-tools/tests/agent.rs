@@ -8,8 +8,8 @@ use ingot_generate::{FinishReason, GenerateParams, Pipeline};
 use ingot_tokenizer::Message;
 use ingot_tools::agent::system_prompt;
 use ingot_tools::{
-    execute_calls, parse_calls, results_message, run_loop, Agent, AgentStop, Calculator, CallError, Step, Tool, ToolCall,
-    ToolError,
+    execute_calls, parse_calls, results_message, run_loop, Agent, AgentStop, Calculator, CallError, Step, Tool,
+    ToolCall, ToolError,
 };
 use serde_json::{json, Value};
 
@@ -85,7 +85,9 @@ fn system_prompt_names_every_tool_and_the_format() {
 }
 
 /// Scripted replies, only to drive the loop's control flow (the real model runs in the test below).
-fn script(replies: Vec<&'static str>) -> impl FnMut(&[Message]) -> Result<(String, FinishReason), ingot_tools::AgentError> {
+fn script(
+    replies: Vec<&'static str>,
+) -> impl FnMut(&[Message]) -> Result<(String, FinishReason), ingot_tools::AgentError> {
     let mut replies = replies.into_iter();
     move |_| Ok((replies.next().unwrap_or("out of script").to_string(), FinishReason::Stop))
 }
@@ -115,10 +117,17 @@ fn loop_feeds_errors_back_then_answers() {
         "It is 4.",
     ]);
     let mut replies = replies;
-    let out = run_loop(&tools(), 5, false, vec![Message::user("q")], |m: &[Message]| {
-        transcripts.push(m.to_vec());
-        replies(m)
-    }, |_| {})
+    let out = run_loop(
+        &tools(),
+        5,
+        false,
+        vec![Message::user("q")],
+        |m: &[Message]| {
+            transcripts.push(m.to_vec());
+            replies(m)
+        },
+        |_| {},
+    )
     .unwrap();
     assert_eq!(out.stop, AgentStop::Answered);
     assert_eq!(out.answer, "It is 4.");

@@ -74,10 +74,7 @@ fn unary_minus_binds_looser_than_power() {
     // Chosen convention: -3^2 = -(3^2) = -9, as in Python and in maths notation.
     assert_eq!(calc("-3^2"), "-9");
     assert_eq!(calc("(-3)^2"), "9");
-    assert_eq!(
-        calc("2^-3^2"),
-        format_value(&BigRational::new(BigInt::one(), BigInt::from(512)))
-    );
+    assert_eq!(calc("2^-3^2"), format_value(&BigRational::new(BigInt::one(), BigInt::from(512))));
     assert_eq!(calc("-2^-2"), "-0.25");
 }
 
@@ -97,36 +94,26 @@ fn formatting() {
     assert_eq!(calc("-1/3"), "-1/3 ≈ -0.3333333333");
     assert_eq!(calc("1000/3"), "1000/3 ≈ 333.3333333333");
     assert_eq!(calc("1/3000000000000"), "1/3000000000000 ≈ 3.333333333e-13");
-    assert_eq!(
-        calc("-2/30000000000000"),
-        "-1/15000000000000 ≈ -6.666666667e-14"
-    );
+    assert_eq!(calc("-2/30000000000000"), "-1/15000000000000 ≈ -6.666666667e-14");
     assert_eq!(calc("1/1024"), "0.0009765625");
     assert_eq!(calc("0"), "0");
     assert_eq!(calc("-0"), "0");
     // Terminating but longer than 100 places: shown as a fraction.
-    assert!(calc("2^-200").starts_with(
-        "1/1606938044258990275541962092341162602522202993782792835301376 ≈ 6.223015278e-61"
-    ));
+    assert!(
+        calc("2^-200").starts_with("1/1606938044258990275541962092341162602522202993782792835301376 ≈ 6.223015278e-61")
+    );
 }
 
 #[test]
 fn malformed_commas_are_rejected() {
-    for expr in [
-        "1,23", "1,2345", "1, 234", "0,123", "1234,567", "1,", ",5", "(1,2)",
-    ] {
+    for expr in ["1,23", "1,2345", "1, 234", "0,123", "1234,567", "1,", ",5", "(1,2)"] {
         let err = calc_err(expr);
         assert!(
-            matches!(
-                err,
-                CalcError::MalformedNumber { .. } | CalcError::UnexpectedToken { .. }
-            ),
+            matches!(err, CalcError::MalformedNumber { .. } | CalcError::UnexpectedToken { .. }),
             "`{expr}` gave {err:?}"
         );
     }
-    assert!(calc_err("1,23")
-        .to_string()
-        .contains("groups of exactly three digits"));
+    assert!(calc_err("1,23").to_string().contains("groups of exactly three digits"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,43 +146,24 @@ fn with_commas(n: u64) -> String {
 
 fn random_number(rng: &mut StdRng) -> Node {
     match rng.random_range(0..10) {
-        0 => Node::Num {
-            text: "0".into(),
-            value: BigRational::zero(),
-        },
+        0 => Node::Num { text: "0".into(), value: BigRational::zero() },
         1 => {
             let n = rng.random_range(1_000..5_000_000u64);
-            let text = if rng.random_bool(0.5) {
-                with_commas(n)
-            } else {
-                n.to_string()
-            };
-            Node::Num {
-                text,
-                value: ratio(n as i64, 1),
-            }
+            let text = if rng.random_bool(0.5) { with_commas(n) } else { n.to_string() };
+            Node::Num { text, value: ratio(n as i64, 1) }
         }
         2 | 3 => {
             let places = rng.random_range(1..=3u32);
             let int = rng.random_range(0..100i64);
             let frac = rng.random_range(0..10i64.pow(places));
             let frac_text = format!("{frac:0width$}", width = places as usize);
-            let text = if int == 0 && rng.random_bool(0.3) {
-                format!(".{frac_text}")
-            } else {
-                format!("{int}.{frac_text}")
-            };
-            Node::Num {
-                text,
-                value: ratio(int * 10i64.pow(places) + frac, 10i64.pow(places)),
-            }
+            let text =
+                if int == 0 && rng.random_bool(0.3) { format!(".{frac_text}") } else { format!("{int}.{frac_text}") };
+            Node::Num { text, value: ratio(int * 10i64.pow(places) + frac, 10i64.pow(places)) }
         }
         _ => {
             let n = rng.random_range(0..100i64);
-            Node::Num {
-                text: n.to_string(),
-                value: ratio(n, 1),
-            }
+            Node::Num { text: n.to_string(), value: ratio(n, 1) }
         }
     }
 }
@@ -206,18 +174,11 @@ fn random_tree(rng: &mut StdRng, depth: u32) -> Node {
     }
     match rng.random_range(0..12) {
         0 => Node::Neg(Box::new(random_tree(rng, depth - 1))),
-        1 => Node::Pow(
-            Box::new(random_tree(rng, depth - 1)),
-            rng.random_range(-3..=3),
-        ),
+        1 => Node::Pow(Box::new(random_tree(rng, depth - 1)), rng.random_range(-3..=3)),
         2 => Node::Percent(Box::new(random_tree(rng, depth - 1))),
         k => {
             let op = ['+', '-', '*', '/'][k % 4];
-            Node::Bin(
-                op,
-                Box::new(random_tree(rng, depth - 1)),
-                Box::new(random_tree(rng, depth - 1)),
-            )
+            Node::Bin(op, Box::new(random_tree(rng, depth - 1)), Box::new(random_tree(rng, depth - 1)))
         }
     }
 }
@@ -240,19 +201,11 @@ fn render(n: &Node, need: u8, rng: &mut StdRng) -> String {
     let sp = |rng: &mut StdRng| if rng.random_bool(0.5) { " " } else { "" };
     let body = match n {
         Node::Num { text, .. } => text.clone(),
-        Node::Neg(c) => format!(
-            "{}{}",
-            if rng.random_bool(0.2) { "−" } else { "-" },
-            render(c, 3, rng)
-        ),
+        Node::Neg(c) => format!("{}{}", if rng.random_bool(0.2) { "−" } else { "-" }, render(c, 3, rng)),
         Node::Percent(c) => format!("{}%", render(c, 5, rng)),
         Node::Pow(b, e) => {
             let op = if rng.random_bool(0.5) { "^" } else { "**" };
-            let e = if *e < 0 && rng.random_bool(0.5) {
-                format!("({e})")
-            } else {
-                e.to_string()
-            };
+            let e = if *e < 0 && rng.random_bool(0.5) { format!("({e})") } else { e.to_string() };
             format!("{}{}{op}{}{e}", render(b, 5, rng), sp(rng), sp(rng))
         }
         Node::Bin(op, l, r) => {
@@ -335,14 +288,8 @@ fn random_trees_match_direct_evaluation() {
         }
     }
     eprintln!("property test: {checked} values checked, {div_zero} divisions by zero, {too_long} too long");
-    assert!(
-        checked >= 1_500,
-        "only {checked} of 2000 cases were checked"
-    );
-    assert!(
-        div_zero >= 20,
-        "only {div_zero} division-by-zero cases were exercised"
-    );
+    assert!(checked >= 1_500, "only {checked} of 2000 cases were checked");
+    assert!(div_zero >= 20, "only {div_zero} division-by-zero cases were exercised");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,10 +302,7 @@ fn hostile(expr: &str) -> CalcError {
     let elapsed = start.elapsed();
     let shown: String = expr.chars().take(40).collect();
     let result = result.unwrap_or_else(|_| panic!("`{shown}` panicked"));
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "`{shown}` took {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(1), "`{shown}` took {elapsed:?}");
     match result {
         Ok(v) => panic!("`{shown}` should fail but gave {}", format_value(&v)),
         Err(e) => e,
@@ -368,72 +312,31 @@ fn hostile(expr: &str) -> CalcError {
 #[test]
 fn hostile_inputs_fail_fast_with_clear_errors() {
     let nested_10k = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
-    assert_eq!(
-        hostile(&nested_10k),
-        CalcError::TooLong {
-            max: MAX_INPUT_CHARS
-        }
-    );
+    assert_eq!(hostile(&nested_10k), CalcError::TooLong { max: MAX_INPUT_CHARS });
 
     // Deep nesting inside the length limit must hit the depth limit, not the stack.
     let nested_400 = format!("{}1{}", "(".repeat(400), ")".repeat(400));
-    assert!(matches!(
-        hostile(&nested_400),
-        CalcError::TooDeep { max: MAX_DEPTH, .. }
-    ));
-    assert!(matches!(
-        hostile(&format!("{}1", "-".repeat(900))),
-        CalcError::TooDeep { .. }
-    ));
-    assert!(matches!(
-        hostile(&format!("2{}", "^2".repeat(400))),
-        CalcError::TooDeep { .. }
-    ));
+    assert!(matches!(hostile(&nested_400), CalcError::TooDeep { max: MAX_DEPTH, .. }));
+    assert!(matches!(hostile(&format!("{}1", "-".repeat(900))), CalcError::TooDeep { .. }));
+    assert!(matches!(hostile(&format!("2{}", "^2".repeat(400))), CalcError::TooDeep { .. }));
 
-    assert!(matches!(
-        hostile("9^9^9^9"),
-        CalcError::ExponentTooLarge { .. }
-    ));
-    assert!(matches!(
-        hostile("2^(10^9)"),
-        CalcError::ExponentTooLarge { .. }
-    ));
-    assert!(matches!(
-        hostile("2^100000"),
-        CalcError::ResultTooLarge { .. }
-    ));
-    assert!(matches!(
-        hostile("(2^99999)*(2^99999)"),
-        CalcError::ResultTooLarge { .. }
-    ));
-    assert!(matches!(
-        hostile("1e99999"),
-        CalcError::ExponentTooLarge { .. }
-    ));
-    assert!(matches!(
-        hostile("2^0.5"),
-        CalcError::NonIntegerExponent { .. }
-    ));
-    assert!(matches!(
-        hostile(&"1".repeat(1 << 20)),
-        CalcError::TooLong { .. }
-    ));
+    assert!(matches!(hostile("9^9^9^9"), CalcError::ExponentTooLarge { .. }));
+    assert!(matches!(hostile("2^(10^9)"), CalcError::ExponentTooLarge { .. }));
+    assert!(matches!(hostile("2^100000"), CalcError::ResultTooLarge { .. }));
+    assert!(matches!(hostile("(2^99999)*(2^99999)"), CalcError::ResultTooLarge { .. }));
+    assert!(matches!(hostile("1e99999"), CalcError::ExponentTooLarge { .. }));
+    assert!(matches!(hostile("2^0.5"), CalcError::NonIntegerExponent { .. }));
+    assert!(matches!(hostile(&"1".repeat(1 << 20)), CalcError::TooLong { .. }));
 
     assert_eq!(hostile("1/0"), CalcError::DivisionByZero { position: 2 });
     assert_eq!(hostile("0^-1"), CalcError::DivisionByZero { position: 2 });
-    assert_eq!(
-        hostile("1/(3-3)"),
-        CalcError::DivisionByZero { position: 2 }
-    );
+    assert_eq!(hostile("1/(3-3)"), CalcError::DivisionByZero { position: 2 });
     assert_eq!(hostile(""), CalcError::Empty);
     assert_eq!(hostile(" \t\n"), CalcError::Empty);
     assert_eq!(hostile("(1+2"), CalcError::UnclosedParen { position: 1 });
 
     let messages = [
-        (
-            "()",
-            "unexpected `)` at position 2: expected a number or `(`",
-        ),
+        ("()", "unexpected `)` at position 2: expected a number or `(`"),
         ("2 +", "expression ended early: expected a number or `(`"),
         ("abc", "unexpected `abc` at position 1"),
         ("__import__('os')", "unexpected `__import__` at position 1"),
@@ -441,10 +344,7 @@ fn hostile_inputs_fail_fast_with_clear_errors() {
         ("2 ** 3; import os", "unexpected `;` at position 7"),
         ("sqrt(4)", "unexpected `sqrt` at position 1"),
         ("2x", "unexpected `x` at position 2"),
-        (
-            "1 2",
-            "unexpected `2` at position 3: expected an operator or the end",
-        ),
+        ("1 2", "unexpected `2` at position 3: expected an operator or the end"),
         ("1)", "unexpected `)` at position 2"),
         ("2 * * 3", "unexpected `*` at position 5"),
         ("💣 + 1", "unexpected `💣` at position 1"),
@@ -456,10 +356,7 @@ fn hostile_inputs_fail_fast_with_clear_errors() {
     ];
     for (expr, want) in messages {
         let msg = hostile(expr).to_string();
-        assert!(
-            msg.contains(want),
-            "`{expr}`: message `{msg}` lacks `{want}`"
-        );
+        assert!(msg.contains(want), "`{expr}`: message `{msg}` lacks `{want}`");
     }
 }
 
@@ -469,10 +366,7 @@ fn largest_allowed_power_is_computed() {
     let v = evaluate("2^99999").expect("2^99999 is within the limit");
     assert_eq!(v.numer().bits(), MAX_RESULT_BITS);
     let text = format_value(&v);
-    assert!(
-        text.len() > 30_000 && text.ends_with("688"),
-        "2^99999 ends in ...688"
-    );
+    assert!(text.len() > 30_000 && text.ends_with("688"), "2^99999 ends in ...688");
     assert!(start.elapsed() < Duration::from_secs(1));
 }
 
@@ -494,10 +388,7 @@ fn tool_schema_requires_expression() {
 fn tool_call_validates_arguments() {
     let tool = Calculator;
     assert_eq!(tool.call(&json!({"expression": "2^10"})).unwrap(), "1024");
-    assert_eq!(
-        tool.call(&json!({"expression": "1/3"})).unwrap(),
-        "1/3 ≈ 0.3333333333"
-    );
+    assert_eq!(tool.call(&json!({"expression": "1/3"})).unwrap(), "1/3 ≈ 0.3333333333");
 
     let missing = tool.call(&json!({})).unwrap_err();
     assert!(matches!(&missing, ToolError::MissingArgument { field, .. } if field == "expression"));
@@ -505,23 +396,12 @@ fn tool_call_validates_arguments() {
 
     let wrong = tool.call(&json!({"expression": 42})).unwrap_err();
     assert!(matches!(&wrong, ToolError::WrongArgumentType { field, .. } if field == "expression"));
-    assert_eq!(
-        wrong.to_string(),
-        "tool `calculator`: argument `expression` must be a string, got a number"
-    );
+    assert_eq!(wrong.to_string(), "tool `calculator`: argument `expression` must be a string, got a number");
 
     let not_object = tool.call(&json!("1+1")).unwrap_err();
-    assert!(
-        not_object
-            .to_string()
-            .contains("must be a JSON object, got a string"),
-        "{not_object}"
-    );
+    assert!(not_object.to_string().contains("must be a JSON object, got a string"), "{not_object}");
 
     let failed = tool.call(&json!({"expression": "1/0"})).unwrap_err();
     assert!(matches!(failed, ToolError::Failed { .. }));
-    assert_eq!(
-        failed.to_string(),
-        "tool `calculator` failed: division by zero at position 2"
-    );
+    assert_eq!(failed.to_string(), "tool `calculator` failed: division by zero at position 2");
 }

@@ -61,7 +61,9 @@ fn arguments_as_a_json_string() {
 
 #[test]
 fn openai_function_wrapper() {
-    let p = parse_calls(r#"<tool_call>{"type": "function", "function": {"name": "calculator", "arguments": {"expression": "1"}}}</tool_call>"#);
+    let p = parse_calls(
+        r#"<tool_call>{"type": "function", "function": {"name": "calculator", "arguments": {"expression": "1"}}}</tool_call>"#,
+    );
     assert_eq!(p.calls, vec![calc("1")]);
 }
 
@@ -118,16 +120,22 @@ fn raw_newline_in_string() {
 
 #[test]
 fn code_fences() {
-    let p = parse_calls("Sure:\n```json\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"7*6\"}}\n```\nThat's it.");
+    let p = parse_calls(
+        "Sure:\n```json\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"7*6\"}}\n```\nThat's it.",
+    );
     assert_eq!(p.calls, vec![calc("7*6")]);
     assert_eq!(p.text, "Sure:\n\nThat's it.");
-    let p = parse_calls("<tool_call>\n```json\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"1\"}}\n```\n</tool_call>");
+    let p = parse_calls(
+        "<tool_call>\n```json\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"1\"}}\n```\n</tool_call>",
+    );
     assert_eq!(p.calls, vec![calc("1")]);
 }
 
 #[test]
 fn several_damages_at_once() {
-    let p = parse_calls("I'll use the tool. <tool_call>```\n{name: 'calculator', 'parameters': {expression: '9/3',},}\n```");
+    let p = parse_calls(
+        "I'll use the tool. <tool_call>```\n{name: 'calculator', 'parameters': {expression: '9/3',},}\n```",
+    );
     assert_eq!(p.calls, vec![calc("9/3")]);
     assert_eq!(p.text, "I'll use the tool.");
 }

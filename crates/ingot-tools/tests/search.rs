@@ -51,16 +51,8 @@ fn sample_docs(root: &Path) {
         "notes/garden.md",
         "# Garden\n\nThe tomatoes went in on the third of May.\n\nThe basil needs more sun than the mint.",
     );
-    write(
-        root,
-        "notes/travel.txt",
-        "Flight to Lisbon departs at 07:40.\n\nThe hotel confirmation code is ZEBRA-4471.",
-    );
-    write(
-        root,
-        "projects/deep/ideas.md",
-        "Build a sourdough starter tracker.",
-    );
+    write(root, "notes/travel.txt", "Flight to Lisbon departs at 07:40.\n\nThe hotel confirmation code is ZEBRA-4471.");
+    write(root, "projects/deep/ideas.md", "Build a sourdough starter tracker.");
     write(root, "image.png", "ZEBRA-4471 should not be found in a png");
     write(root, ".hidden/secret.md", "ZEBRA-4471 hidden copy");
     fs::write(root.join("latin1.txt"), [0x5a, 0xe9, 0xff, 0x00]).unwrap();
@@ -72,11 +64,7 @@ fn build_reopen_and_find_unique_fact() {
     sample_docs(&t.docs());
     let report = SearchIndex::build(&t.docs(), &t.index()).unwrap();
     assert_eq!(report.manifest.documents, 3, "{report:?}");
-    assert_eq!(
-        report.skipped.len(),
-        1,
-        "the non-UTF-8 .txt is skipped: {report:?}"
-    );
+    assert_eq!(report.skipped.len(), 1, "the non-UTF-8 .txt is skipped: {report:?}");
     assert!(t.index().join(MANIFEST_FILE).is_file());
 
     let index = SearchIndex::open(&t.index()).unwrap();
@@ -98,11 +86,7 @@ fn build_reopen_and_find_unique_fact() {
 #[test]
 fn more_specific_passage_ranks_first() {
     let t = TempDir::new("rank");
-    write(
-        &t.docs(),
-        "a.md",
-        "The quarterly budget meeting covered many topics, including lunch.",
-    );
+    write(&t.docs(), "a.md", "The quarterly budget meeting covered many topics, including lunch.");
     write(
         &t.docs(),
         "b.md",
@@ -124,37 +108,17 @@ fn rebuild_reflects_edits_deletions_and_additions() {
     sample_docs(&t.docs());
     SearchIndex::build(&t.docs(), &t.index()).unwrap();
 
-    write(
-        &t.docs(),
-        "notes/travel.txt",
-        "The hotel confirmation code is OKAPI-9090.",
-    );
+    write(&t.docs(), "notes/travel.txt", "The hotel confirmation code is OKAPI-9090.");
     fs::remove_file(t.docs().join("projects/deep/ideas.md")).unwrap();
-    write(
-        &t.docs(),
-        "new/recipe.md",
-        "Pistachio gelato needs a pinch of salt.",
-    );
+    write(&t.docs(), "new/recipe.md", "Pistachio gelato needs a pinch of salt.");
     let report = SearchIndex::build(&t.docs(), &t.index()).unwrap();
     assert_eq!(report.manifest.documents, 3);
 
     let index = SearchIndex::open(&t.index()).unwrap();
-    assert!(
-        index.search("ZEBRA", 5).unwrap().is_empty(),
-        "edited text is gone"
-    );
-    assert_eq!(
-        index.search("OKAPI", 5).unwrap()[0].source,
-        "notes/travel.txt"
-    );
-    assert!(
-        index.search("sourdough", 5).unwrap().is_empty(),
-        "deleted file is gone"
-    );
-    assert_eq!(
-        index.search("pistachio", 5).unwrap()[0].source,
-        "new/recipe.md"
-    );
+    assert!(index.search("ZEBRA", 5).unwrap().is_empty(), "edited text is gone");
+    assert_eq!(index.search("OKAPI", 5).unwrap()[0].source, "notes/travel.txt");
+    assert!(index.search("sourdough", 5).unwrap().is_empty(), "deleted file is gone");
+    assert_eq!(index.search("pistachio", 5).unwrap()[0].source, "new/recipe.md");
 
     // No temporary or old folders are left beside the index.
     let leftovers: Vec<_> = fs::read_dir(&t.0)
@@ -172,34 +136,21 @@ fn crash_before_swap_keeps_previous_index() {
     sample_docs(&t.docs());
     SearchIndex::build(&t.docs(), &t.index()).unwrap();
 
-    write(
-        &t.docs(),
-        "notes/travel.txt",
-        "The hotel confirmation code is OKAPI-9090.",
-    );
+    write(&t.docs(), "notes/travel.txt", "The hotel confirmation code is OKAPI-9090.");
     let staged = build_staged(&t.docs(), &t.index()).unwrap();
     let tmp = staged.tmp_dir().to_path_buf();
-    assert!(
-        tmp.join(MANIFEST_FILE).is_file(),
-        "staged index is complete"
-    );
+    assert!(tmp.join(MANIFEST_FILE).is_file(), "staged index is complete");
     std::mem::forget(staged); // the process "dies" here, before the swap
 
     let index = SearchIndex::open(&t.index()).unwrap();
-    assert_eq!(
-        index.search("ZEBRA", 3).unwrap()[0].source,
-        "notes/travel.txt"
-    );
+    assert_eq!(index.search("ZEBRA", 3).unwrap()[0].source, "notes/travel.txt");
     assert!(index.search("OKAPI", 3).unwrap().is_empty());
     drop(index);
 
     // The next build ignores the leftover temporary folder and succeeds.
     SearchIndex::build(&t.docs(), &t.index()).unwrap();
     let index = SearchIndex::open(&t.index()).unwrap();
-    assert_eq!(
-        index.search("OKAPI", 3).unwrap()[0].source,
-        "notes/travel.txt"
-    );
+    assert_eq!(index.search("OKAPI", 3).unwrap()[0].source, "notes/travel.txt");
 }
 
 #[test]
@@ -281,9 +232,7 @@ fn hostile_queries_never_fail() {
     assert!(index.search("", 5).unwrap().is_empty());
     assert!(index.search("hotel", 0).unwrap().is_empty());
     // A question with punctuation still finds the fact.
-    let hits = index
-        .search("what's the hotel's confirmation code?", 3)
-        .unwrap();
+    let hits = index.search("what's the hotel's confirmation code?", 3).unwrap();
     assert_eq!(hits[0].source, "notes/travel.txt");
 }
 
@@ -318,18 +267,12 @@ fn missing_docs_dir_is_an_error_and_leaves_index_alone() {
     SearchIndex::build(&t.docs(), &t.index()).unwrap();
     let err = SearchIndex::build(&t.0.join("nope"), &t.index()).unwrap_err();
     assert!(matches!(err, SearchError::DocsDirMissing { .. }), "{err:?}");
-    assert_eq!(
-        SearchIndex::open(&t.index()).unwrap().manifest().documents,
-        3
-    );
+    assert_eq!(SearchIndex::open(&t.index()).unwrap().manifest().documents, 3);
 }
 
 #[test]
 fn passages_are_bounded_and_cover_the_text() {
-    let long_para = (0..1000)
-        .map(|i| format!("w{i}"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let long_para = (0..1000).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ");
     let short = "a short paragraph of five";
     let text = format!("{short}\n\n{short}\n\n{long_para}\n\n\n{short}");
     let passages = split_passages(&text);
@@ -338,11 +281,7 @@ fn passages_are_bounded_and_cover_the_text() {
         assert!((1..=MAX_PASSAGE_WORDS).contains(&n), "{n} words");
     }
     let words: usize = passages.iter().map(|p| p.split_whitespace().count()).sum();
-    assert_eq!(
-        words,
-        text.split_whitespace().count(),
-        "no word lost or duplicated"
-    );
+    assert_eq!(words, text.split_whitespace().count(), "no word lost or duplicated");
     assert!(split_passages("").is_empty());
     assert!(split_passages("\n\n  \n").is_empty());
 }
@@ -351,11 +290,7 @@ fn passages_are_bounded_and_cover_the_text() {
 fn tool_formats_hits_and_validates_arguments() {
     let t = TempDir::new("tool");
     sample_docs(&t.docs());
-    write(
-        &t.docs(),
-        "long.md",
-        &format!("walrus {}", "filler ".repeat(250)),
-    );
+    write(&t.docs(), "long.md", &format!("walrus {}", "filler ".repeat(250)));
     SearchIndex::build(&t.docs(), &t.index()).unwrap();
     let tool = SearchTool::new(SearchIndex::open(&t.index()).unwrap());
     assert_eq!(tool.name(), "search");
@@ -367,10 +302,7 @@ fn tool_formats_hits_and_validates_arguments() {
 
     let out = tool.call(&json!({"query": "walrus", "k": 1})).unwrap();
     assert!(out.starts_with("[1] long.md: walrus"), "{out}");
-    assert!(
-        out.chars().count() < 450 && out.ends_with('…'),
-        "truncated: {out}"
-    );
+    assert!(out.chars().count() < 450 && out.ends_with('…'), "truncated: {out}");
 
     let out = tool.call(&json!({"query": "xylophone"})).unwrap();
     assert!(out.starts_with("No passages matched"), "{out}");
@@ -378,18 +310,10 @@ fn tool_formats_hits_and_validates_arguments() {
     let err = tool.call(&json!({})).unwrap_err();
     assert!(matches!(err, ToolError::MissingArgument { .. }), "{err:?}");
     let err = tool.call(&json!("hotel")).unwrap_err();
-    assert!(
-        matches!(err, ToolError::ArgumentsNotObject { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, ToolError::ArgumentsNotObject { .. }), "{err:?}");
     for bad_k in [json!(0), json!(11), json!(2.5), json!("3"), json!(-1)] {
-        let err = tool
-            .call(&json!({"query": "hotel", "k": bad_k}))
-            .unwrap_err();
-        assert!(
-            matches!(err, ToolError::WrongArgumentType { .. }),
-            "k={bad_k}: {err:?}"
-        );
+        let err = tool.call(&json!({"query": "hotel", "k": bad_k})).unwrap_err();
+        assert!(matches!(err, ToolError::WrongArgumentType { .. }), "k={bad_k}: {err:?}");
         assert!(err.to_string().contains("1 to 10"), "{err}");
     }
 }

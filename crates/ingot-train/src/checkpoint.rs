@@ -131,10 +131,12 @@ impl Staged {
             // reports; the old copy is still in the `.tmp-step-` folder until the next save.
             let aside = self.out.join(format!("{TMP_PREFIX}{:08}-{}-old", self.step, std::process::id()));
             std::fs::rename(&dest, &aside).map_err(Error::io(format!("moving aside {}", dest.display()), &aside))?;
-            std::fs::rename(&self.tmp, &dest).map_err(Error::io(format!("renaming {} to", self.tmp.display()), &dest))?;
+            std::fs::rename(&self.tmp, &dest)
+                .map_err(Error::io(format!("renaming {} to", self.tmp.display()), &dest))?;
             remove_dir_logged(&aside);
         } else {
-            std::fs::rename(&self.tmp, &dest).map_err(Error::io(format!("renaming {} to", self.tmp.display()), &dest))?;
+            std::fs::rename(&self.tmp, &dest)
+                .map_err(Error::io(format!("renaming {} to", self.tmp.display()), &dest))?;
         }
         sync_dir(&self.out)?;
         write_atomic(&self.out.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
@@ -320,7 +322,8 @@ fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], what: &str) -> R
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
     let mut f = std::fs::File::create(path).map_err(Error::io("creating", path))?;
     f.write_all(text.as_bytes()).and_then(|_| f.write_all(b"\n")).map_err(Error::io("writing", path))?;
     f.sync_all().map_err(Error::io("syncing", path))

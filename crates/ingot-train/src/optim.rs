@@ -223,7 +223,11 @@ impl AdamW {
             let more = missing.len().saturating_sub(shown.len());
             let more = if more > 0 { format!(" and {more} more") } else { String::new() };
             if self.step_count == 1 {
-                tracing::warn!("AdamW: no gradient for {} parameter(s), left unchanged: {}{more}", missing.len(), shown.join(", "));
+                tracing::warn!(
+                    "AdamW: no gradient for {} parameter(s), left unchanged: {}{more}",
+                    missing.len(),
+                    shown.join(", ")
+                );
             } else {
                 tracing::debug!("AdamW step {}: no gradient for {}{more}", self.step_count, shown.join(", "));
             }
@@ -320,7 +324,8 @@ pub fn clip_grad_norm<'a>(
     if coef < 1.0 {
         for var in &vars {
             if let Some(g) = grads.get(var.as_tensor()) {
-                let scaled = g.affine(coef, 0.0).context(|| format!("clipping a gradient of shape {:?}", var.dims()))?;
+                let scaled =
+                    g.affine(coef, 0.0).context(|| format!("clipping a gradient of shape {:?}", var.dims()))?;
                 grads.insert(var.as_tensor(), scaled);
             }
         }

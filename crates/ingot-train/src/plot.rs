@@ -101,7 +101,13 @@ pub fn line_chart_svg(series: &[(&str, &[(f64, f64)])], opts: &ChartOptions) -> 
     svg.push_str("</g>\n<g fill=\"#333\">");
     let x_step = x_ticks.get(1).zip(x_ticks.first()).map_or(1.0, |(b, a)| b - a);
     for &x in &x_ticks {
-        let _ = write!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, px(x), TOP + plot_h + 18.0, tick_label(x, x_step));
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            px(x),
+            TOP + plot_h + 18.0,
+            tick_label(x, x_step)
+        );
     }
     let y_step = y_ticks.get(1).zip(y_ticks.first()).map_or(1.0, |(b, a)| b - a);
     for &y in &y_ticks {
@@ -127,7 +133,10 @@ pub fn line_chart_svg(series: &[(&str, &[(f64, f64)])], opts: &ChartOptions) -> 
     );
 
     // One path per series; a non-finite point starts a new sub-path.
-    let _ = write!(svg, r#"<clipPath id="plot"><rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/></clipPath>"#);
+    let _ = write!(
+        svg,
+        r#"<clipPath id="plot"><rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/></clipPath>"#
+    );
     svg.push('\n');
     for (i, (name, points)) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
@@ -285,7 +294,13 @@ fn trim(v: f64, step_log10: f64) -> String {
 
 /// The usable points of a series, with `None` where a non-usable point breaks the line. Longer
 /// than 2 points per pixel column: the first, min, max and last of each column, in order.
-fn thin(points: &[(f64, f64)], x_lo: f64, x_hi: f64, columns: usize, usable: &dyn Fn(&(f64, f64)) -> bool) -> Vec<Option<(f64, f64)>> {
+fn thin(
+    points: &[(f64, f64)],
+    x_lo: f64,
+    x_hi: f64,
+    columns: usize,
+    usable: &dyn Fn(&(f64, f64)) -> bool,
+) -> Vec<Option<(f64, f64)>> {
     let columns = columns.max(1);
     if points.len() <= 2 * columns {
         return points.iter().map(|p| usable(p).then_some(*p)).collect();

@@ -110,10 +110,16 @@ impl TrainConfig {
             return bad("train.grad_accum must be at least 1".into());
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 || self.min_lr > self.lr {
-            return bad(format!("train.lr must be > 0 and train.min_lr in [0, lr]; got lr {} min_lr {}", self.lr, self.min_lr));
+            return bad(format!(
+                "train.lr must be > 0 and train.min_lr in [0, lr]; got lr {} min_lr {}",
+                self.lr, self.min_lr
+            ));
         }
         if !(0.0..1.0).contains(&self.beta1) || !(0.0..1.0).contains(&self.beta2) {
-            return bad(format!("train.beta1 and train.beta2 must be in [0, 1); got {} and {}", self.beta1, self.beta2));
+            return bad(format!(
+                "train.beta1 and train.beta2 must be in [0, 1); got {} and {}",
+                self.beta1, self.beta2
+            ));
         }
         if self.log_interval == 0 || self.keep_last == 0 {
             return bad("train.log_interval and train.keep_last must be at least 1".into());
@@ -122,7 +128,12 @@ impl TrainConfig {
     }
 
     pub fn schedule(&self) -> LrSchedule {
-        LrSchedule::cosine(self.lr, self.min_lr, self.warmup_steps as usize, self.decay_steps.unwrap_or(self.max_steps) as usize)
+        LrSchedule::cosine(
+            self.lr,
+            self.min_lr,
+            self.warmup_steps as usize,
+            self.decay_steps.unwrap_or(self.max_steps) as usize,
+        )
     }
 
     pub fn adamw(&self) -> AdamWConfig {
@@ -183,7 +194,10 @@ pub fn gradients(
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
     for micro in 0..accum {
         let (loss, n_tokens) = objective.loss(model, step, micro)?;
-        loss_sum += loss.to_dtype(candle_core::DType::F64).and_then(|l| l.to_scalar::<f64>()).context(|| "reading the loss".into())?;
+        loss_sum += loss
+            .to_dtype(candle_core::DType::F64)
+            .and_then(|l| l.to_scalar::<f64>())
+            .context(|| "reading the loss".into())?;
         let scaled = (loss / accum as f64).context(|| "scaling the loss".into())?;
         let g = scaled.backward().context(|| "backward pass".into())?;
         match grads.as_mut() {
@@ -234,19 +248,22 @@ impl Trainer<'_> {
                 Some(dir) => {
                     let ck = checkpoint::load(&dir, &candle_core::Device::Cpu)?;
                     self.restore_weights(&vars, &ck.weights, &dir)?;
-                    let step = ck.trainer_state.get("step").and_then(Value::as_u64).ok_or_else(|| {
-                        Error::Config(format!("{}: trainer_state.json has no step", dir.display()))
-                    })?;
+                    let step =
+                        ck.trainer_state.get("step").and_then(Value::as_u64).ok_or_else(|| {
+                            Error::Config(format!("{}: trainer_state.json has no step", dir.display()))
+                        })?;
                     let opt_steps = ck.trainer_state.get("optimizer_steps").and_then(Value::as_u64).unwrap_or(step);
                     optimizer.load_state(ck.optimizer, opt_steps)?;
                     history = read_metrics(&self.out_dir.join("metrics.jsonl"), step);
                     start_step = step;
                     eprintln!("resuming from {} (step {step})", dir.display());
                 }
-                None => return Err(Error::Config(format!(
-                    "--resume: no checkpoint in {} (start without --resume)",
-                    self.out_dir.display()
-                ))),
+                None => {
+                    return Err(Error::Config(format!(
+                        "--resume: no checkpoint in {} (start without --resume)",
+                        self.out_dir.display()
+                    )))
+                }
             }
         }
         // Rewrite the metrics log up to the resume point, so a resumed run's log has no
@@ -292,7 +309,8 @@ impl Trainer<'_> {
             let done = step + 1;
             last_loss = loss;
 
-            let eval_now = done == self.cfg.max_steps || (self.cfg.eval_interval > 0 && done % self.cfg.eval_interval == 0);
+            let eval_now =
+                done == self.cfg.max_steps || (self.cfg.eval_interval > 0 && done % self.cfg.eval_interval == 0);
             let val_loss = if eval_now { objective.eval_loss(self.model)? } else { None };
             if val_loss.is_some() {
                 last_val = val_loss;
@@ -310,7 +328,10 @@ impl Trainer<'_> {
                     m.tokens_per_sec
                 ));
                 if let Some(v) = val_loss {
-                    say(&bar, format!("step {done}: loss {loss:.4}, val loss {v:.4}, lr {lr:.2e}, grad norm {grad_norm:.3}"));
+                    say(
+                        &bar,
+                        format!("step {done}: loss {loss:.4}, val loss {v:.4}, lr {lr:.2e}, grad norm {grad_norm:.3}"),
+                    );
                 }
                 history.push(m);
                 if eval_now {
@@ -322,7 +343,8 @@ impl Trainer<'_> {
                     say(&bar, format!("--- sample at step {done} ---\n{text}\n---"));
                 }
             }
-            let save_now = done == self.cfg.max_steps || (self.cfg.checkpoint_interval > 0 && done % self.cfg.checkpoint_interval == 0);
+            let save_now = done == self.cfg.max_steps
+                || (self.cfg.checkpoint_interval > 0 && done % self.cfg.checkpoint_interval == 0);
             if save_now {
                 let state = json!({
                     "step": done,
@@ -333,7 +355,8 @@ impl Trainer<'_> {
                     "train": self.cfg,
                     "run": self.run_info,
                 });
-                let tensors: Vec<(String, Tensor)> = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+                let tensors: Vec<(String, Tensor)> =
+                    vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
                 let contents = checkpoint::CheckpointContents {
                     weights: &tensors,
                     config: &self.model_config,
@@ -362,7 +385,10 @@ impl Trainer<'_> {
     fn restore_weights(&self, vars: &[(String, Var)], weights: &HashMap<String, Tensor>, dir: &Path) -> Result<()> {
         for (name, var) in vars {
             let t = weights.get(name).ok_or_else(|| {
-                Error::Config(format!("{}: checkpoint has no weight '{name}' (was it saved by a different model config?)", dir.display()))
+                Error::Config(format!(
+                    "{}: checkpoint has no weight '{name}' (was it saved by a different model config?)",
+                    dir.display()
+                ))
             })?;
             if t.shape() != var.shape() {
                 return Err(Error::Config(format!(
@@ -411,8 +437,10 @@ fn progress_bar(show: bool, start: u64, total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_position(start);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}, {per_sec}] {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}, {per_sec}] {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.reset_eta();
     bar

@@ -68,12 +68,19 @@ fn save(out: &Path, step: u64, varmap: &VarMap, opt: &AdamW, tok: &Tokenizer, ke
     let weights = weights_of(varmap);
     let optimizer = opt.state_tensors();
     let state = json!({"step": step, "optimizer_steps": opt.step_count(), "tokens_seen": step * 1024});
-    let contents = CheckpointContents { weights: &weights, config: &config(), tokenizer: tok, optimizer: &optimizer, trainer_state: &state };
+    let contents = CheckpointContents {
+        weights: &weights,
+        config: &config(),
+        tokenizer: tok,
+        optimizer: &optimizer,
+        trainer_state: &state,
+    };
     checkpoint::save(out, step, &contents, keep).unwrap()
 }
 
 fn same(a: &Tensor, b: &Tensor) -> bool {
-    let (a, b): (Vec<f32>, Vec<f32>) = (a.flatten_all().unwrap().to_vec1().unwrap(), b.flatten_all().unwrap().to_vec1().unwrap());
+    let (a, b): (Vec<f32>, Vec<f32>) =
+        (a.flatten_all().unwrap().to_vec1().unwrap(), b.flatten_all().unwrap().to_vec1().unwrap());
     a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
@@ -152,7 +159,13 @@ fn crash_mid_save_leaves_previous_checkpoint() {
     let weights = weights_of(&varmap);
     let optimizer = opt.state_tensors();
     let state = json!({"step": 20});
-    let contents = CheckpointContents { weights: &weights, config: &config(), tokenizer: &tok, optimizer: &optimizer, trainer_state: &state };
+    let contents = CheckpointContents {
+        weights: &weights,
+        config: &config(),
+        tokenizer: &tok,
+        optimizer: &optimizer,
+        trainer_state: &state,
+    };
     let staged = checkpoint::stage(&out, 20, &contents).unwrap();
     let staged_dir = staged.path().to_path_buf();
     drop(staged);

@@ -87,11 +87,8 @@ fn one_step_by_hand_for_both_groups() {
     assert_eq!((report.updated, report.without_grad), (2, 0));
 
     let w0 = [1.0f64, -2.0, 0.5, 3.0];
-    let want_w: Vec<f64> = w0
-        .iter()
-        .zip(&g)
-        .map(|(&p, &g)| p * (1.0 - lr * 0.1) - lr * g as f64 / ((g as f64).abs() + 1e-8))
-        .collect();
+    let want_w: Vec<f64> =
+        w0.iter().zip(&g).map(|(&p, &g)| p * (1.0 - lr * 0.1) - lr * g as f64 / ((g as f64).abs() + 1e-8)).collect();
     let want_norm = [1.0 - lr, -2.0 + lr]; // no decay: only the sign step
     for (got, want) in values(&w).iter().zip(&want_w) {
         assert!((*got as f64 - want).abs() < 1e-6, "matrix: got {got}, want {want}");
@@ -111,7 +108,8 @@ fn many_steps_match_scalar_reference() {
     let w = var(&init_w, &[2, 3]);
     let b = var(&init_b, &[3]);
     let mut opt =
-        AdamW::new(vec![("attn.c_proj.weight".into(), w.clone()), ("attn.c_proj.bias".into(), b.clone())], cfg).unwrap();
+        AdamW::new(vec![("attn.c_proj.weight".into(), w.clone()), ("attn.c_proj.bias".into(), b.clone())], cfg)
+            .unwrap();
     let steps = 20;
     let lrs: Vec<f64> = (0..steps).map(|s| 1e-2 * (1.0 - s as f64 / 40.0)).collect();
     let gw: Vec<Vec<f32>> = (0..steps).map(|s| gradient(6, s, 0.0)).collect();
@@ -138,7 +136,12 @@ fn many_steps_match_scalar_reference() {
 #[test]
 fn weight_decay_only_on_decay_group() {
     let cfg = AdamWConfig::default();
-    let names = ["model.norm.weight", "model.layers.0.self_attn.o_proj.bias", "model.embed_tokens.weight", "model.layers.0.self_attn.o_proj.weight"];
+    let names = [
+        "model.norm.weight",
+        "model.layers.0.self_attn.o_proj.bias",
+        "model.embed_tokens.weight",
+        "model.layers.0.self_attn.o_proj.weight",
+    ];
     let vars: Vec<Var> = names.iter().map(|_| var(&[1.0, 2.0, -3.0, 4.0], &[2, 2])).collect();
     let mut opt = AdamW::new(names.iter().map(|n| n.to_string()).zip(vars.iter().cloned()).collect(), cfg).unwrap();
     let refs: Vec<&Var> = vars.iter().collect();
@@ -161,7 +164,9 @@ fn weight_decay_only_on_decay_group() {
 fn parameters_without_gradient_are_skipped_and_counted() {
     let a = var(&[1.0, 2.0], &[1, 2]);
     let b = var(&[3.0, 4.0], &[1, 2]);
-    let mut opt = AdamW::new(vec![("a.weight".into(), a.clone()), ("b.weight".into(), b.clone())], AdamWConfig::default()).unwrap();
+    let mut opt =
+        AdamW::new(vec![("a.weight".into(), a.clone()), ("b.weight".into(), b.clone())], AdamWConfig::default())
+            .unwrap();
     let store = grads_for(&[&a], &[vec![1.0, 1.0]]);
     let report = opt.step(&store, 0.1).unwrap();
     assert_eq!((report.updated, report.without_grad), (1, 1));
@@ -209,7 +214,8 @@ fn model_vars() -> Vec<(String, Var)> {
 fn run_steps(opt: &mut AdamW, vars: &[(String, Var)], steps: std::ops::Range<usize>) {
     let refs: Vec<&Var> = vars.iter().map(|(_, v)| v).collect();
     for s in steps {
-        let grads: Vec<Vec<f32>> = refs.iter().enumerate().map(|(i, v)| gradient(v.elem_count(), s, i as f32)).collect();
+        let grads: Vec<Vec<f32>> =
+            refs.iter().enumerate().map(|(i, v)| gradient(v.elem_count(), s, i as f32)).collect();
         let mut store = grads_for(&refs, &grads);
         opt.clip_grad_norm(&mut store, 1.0).unwrap();
         opt.step(&store, 3e-3).unwrap();

@@ -25,14 +25,17 @@ fn assert_well_formed(svg: &str) {
 }
 
 fn curve(n: usize, scale: f64) -> Vec<(f64, f64)> {
-    (0..n).map(|i| (i as f64 * 10.0, scale * (10.0 * (-(i as f64) / 40.0).exp() + 2.0 + 0.1 * (i as f64).sin()))).collect()
+    (0..n)
+        .map(|i| (i as f64 * 10.0, scale * (10.0 * (-(i as f64) / 40.0).exp() + 2.0 + 0.1 * (i as f64).sin())))
+        .collect()
 }
 
 #[test]
 fn chart_has_a_line_and_legend_entry_per_series() {
     let train = curve(200, 1.0);
     let val: Vec<(f64, f64)> = curve(200, 1.05).into_iter().step_by(20).collect();
-    let svg = loss_curve_svg(&[("train loss", &train), ("val <loss> & co", &val)], "GPT on Shakespeare", "step", "loss");
+    let svg =
+        loss_curve_svg(&[("train loss", &train), ("val <loss> & co", &val)], "GPT on Shakespeare", "step", "loss");
     assert_well_formed(&svg);
     assert_eq!(svg.matches("<path ").count(), 2);
     assert!(svg.contains("train loss"));

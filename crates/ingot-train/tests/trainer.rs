@@ -107,10 +107,8 @@ fn resume_is_bit_identical() {
     }
     // Metrics of the resumed run continue the log without duplicates.
     let log = std::fs::read_to_string(split.join("metrics.jsonl")).unwrap();
-    let steps: Vec<u64> = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
-        .collect();
+    let steps: Vec<u64> =
+        log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, (1..=8).collect::<Vec<_>>());
     // A different seed trains differently (the comparison above can fail).
     let mut other = config(&corpus, 8, "seed = 7");
@@ -124,8 +122,10 @@ fn resume_is_bit_identical() {
     let g = ingot_generate::generate(&p.model, &p.tokenizer, &ids, &params, &p.device, |_| {}).unwrap();
     assert!(!g.tokens.is_empty());
     // The loss went down, and the plot was written.
-    let first: f64 = serde_json::from_str::<serde_json::Value>(log.lines().next().unwrap()).unwrap()["loss"].as_f64().unwrap();
-    let last: f64 = serde_json::from_str::<serde_json::Value>(log.lines().last().unwrap()).unwrap()["loss"].as_f64().unwrap();
+    let first: f64 =
+        serde_json::from_str::<serde_json::Value>(log.lines().next().unwrap()).unwrap()["loss"].as_f64().unwrap();
+    let last: f64 =
+        serde_json::from_str::<serde_json::Value>(log.lines().last().unwrap()).unwrap()["loss"].as_f64().unwrap();
     assert!(last < first, "loss {first} -> {last}");
     assert!(std::fs::read_to_string(split.join("loss.svg")).unwrap().starts_with("<svg"));
     std::fs::remove_dir_all(&dir).ok();
@@ -152,7 +152,9 @@ impl Objective for FixedRows {
 
 fn tiny_model(kind: &str, vocab: usize, dtype: DType, seed: u64) -> (Model, VarMap) {
     let json = match kind {
-        "gpt2" => format!(r#"{{"model_type":"gpt2","vocab_size":{vocab},"n_positions":16,"n_embd":16,"n_layer":2,"n_head":2,"resid_pdrop":0.0}}"#),
+        "gpt2" => format!(
+            r#"{{"model_type":"gpt2","vocab_size":{vocab},"n_positions":16,"n_embd":16,"n_layer":2,"n_head":2,"resid_pdrop":0.0}}"#
+        ),
         _ => format!(
             r#"{{"model_type":"llama","vocab_size":{vocab},"hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
             "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":16,"tie_word_embeddings":false}}"#
@@ -172,16 +174,19 @@ fn gradient_accumulation_equals_a_larger_batch() {
         let (model, varmap) = tiny_model(kind, 23, DType::F32, 3);
         let vars = named_vars(&varmap).unwrap();
         let rows: Vec<Vec<u32>> = (0..4).map(|r| (0..11).map(|i| ((r * 5 + i * 3) % 23) as u32).collect()).collect();
-        let (big, loss_big, n_big) = gradients(&model, &mut FixedRows { rows: rows.clone(), per_micro: 4 }, 0, 1, &vars).unwrap();
+        let (big, loss_big, n_big) =
+            gradients(&model, &mut FixedRows { rows: rows.clone(), per_micro: 4 }, 0, 1, &vars).unwrap();
         for k in [2u32, 4] {
             let per = 4 / k as usize;
-            let (acc, loss_acc, n_acc) = gradients(&model, &mut FixedRows { rows: rows.clone(), per_micro: per }, 0, k, &vars).unwrap();
+            let (acc, loss_acc, n_acc) =
+                gradients(&model, &mut FixedRows { rows: rows.clone(), per_micro: per }, 0, k, &vars).unwrap();
             assert_eq!(n_big, n_acc);
             assert!((loss_big - loss_acc).abs() < 1e-6, "{kind} k={k}: loss {loss_big} vs {loss_acc}");
             for (name, var) in &vars {
                 let a = big.get(var.as_tensor()).unwrap();
                 let b = acc.get(var.as_tensor()).unwrap();
-                let diff = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+                let diff =
+                    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
                 let scale = a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
                 assert!(diff <= 1e-5 * scale.max(1e-3), "{kind} k={k}: {name} differs by {diff} (scale {scale})");
             }
@@ -220,11 +225,14 @@ fn gradients_match_finite_differences_in_f64() {
                 // floor of 1e-9 for entries whose gradient is itself tiny.
                 let err = (fd - g[i]).abs();
                 let tol = 1e-6 * fd.abs().max(g[i].abs()) + 1e-9;
-                assert!(err <= tol, "{kind} {name}[{i}]: autograd {} vs finite difference {fd} (error {err:e} > {tol:e})", g[i]);
+                assert!(
+                    err <= tol,
+                    "{kind} {name}[{i}]: autograd {} vs finite difference {fd} (error {err:e} > {tol:e})",
+                    g[i]
+                );
                 checked += 1;
             }
         }
         assert!(checked >= 3 * 10, "{kind}: only {checked} entries checked");
     }
 }
-

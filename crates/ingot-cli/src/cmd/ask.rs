@@ -60,7 +60,8 @@ pub fn run(cmd: AskCmd) -> Result<()> {
         if let Some(s) = &cmd.system {
             agent = agent.with_system(s.clone());
         }
-        let question = if cmd.cot { format!("{}\n{}", cmd.question, prompting::COT_INSTRUCTION) } else { cmd.question.clone() };
+        let question =
+            if cmd.cot { format!("{}\n{}", cmd.question, prompting::COT_INSTRUCTION) } else { cmd.question.clone() };
         let trace = cmd.tools.trace;
         let answer = agent.run_with(&question, |step| {
             if trace {

@@ -70,7 +70,12 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         prefill.push(cmd.prompt_tokens as f64 / t_prefill);
         decode.push(cmd.decode_tokens as f64 / t_decode);
     }
-    println!("prefill: {:.1} tokens/s ({} prompt tokens, median of {})", median(prefill), cmd.prompt_tokens, cmd.repeats);
+    println!(
+        "prefill: {:.1} tokens/s ({} prompt tokens, median of {})",
+        median(prefill),
+        cmd.prompt_tokens,
+        cmd.repeats
+    );
     println!("decode:  {:.1} tokens/s ({} tokens, median of {})", median(decode), cmd.decode_tokens, cmd.repeats);
     Ok(())
 }

@@ -76,12 +76,23 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
         }
         println!("format:          safetensors ({} file(s))", files.len());
     }
-    println!("parameters:      {} ({:.1} M), {:.1} MiB stored", params, params as f64 / 1e6, bytes as f64 / (1 << 20) as f64);
-    let summary: Vec<String> = types.iter().map(|(t, (n, e))| format!("{t}: {n} tensors, {:.1} M params", *e as f64 / 1e6)).collect();
+    println!(
+        "parameters:      {} ({:.1} M), {:.1} MiB stored",
+        params,
+        params as f64 / 1e6,
+        bytes as f64 / (1 << 20) as f64
+    );
+    let summary: Vec<String> =
+        types.iter().map(|(t, (n, e))| format!("{t}: {n} tensors, {:.1} M params", *e as f64 / 1e6)).collect();
     println!("tensor types:    {}", summary.join("; "));
     let tk = &p.tokenizer;
     let name = |id: Option<u32>| id.and_then(|i| tk.id_to_token(i)).unwrap_or_else(|| "-".into());
-    println!("special tokens:  bos {} eos {} (stop on {:?})", name(tk.bos_id()), name(tk.eos_id()), tk.eos_ids().iter().map(|&i| name(Some(i))).collect::<Vec<_>>());
+    println!(
+        "special tokens:  bos {} eos {} (stop on {:?})",
+        name(tk.bos_id()),
+        name(tk.eos_id()),
+        tk.eos_ids().iter().map(|&i| name(Some(i))).collect::<Vec<_>>()
+    );
     match tk.chat_template() {
         Some(t) => println!("chat template:\n{}", indent(t.source())),
         None => println!("chat template:   none"),

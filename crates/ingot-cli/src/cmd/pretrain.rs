@@ -34,14 +34,16 @@ pub struct PretrainCmd {
 
 pub fn run(cmd: PretrainCmd) -> Result<()> {
     crate::args::set_threads(cmd.threads)?;
-    let text = std::fs::read_to_string(&cmd.config).with_context(|| format!("cannot read config {}", cmd.config.display()))?;
+    let text =
+        std::fs::read_to_string(&cmd.config).with_context(|| format!("cannot read config {}", cmd.config.display()))?;
     let cfg = PretrainConfig::from_toml(&text, &cmd.overrides, &cmd.config.display().to_string())?;
     if cmd.print_config {
         println!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
     let out = cmd.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(cmd.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()))
+        PathBuf::from("runs")
+            .join(cmd.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()))
     });
     if cmd.eval_only {
         let (dir, loss) = pretrain::evaluate_latest(&cfg, &out)?;

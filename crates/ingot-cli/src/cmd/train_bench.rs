@@ -17,7 +17,10 @@ pub fn run(cmd: TrainBenchCmd) -> Result<()> {
     println!("model:      GPT-2, 6 layers, 6 heads, width 384, vocab 4096, context 256, batch 8");
     println!("parameters: {:.2} M", b.params as f64 / 1e6);
     println!("threads:    {}", b.threads);
-    println!("step:       {:.3} s forward+loss, {:.3} s backward, {:.3} s AdamW", b.forward_secs, b.backward_secs, b.optimizer_secs);
+    println!(
+        "step:       {:.3} s forward+loss, {:.3} s backward, {:.3} s AdamW",
+        b.forward_secs, b.backward_secs, b.optimizer_secs
+    );
     println!("training:   {:.0} tokens/s ({} tokens a step, {} steps)", b.tokens_per_sec, b.tokens_per_step, b.steps);
     println!(
         "MFU:        {:.1}% ({:.1} GFLOP/s of model FLOPs / {:.1} GFLOP/s f32 GEMM measured on this machine)",

@@ -39,8 +39,22 @@ pub fn run(cmd: UtilizationCmd) -> Result<()> {
             let dir = std::env::temp_dir().join(format!("ingot-facts-{}", std::process::id()));
             use ingot_eval::utilization::FactsMode;
             for mode in [FactsMode::NoTool, FactsMode::SearchTool, FactsMode::Retrieved] {
-                let a = ingot_eval::utilization::measure_facts(&p, &facts, &dir.join("docs"), &dir.join("index"), mode, cmd.max_tokens)?;
-                println!("| {} | {:.1}% | {:.1} | {} | {:.0} |", a.strategy, 100.0 * a.value(), 100.0 * a.stderr(), a.total, a.seconds);
+                let a = ingot_eval::utilization::measure_facts(
+                    &p,
+                    &facts,
+                    &dir.join("docs"),
+                    &dir.join("index"),
+                    mode,
+                    cmd.max_tokens,
+                )?;
+                println!(
+                    "| {} | {:.1}% | {:.1} | {} | {:.0} |",
+                    a.strategy,
+                    100.0 * a.value(),
+                    100.0 * a.stderr(),
+                    a.total,
+                    a.seconds
+                );
             }
             let _ = std::fs::remove_dir_all(&dir);
             continue;
@@ -53,7 +67,14 @@ pub fn run(cmd: UtilizationCmd) -> Result<()> {
             other => anyhow::bail!("unknown strategy '{other}'; use plain, cot, sc, calculator or facts"),
         };
         let a = measure(&p, &items, strategy, cmd.max_tokens)?;
-        println!("| {} | {:.1}% | {:.1} | {} | {:.0} |", a.strategy, 100.0 * a.value(), 100.0 * a.stderr(), a.total, a.seconds);
+        println!(
+            "| {} | {:.1}% | {:.1} | {} | {:.0} |",
+            a.strategy,
+            100.0 * a.value(),
+            100.0 * a.stderr(),
+            a.total,
+            a.seconds
+        );
     }
     Ok(())
 }

@@ -112,9 +112,8 @@ impl PretrainConfig {
     pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         for o in overrides {
-            let (path, raw) = o
-                .split_once('=')
-                .ok_or_else(|| Error::Config(format!("--set '{o}': expected section.key=value")))?;
+            let (path, raw) =
+                o.split_once('=').ok_or_else(|| Error::Config(format!("--set '{o}': expected section.key=value")))?;
             let (section, key) = path
                 .trim()
                 .split_once('.')
@@ -209,7 +208,11 @@ impl Objective for LmObjective<'_> {
 pub fn full_loss(model: &Model, ds: &TokenDataset, context: usize, batch_size: usize, device: &Device) -> Result<f64> {
     let n_windows = (ds.len().saturating_sub(1) / context as u64) as usize;
     if n_windows == 0 {
-        return Err(Error::Config(format!("the split has {} tokens, fewer than context + 1 = {}", ds.len(), context + 1)));
+        return Err(Error::Config(format!(
+            "the split has {} tokens, fewer than context + 1 = {}",
+            ds.len(),
+            context + 1
+        )));
     }
     let (mut total, mut count) = (0f64, 0usize);
     for first in (0..n_windows).step_by(batch_size) {
@@ -256,7 +259,9 @@ pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64) -> Result<(Tokeniz
                         show_progress: false,
                     },
                 )?,
-                other => return Err(Error::Config(format!("data.tokenizer_kind '{other}': expected \"char\" or \"bpe\""))),
+                other => {
+                    return Err(Error::Config(format!("data.tokenizer_kind '{other}': expected \"char\" or \"bpe\"")))
+                }
             }
         }
     };
@@ -290,7 +295,12 @@ pub fn resolve_model_config(cfg: &ModelSection, vocab_size: usize) -> Result<(Va
 }
 
 /// Build the model of `cfg` with fresh, seeded weights; returns it with its VarMap and HF config.
-pub fn build_model(cfg: &ModelSection, vocab_size: usize, seed: u64, device: &Device) -> Result<(Model, VarMap, Value)> {
+pub fn build_model(
+    cfg: &ModelSection,
+    vocab_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(Model, VarMap, Value)> {
     let (config, hf, _) = resolve_model_config(cfg, vocab_size)?;
     let varmap = VarMap::new();
     let seeded = SeededVarMap::new(varmap.clone(), seed);
