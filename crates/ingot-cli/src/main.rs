@@ -32,6 +32,8 @@ enum Command {
     Data(cmd::data::DataCmd),
     /// Build or query a search index over local documents (for the search tool).
     Index(cmd::index::IndexCmd),
+    /// Benchmarks scored as lm-evaluation-harness scores them (HellaSwag, ARC, MMLU, GSM8K, ...).
+    Eval(cmd::eval::EvalCmd),
     /// Perplexity and bits per byte of a text file (sliding window).
     Perplexity(cmd::perplexity::PerplexityCmd),
     /// Pre-train a language model from scratch (see configs/*.toml).
@@ -57,6 +59,7 @@ fn main() {
         Command::Tokenizer(c) => cmd::tokenizer::run(c),
         Command::Data(c) => cmd::data::run(c),
         Command::Index(c) => cmd::index::run(c),
+        Command::Eval(c) => cmd::eval::run(c),
         Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),

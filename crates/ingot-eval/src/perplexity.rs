@@ -4,7 +4,9 @@
 //! `context - stride` tokens of history beyond its own window's start.
 
 use candle_core::{Device, Tensor};
-use ingot_core::{CandleContext, Error};
+use ingot_core::CandleContext;
+
+use crate::Error;
 use ingot_models::Model;
 
 use crate::Result;

@@ -53,6 +53,14 @@ impl Cache {
         self.layers.iter_mut().for_each(KvCache::reset);
     }
 
+    /// Turn a batch-1 cache into `n` identical rows (continuations of one prefix, run as a batch).
+    pub fn repeat_batch(&mut self, n: usize) -> Result<()> {
+        for l in &mut self.layers {
+            l.repeat_batch(n).context(|| "repeating the KV cache over a batch".into())?;
+        }
+        Ok(())
+    }
+
     /// Keep the first `len` positions (reuse of a shared prompt prefix).
     pub fn truncate(&mut self, len: usize) {
         self.layers.iter_mut().for_each(|l| l.truncate(len));

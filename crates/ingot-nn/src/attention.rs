@@ -39,6 +39,20 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
+    /// Copy a batch-1 cache into `n` rows, so `n` different continuations can run on one shared
+    /// prefix in a single batched forward pass.
+    pub fn repeat_batch(&mut self, n: usize) -> candle_core::Result<()> {
+        let (Some(k), Some(v)) = (&self.k, &self.v) else { return Ok(()) };
+        if k.dims()[0] != 1 {
+            candle_core::bail!("repeat_batch needs a batch-1 cache, this one has batch {}", k.dims()[0]);
+        }
+        let rep = |t: &Tensor| t.narrow(2, 0, self.len)?.repeat((n, 1, 1, 1));
+        let (k, v) = (rep(k)?, rep(v)?);
+        self.k = Some(k);
+        self.v = Some(v);
+        Ok(())
+    }
+
     /// Append k, v (B, K, T, D); return all cached keys and values (B, K, S, D).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let (b, kh, t, d) = k.dims4()?;
