@@ -428,3 +428,72 @@ fn index_and_ask() {
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stderr.contains("--- model ---") && !r.stdout.trim().is_empty(), "{}", r.dump());
 }
+
+/// A tool file with one command tool, `word_count` (`wc -w` on stdin).
+const WORD_COUNT_TOOL: &str = r#"
+[[tool]]
+name = "word_count"
+description = "Count the words in a text"
+command = ["wc", "-w"]
+stdin = "text"
+timeout_secs = 5
+[tool.parameters.text]
+type = "string"
+description = "the text"
+"#;
+
+/// Tool files and tool names are checked before the model loads, so none of these needs one.
+#[test]
+fn error_bad_tool_file_or_tool_name() {
+    let good = TempPath::new("tools.toml");
+    std::fs::write(&good.0, WORD_COUNT_TOOL).unwrap();
+    let bad = TempPath::with_bytes("bad.toml", b"[[tool]]\nname = \"wc\"\ndescription = \"d\"\ncommand = []\n");
+    for cmd in ["ask", "chat"] {
+        let mut args = vec![cmd, "--tools", "wc", "--tool-file", bad.str()];
+        if cmd == "ask" {
+            args.push("q");
+        }
+        let r = run(&args);
+        assert_error(&r, "tool `wc`: `command` is empty");
+        assert!(r.stderr.contains(bad.str()), "the error names the file:\n{}", r.dump());
+    }
+    assert_error(
+        &run(&["ask", "--tools", "wc", "--tool-file", "/nonexistent/tools.toml", "q"]),
+        "cannot read tool file",
+    );
+    assert_error(
+        &run(&["ask", "--tools", "calculator,abacus", "--tool-file", good.str(), "q"]),
+        "unknown tool 'abacus'; available: calculator, search, word_count",
+    );
+    assert_error(&run(&["chat", "--tools", "abacus"]), "unknown tool 'abacus'; available: calculator, search");
+    assert_error(&run(&["ask", "--tool-file", good.str(), "q"]), "choose the ones to offer with --tools");
+    assert_error(&run(&["ask", "--tools", "word_count,word_count", "--tool-file", good.str(), "q"]), "twice");
+}
+
+/// `ingot chat --tools` on piped turns: each turn runs the tool loop over the history and prints an answer.
+#[test]
+fn chat_with_tools_reads_turns_from_stdin() {
+    let Some(model) = real_model() else { return };
+    let tools = TempPath::new("tools.toml");
+    std::fs::write(&tools.0, WORD_COUNT_TOOL).unwrap();
+    let input = "What is 6 times 7?\n/reset\nHow many words are in 'a b c'?\n";
+    let args = [
+        "chat",
+        "--model",
+        &model,
+        "--tools",
+        "calculator,word_count",
+        "--tool-file",
+        tools.str(),
+        "--trace",
+        "--max-steps",
+        "2",
+        "--max-tokens",
+        "24",
+    ];
+    let r = run_with_stdin(&args, input);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    let (first, second) = r.stdout.split_once("[conversation reset]\n").unwrap_or_else(|| panic!("{}", r.dump()));
+    assert!(!first.trim().is_empty() && !second.trim().is_empty(), "a turn got no answer:\n{}", r.dump());
+    assert!(r.stderr.matches("--- model ---").count() >= 2, "--trace shows every step:\n{}", r.dump());
+}

@@ -142,7 +142,30 @@ impl<'a> Agent<'a> {
 
     /// Runs the loop on `question`, calling `on_step` after each step (for tracing).
     pub fn run_with(&self, question: &str, on_step: impl FnMut(&Step)) -> Result<AgentAnswer, AgentError> {
+        self.run_conversation(&[Message::user(question)], on_step)
+    }
+
+    /// Runs the loop on a conversation of user and assistant turns that ends with a user turn (a
+    /// chat's history), calling `on_step` after each step. The system message is the agent's own
+    /// ([`Agent::with_system`] and the tool description), so the conversation may not hold one:
+    /// two system messages break many templates. Tool calls and results of this run are not added
+    /// to `conversation`; the caller keeps the final answer if it wants it in the history.
+    pub fn run_conversation(
+        &self,
+        conversation: &[Message],
+        on_step: impl FnMut(&Step),
+    ) -> Result<AgentAnswer, AgentError> {
         self.check()?;
+        if conversation.last().is_none_or(|m| m.role != "user") {
+            return Err(AgentError::Config(
+                "the conversation must end with a user turn for the model to answer".into(),
+            ));
+        }
+        if conversation.iter().any(|m| m.role == "system") {
+            return Err(AgentError::Config(
+                "the conversation holds a system message; pass it with Agent::with_system instead".into(),
+            ));
+        }
         let template = self.pipeline.tokenizer.chat_template().ok_or_else(|| {
             AgentError::Config("tool calling needs a chat model; this model has no chat template".into())
         })?;
@@ -159,7 +182,7 @@ impl<'a> Agent<'a> {
         } else {
             messages.push(Message::system(system_prompt(self.system.as_deref(), &self.tools)));
         }
-        messages.push(Message::user(question));
+        messages.extend_from_slice(conversation);
 
         let mut params = self.params.clone();
         if !params.stop.iter().any(|s| s == CLOSE_TAG) {

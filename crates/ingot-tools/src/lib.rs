@@ -1,8 +1,8 @@
 //! Tools a language model can call, and the interface they share.
 //!
 //! This crate owns the [`Tool`] trait (name, description, JSON schema of the arguments, call) and the
-//! tools themselves ([`calculator`], [`search`]), which depend only on serde_json, number crates and
-//! tantivy. It also owns the tool-calling loop: [`calls`] reads calls out of a model's reply and
+//! tools themselves ([`calculator`], [`search`], and user-defined [`command`] tools read from TOML or
+//! JSON files), which depend only on serde, number crates, tantivy and the standard library. It also owns the tool-calling loop: [`calls`] reads calls out of a model's reply and
 //! [`agent`] runs generate → parse → call → feed back; only [`agent`] uses the generation crate
 //! (generation sits above this crate's tools, below the server and CLI that offer them).
 //!
@@ -18,10 +18,14 @@
 //! - The [`SearchTool`] runs BM25 (tantivy) over passages of the user's .txt/.md files. Index builds
 //!   are staged in a sibling folder and swapped in by rename, so a crash never leaves a half-written
 //!   index, and queries are parsed leniently so no model text can make a search fail. See [`search`].
+//! - A [`CommandTool`] runs a program the user named in a tool file, never a shell: model text only
+//!   ever fills whole argv elements or stdin, arguments are checked against declared types first, and
+//!   every run is bounded by a timeout and an output cap that is enforced while reading. See [`command`].
 
 pub mod agent;
 pub mod calculator;
 pub mod calls;
+pub mod command;
 pub mod search;
 pub mod tool;
 
@@ -30,5 +34,9 @@ pub use agent::{
 };
 pub use calculator::{evaluate, format_value, CalcError, Calculator};
 pub use calls::{parse_calls, CallError, ParsedReply, ToolCall};
+pub use command::{load_tool_file, load_tool_files, CommandTool, RunError, ToolFileError};
 pub use search::{BuildReport, Hit, Manifest, SearchError, SearchIndex, SearchTool};
 pub use tool::{Tool, ToolError};
+
+/// Names of the tools this crate defines; tools from a tool file may not take them.
+pub const BUILTIN_TOOLS: &[&str] = &["calculator", "search"];

@@ -31,6 +31,9 @@ pub enum ToolError {
     /// A field is present but of the wrong JSON type.
     #[error("tool `{tool}`: argument `{field}` must be {expected}, got {found}")]
     WrongArgumentType { tool: String, field: String, expected: &'static str, found: &'static str },
+    /// An argument the tool does not take (a typo, or a parameter of another tool).
+    #[error("tool `{tool}`: unknown argument `{field}`; the arguments it takes: {known}")]
+    UnknownArgument { tool: String, field: String, known: String },
     /// The arguments were well-formed but the tool could not do the work.
     #[error("tool `{tool}` failed: {source}")]
     Failed {

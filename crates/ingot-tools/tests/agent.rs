@@ -208,3 +208,28 @@ fn duplicate_tool_names_are_a_config_error() {
     let err = Agent::new(&pipeline, vec![Box::new(Calculator), Box::new(Calculator)]).run("hi").unwrap_err();
     assert!(err.to_string().contains("unique"), "{err}");
 }
+
+#[test]
+fn real_model_conversation_runs_over_the_history() {
+    let Some(path) = model_path() else { return };
+    let pipeline = Pipeline::load(&path, &Device::Cpu).unwrap();
+    let agent = Agent::new(&pipeline, vec![Box::new(Calculator)])
+        .with_params(GenerateParams { max_tokens: 16, ..Default::default() })
+        .with_max_steps(1);
+    let config_error = |conversation: &[Message]| agent.run_conversation(conversation, |_| {}).unwrap_err().to_string();
+    assert!(config_error(&[]).contains("must end with a user turn"));
+    assert!(config_error(&[Message::user("hi"), Message::assistant("hello")]).contains("must end with a user turn"));
+    assert!(config_error(&[Message::system("be brief"), Message::user("hi")]).contains("Agent::with_system"));
+
+    let history = [
+        Message::user("My name is Ada."),
+        Message::assistant("Nice to meet you, Ada."),
+        Message::user("What is my name?"),
+    ];
+    let out = agent.run_conversation(&history, |_| {}).unwrap();
+    println!("answer: {:?}", out.answer);
+    assert_eq!(out.steps.len(), 1);
+    // The name is only in the earlier turns, so an answer with it shows the history reached the model
+    // (greedy decoding on the default model; it may also call the calculator, which ends the one step).
+    assert!(out.answer.contains("Ada") || !out.steps[0].calls.is_empty(), "{:?}", out.answer);
+}

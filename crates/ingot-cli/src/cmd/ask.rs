@@ -44,6 +44,12 @@ pub struct AskCmd {
 
 pub fn run(cmd: AskCmd) -> Result<()> {
     let mut params = cmd.gen.params()?;
+    // Tools first: a bad tool file or name is reported before the model takes time to load.
+    let tools = cmd.tools.build()?;
+    anyhow::ensure!(
+        tools.is_empty() || cmd.self_consistency.is_none(),
+        "--self-consistency and --tools cannot be combined yet"
+    );
     let p = cmd.model.load()?;
     let demos = match &cmd.examples {
         Some(path) => {
@@ -53,9 +59,7 @@ pub fn run(cmd: AskCmd) -> Result<()> {
         }
         None => Vec::new(),
     };
-    let tools = cmd.tools.build()?;
     if !tools.is_empty() {
-        anyhow::ensure!(cmd.self_consistency.is_none(), "--self-consistency and --tools cannot be combined yet");
         let mut agent = ingot_tools::Agent::new(&p, tools).with_params(params).with_max_steps(cmd.tools.max_steps);
         if let Some(s) = &cmd.system {
             agent = agent.with_system(s.clone());
@@ -65,10 +69,7 @@ pub fn run(cmd: AskCmd) -> Result<()> {
         let trace = cmd.tools.trace;
         let answer = agent.run_with(&question, |step| {
             if trace {
-                eprintln!("--- model ---\n{}", step.model_text.trim());
-                for r in &step.results {
-                    eprintln!("--- {} {} ---\n{}", r.name, if r.ok { "result" } else { "error" }, r.content);
-                }
+                crate::tools::print_step(step);
             }
         })?;
         println!("{}", answer.answer.trim());
