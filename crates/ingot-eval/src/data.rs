@@ -12,14 +12,13 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use crate::Error;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type,
-    UInt8Type,
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
-use crate::Error;
 use serde_json::{Map, Value};
 
 use crate::Result;
@@ -141,9 +140,7 @@ pub(crate) fn field<'a>(doc: &'a Value, key: &str, task: &str) -> Result<&'a Val
 }
 
 pub(crate) fn str_field<'a>(doc: &'a Value, key: &str, task: &str) -> Result<&'a str> {
-    field(doc, key, task)?
-        .as_str()
-        .ok_or_else(|| Error::Corrupt(format!("{task}: field '{key}' is not a string")))
+    field(doc, key, task)?.as_str().ok_or_else(|| Error::Corrupt(format!("{task}: field '{key}' is not a string")))
 }
 
 pub(crate) fn str_list(doc: &Value, key: &str, task: &str) -> Result<Vec<String>> {

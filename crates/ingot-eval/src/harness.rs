@@ -83,8 +83,21 @@ pub struct TaskResult {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Sample {
-    Choice { doc: usize, gold: usize, loglik: Vec<f64>, greedy: Vec<bool>, lens: Vec<usize> },
-    Generated { doc: usize, target: String, greedy: String, answer: Option<String>, strict: Option<String>, votes: Vec<Option<String>> },
+    Choice {
+        doc: usize,
+        gold: usize,
+        loglik: Vec<f64>,
+        greedy: Vec<bool>,
+        lens: Vec<usize>,
+    },
+    Generated {
+        doc: usize,
+        target: String,
+        greedy: String,
+        answer: Option<String>,
+        strict: Option<String>,
+        votes: Vec<Option<String>>,
+    },
 }
 
 impl Sample {
@@ -142,7 +155,8 @@ impl SampleLog {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let mut file = OpenOptions::new().create(true).append(false).write(true).truncate(false).open(path).map_err(io)?;
+        let mut file =
+            OpenOptions::new().create(true).append(false).write(true).truncate(false).open(path).map_err(io)?;
         file.set_len(good_len).map_err(io)?;
         use std::io::Seek;
         file.seek(std::io::SeekFrom::End(0)).map_err(io)?;
@@ -164,15 +178,23 @@ impl SampleLog {
 
     fn record(&mut self, sample: Sample) -> Result<()> {
         let line = serde_json::to_string(&sample).map_err(|e| Error::Input(e.to_string()))?;
-        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(|e| Error::Input(format!("writing the samples log: {e}")))?;
+        writeln!(self.file, "{line}")
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::Input(format!("writing the samples log: {e}")))?;
         self.done.insert(sample.doc(), sample);
         Ok(())
     }
 }
 
 fn tempfile_like() -> Result<File> {
-    let path = std::env::temp_dir().join(format!("ingot-eval-samples-{}-{}", std::process::id(), rand::random::<u64>()));
-    let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)
+    let path =
+        std::env::temp_dir().join(format!("ingot-eval-samples-{}-{}", std::process::id(), rand::random::<u64>()));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
         .map_err(|e| Error::Input(format!("temporary samples log {}: {e}", path.display())))?;
     let _ = std::fs::remove_file(&path); // unlinked: vanishes with the handle
     Ok(file)
@@ -215,7 +237,10 @@ pub fn encode_pair(p: &Pipeline, context: &str, continuation: &str) -> Result<(V
 /// `max_len + 1` tokens (the final one is never fed), dropping from the context's front.
 fn fit(ctx: Vec<u32>, cont: Vec<u32>, max_len: usize) -> Result<(Vec<u32>, Vec<u32>)> {
     if cont.len() > max_len {
-        return Err(Error::Input(format!("a continuation of {} tokens exceeds the context length {max_len}", cont.len())));
+        return Err(Error::Input(format!(
+            "a continuation of {} tokens exceeds the context length {max_len}",
+            cont.len()
+        )));
     }
     let total = ctx.len() + cont.len();
     let ctx = if total > max_len + 1 { ctx[total - max_len - 1..].to_vec() } else { ctx };
@@ -226,7 +251,14 @@ fn fit(ctx: Vec<u32>, cont: Vec<u32>, max_len: usize) -> Result<(Vec<u32>, Vec<u
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
 /// Run one task.
-pub fn run_task(p: &Pipeline, task: &Task, root: &Path, cfg: &EvalConfig, log: &mut SampleLog, progress: Progress) -> Result<TaskResult> {
+pub fn run_task(
+    p: &Pipeline,
+    task: &Task,
+    root: &Path,
+    cfg: &EvalConfig,
+    log: &mut SampleLog,
+    progress: Progress,
+) -> Result<TaskResult> {
     let docs = task.documents(root)?;
     let n = cfg.limit.map_or(docs.len(), |l| l.min(docs.len()));
     if n == 0 {
@@ -368,7 +400,11 @@ fn run_generation(
     let t = task.name.as_str();
     let exemplars = gsm8k_exemplars(&docs[0])?;
     if cfg.shots > exemplars.len() {
-        return Err(Error::Input(format!("{t} ships {} chain-of-thought exemplars; --shots {} is too many", exemplars.len(), cfg.shots)));
+        return Err(Error::Input(format!(
+            "{t} ships {} chain-of-thought exemplars; --shots {} is too many",
+            exemplars.len(),
+            cfg.shots
+        )));
     }
     let shots = &exemplars[..cfg.shots];
     let greedy_params = GenerateParams {
@@ -472,10 +508,12 @@ pub fn metrics(task: &Task, samples: &[Sample]) -> Vec<Metric> {
         let (value, stderr) = mean_stderr(&xs);
         Metric { task: task.name.clone(), metric: name.into(), value, stderr, n }
     };
-    let choices = || samples.iter().filter_map(|s| match s {
-        Sample::Choice { gold, loglik, greedy, lens, .. } => Some((*gold, loglik, greedy, lens)),
-        _ => None,
-    });
+    let choices = || {
+        samples.iter().filter_map(|s| match s {
+            Sample::Choice { gold, loglik, greedy, lens, .. } => Some((*gold, loglik, greedy, lens)),
+            _ => None,
+        })
+    };
     match task.kind {
         Kind::MultipleChoice { norm } => {
             let (acc, acc_norm): (Vec<f64>, Vec<f64>) = choices().map(|(g, l, _, n)| choice_scores(g, l, n)).unzip();
@@ -489,13 +527,24 @@ pub fn metrics(task: &Task, samples: &[Sample]) -> Vec<Metric> {
             let acc = choices().map(|(_, _, g, _)| g[0] as u8 as f64).collect();
             let ll: Vec<f64> = choices().map(|(_, l, _, _)| l[0]).collect();
             let mean_ll = ll.iter().sum::<f64>() / ll.len().max(1) as f64;
-            vec![metric("acc", acc), Metric { task: task.name.clone(), metric: "perplexity".into(), value: (-mean_ll).exp(), stderr: None, n }]
+            vec![
+                metric("acc", acc),
+                Metric {
+                    task: task.name.clone(),
+                    metric: "perplexity".into(),
+                    value: (-mean_ll).exp(),
+                    stderr: None,
+                    n,
+                },
+            ]
         }
         Kind::Generation => {
-            let gen = || samples.iter().filter_map(|s| match s {
-                Sample::Generated { target, answer, strict, votes, .. } => Some((target, answer, strict, votes)),
-                _ => None,
-            });
+            let gen = || {
+                samples.iter().filter_map(|s| match s {
+                    Sample::Generated { target, answer, strict, votes, .. } => Some((target, answer, strict, votes)),
+                    _ => None,
+                })
+            };
             let hit = |a: &Option<String>, t: &String| (a.as_deref() == Some(t.as_str())) as u8 as f64;
             let mut out = vec![
                 metric("exact_match,strict-match", gen().map(|(t, _, s, _)| hit(s, t)).collect()),
@@ -551,7 +600,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("samples/t.jsonl");
         let settings = json!({"shots": 0});
-        let s = |doc| Sample::Choice { doc, gold: 0, loglik: vec![-1.0, -2.0], greedy: vec![true, false], lens: vec![1, 2] };
+        let s = |doc| Sample::Choice {
+            doc,
+            gold: 0,
+            loglik: vec![-1.0, -2.0],
+            greedy: vec![true, false],
+            lens: vec![1, 2],
+        };
         {
             let mut log = SampleLog::open(&path, &settings).unwrap();
             log.record(s(0)).unwrap();

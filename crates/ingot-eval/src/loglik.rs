@@ -75,6 +75,13 @@ pub fn score_requests(model: &Model, requests: &[(Vec<u32>, Vec<u32>)], device: 
     let shared = requests[1..].iter().fold(requests[0].0.len(), |p, (ctx, _)| {
         p.min(requests[0].0.iter().zip(ctx).take_while(|(a, b)| a == b).count())
     });
+    if shared == 0 {
+        // Nothing in common (contexts start differently): each request alone.
+        return requests
+            .iter()
+            .map(|r| score_requests(model, std::slice::from_ref(r), device).map(|mut s| s.remove(0)))
+            .collect();
+    }
     let input = |ids: &[u32]| Tensor::new(ids, device).and_then(|t| t.unsqueeze(0)).context(|| "token tensor".into());
     let mut cache = model.new_cache();
     let prefix_last = rows(&model.forward_last(&input(&requests[0].0[..shared])?, Some(&mut cache))?)?.remove(0);
@@ -89,13 +96,17 @@ pub fn score_requests(model: &Model, requests: &[(Vec<u32>, Vec<u32>)], device: 
         vec![Vec::new(); requests.len()]
     } else {
         let n = requests.len();
-        let padded: Vec<u32> = rests.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(0).take(width - r.len()))).collect();
+        let padded: Vec<u32> =
+            rests.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(0).take(width - r.len()))).collect();
         let x = Tensor::from_vec(padded, (n, width), device).context(|| "token batch".into())?;
         cache.repeat_batch(n)?;
         let logits = model.logits(&model.forward_hidden(&x, Some(&mut cache))?)?; // (n, width, V)
         (0..n)
             .map(|i| {
-                let row = logits.get(i).and_then(|l| l.narrow(0, 0, rests[i].len().max(1))).context(|| "logits row".into())?;
+                let row = logits
+                    .get(i)
+                    .and_then(|l| l.narrow(0, 0, rests[i].len().max(1)))
+                    .context(|| "logits row".into())?;
                 rows(&row)
             })
             .collect::<Result<_>>()?

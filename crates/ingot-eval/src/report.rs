@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::{EvalConfig, Error, Result, TaskResult};
+use crate::{Error, EvalConfig, Result, TaskResult};
 
 /// Everything one `ingot eval` produced.
 #[derive(Clone, Debug, Serialize)]
@@ -24,9 +24,11 @@ pub struct Report {
 impl Report {
     /// The number each task is known by: acc_norm where reported, else the first metric.
     pub fn headline(&self) -> Vec<&crate::Metric> {
-        let per_task = self.tasks.iter().filter(|t| !t.task.starts_with("mmlu_")).filter_map(|t| {
-            t.metrics.iter().find(|m| m.metric == "acc_norm").or_else(|| t.metrics.first())
-        });
+        let per_task = self
+            .tasks
+            .iter()
+            .filter(|t| !t.task.starts_with("mmlu_"))
+            .filter_map(|t| t.metrics.iter().find(|m| m.metric == "acc_norm").or_else(|| t.metrics.first()));
         per_task.chain(self.groups.iter().filter(|g| g.metric == "acc")).collect()
     }
 
@@ -43,7 +45,8 @@ impl Report {
             c.limit.map_or("none".to_string(), |l| l.to_string()),
             self.seconds.round()
         );
-        let _ = writeln!(s, "| task | split | metric | value | ± stderr | n | docs/s |\n|---|---|---|---:|---:|---:|---:|");
+        let _ =
+            writeln!(s, "| task | split | metric | value | ± stderr | n | docs/s |\n|---|---|---|---:|---:|---:|---:|");
         for t in &self.tasks {
             for m in &t.metrics {
                 let _ = writeln!(
@@ -92,18 +95,32 @@ impl Report {
         for tick in 0..=10 {
             let x = left + width * tick as f64 / 10.0;
             let _ = writeln!(s, r##"<line x1="{x}" y1="35" x2="{x}" y2="{y}" stroke="#ddd"/>"##, y = height - 25.0);
-            let _ = writeln!(s, r#"<text x="{x}" y="{y}" text-anchor="middle">{}</text>"#, tick * 10, y = height - 10.0);
+            let _ =
+                writeln!(s, r#"<text x="{x}" y="{y}" text-anchor="middle">{}</text>"#, tick * 10, y = height - 10.0);
         }
         for (i, m) in bars.iter().enumerate() {
             let y = 40.0 + row * i as f64;
             let w = width * m.value.clamp(0.0, 1.0);
-            let _ = writeln!(s, r#"<text x="{x}" y="{ty}" text-anchor="end">{} ({})</text>"#, escape(&m.task), m.metric, x = left - 6.0, ty = y + 14.0);
+            let _ = writeln!(
+                s,
+                r#"<text x="{x}" y="{ty}" text-anchor="end">{} ({})</text>"#,
+                escape(&m.task),
+                m.metric,
+                x = left - 6.0,
+                ty = y + 14.0
+            );
             let _ = writeln!(s, r##"<rect x="{left}" y="{y}" width="{w:.1}" height="18" fill="#4a7ab5"/>"##);
             if let Some(e) = m.stderr {
                 let (a, b) = (left + width * (m.value - e).max(0.0), left + width * (m.value + e).min(1.0));
                 let _ = writeln!(s, r#"<line x1="{a:.1}" y1="{c}" x2="{b:.1}" y2="{c}" stroke="black"/>"#, c = y + 9.0);
             }
-            let _ = writeln!(s, r#"<text x="{x:.1}" y="{ty}">{:.1}</text>"#, 100.0 * m.value, x = left + w + 6.0, ty = y + 14.0);
+            let _ = writeln!(
+                s,
+                r#"<text x="{x:.1}" y="{ty}">{:.1}</text>"#,
+                100.0 * m.value,
+                x = left + w + 6.0,
+                ty = y + 14.0
+            );
         }
         s.push_str("</svg>\n");
         s
@@ -139,10 +156,8 @@ pub fn group_metrics(tasks: &[TaskResult]) -> Vec<crate::Metric> {
     if subjects.is_empty() {
         return Vec::new();
     }
-    let accs: Vec<(f64, usize)> = subjects
-        .iter()
-        .filter_map(|t| t.metrics.iter().find(|m| m.metric == "acc").map(|m| (m.value, m.n)))
-        .collect();
+    let accs: Vec<(f64, usize)> =
+        subjects.iter().filter_map(|t| t.metrics.iter().find(|m| m.metric == "acc").map(|m| (m.value, m.n))).collect();
     let n: usize = accs.iter().map(|a| a.1).sum();
     let micro = accs.iter().map(|(v, k)| v * *k as f64).sum::<f64>() / n.max(1) as f64;
     let macro_ = accs.iter().map(|a| a.0).sum::<f64>() / accs.len() as f64;
@@ -150,6 +165,12 @@ pub fn group_metrics(tasks: &[TaskResult]) -> Vec<crate::Metric> {
     let se = (n > 1).then(|| (micro * (1.0 - micro) / (n as f64 - 1.0)).sqrt());
     vec![
         crate::Metric { task: "mmlu".into(), metric: "acc".into(), value: micro, stderr: se, n },
-        crate::Metric { task: "mmlu".into(), metric: "acc,subject_mean".into(), value: macro_, stderr: None, n: accs.len() },
+        crate::Metric {
+            task: "mmlu".into(),
+            metric: "acc,subject_mean".into(),
+            value: macro_,
+            stderr: None,
+            n: accs.len(),
+        },
     ]
 }

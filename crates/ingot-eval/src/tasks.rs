@@ -74,7 +74,12 @@ pub const TASKS: &[&str] = &[
 impl Task {
     /// Resolve a task name; `mmlu` expands to its subjects (found in the data folder).
     pub fn resolve(name: &str, root: &Path) -> Result<Vec<Task>> {
-        let mc = |name: &str, norm, split, source| Task { name: name.into(), kind: Kind::MultipleChoice { norm }, split, source };
+        let mc = |name: &str, norm, split, source| Task {
+            name: name.into(),
+            kind: Kind::MultipleChoice { norm },
+            split,
+            source,
+        };
         Ok(vec![match name {
             "hellaswag" => mc(name, true, "validation", Source::Hellaswag),
             "piqa" => mc(name, true, "validation", Source::Piqa),
@@ -84,9 +89,19 @@ impl Task {
             "boolq" => mc(name, false, "validation", Source::Boolq),
             "openbookqa" => mc(name, true, "validation", Source::OpenBookQa),
             "sciq" => mc(name, true, "validation", Source::Sciq),
-            "mmlu" => return mmlu_subjects(root)?.into_iter().map(|s| Task::resolve(&format!("mmlu_{s}"), root)).collect::<Result<Vec<_>>>().map(|v| v.into_iter().flatten().collect()),
-            "lambada_openai" => Task { name: name.into(), kind: Kind::LastWord, split: "test", source: Source::Lambada },
-            "gsm8k_cot" | "gsm8k" => Task { name: "gsm8k_cot".into(), kind: Kind::Generation, split: "test", source: Source::Gsm8k },
+            "mmlu" => {
+                return mmlu_subjects(root)?
+                    .into_iter()
+                    .map(|s| Task::resolve(&format!("mmlu_{s}"), root))
+                    .collect::<Result<Vec<_>>>()
+                    .map(|v| v.into_iter().flatten().collect())
+            }
+            "lambada_openai" => {
+                Task { name: name.into(), kind: Kind::LastWord, split: "test", source: Source::Lambada }
+            }
+            "gsm8k_cot" | "gsm8k" => {
+                Task { name: "gsm8k_cot".into(), kind: Kind::Generation, split: "test", source: Source::Gsm8k }
+            }
             _ => match name.strip_prefix("mmlu_") {
                 Some(subject) if mmlu_subjects(root)?.iter().any(|s| s == subject) => {
                     mc(name, false, "test", Source::Mmlu(subject.to_string()))
@@ -169,7 +184,11 @@ impl Task {
                     .as_bool()
                     .ok_or_else(|| Error::Corrupt(format!("{t}: 'answer' is not a boolean")))?;
                 standard(
-                    format!("{}\nQuestion: {}?\nAnswer:", str_field(doc, "passage", t)?, str_field(doc, "question", t)?),
+                    format!(
+                        "{}\nQuestion: {}?\nAnswer:",
+                        str_field(doc, "passage", t)?,
+                        str_field(doc, "question", t)?
+                    ),
                     vec!["no".into(), "yes".into()],
                     answer as usize,
                 )
@@ -196,7 +215,11 @@ impl Task {
                     query.push_str(&format!("\n{letter}. {option}"));
                 }
                 query.push_str("\nAnswer:");
-                standard(query, ["A", "B", "C", "D"].map(String::from).to_vec(), parse_index(field(doc, "answer", t)?, t)?)
+                standard(
+                    query,
+                    ["A", "B", "C", "D"].map(String::from).to_vec(),
+                    parse_index(field(doc, "answer", t)?, t)?,
+                )
             }
             Source::Winogrande => {
                 let sentence = str_field(doc, "sentence", t)?;
@@ -273,11 +296,13 @@ fn requests_docs(root: &Path, variant: &str) -> Result<Vec<Value>> {
 /// MMLU's subjects, from the data folder's layout.
 pub fn mmlu_subjects(root: &Path) -> Result<Vec<String>> {
     let dir = root.join("hf_datasets/hails/mmlu_no_train");
-    let entries = std::fs::read_dir(&dir).map_err(|e| Error::Core(ingot_core::Error::NotFound {
-        what: format!("MMLU data ({e})"),
-        path: dir.clone(),
-        hint: "; fetch it with `scripts/fetch-assets eval`".into(),
-    }))?;
+    let entries = std::fs::read_dir(&dir).map_err(|e| {
+        Error::Core(ingot_core::Error::NotFound {
+            what: format!("MMLU data ({e})"),
+            path: dir.clone(),
+            hint: "; fetch it with `scripts/fetch-assets eval`".into(),
+        })
+    })?;
     let mut subjects: Vec<String> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("test").is_dir())
@@ -414,7 +439,10 @@ mod tests {
 
     #[test]
     fn hellaswag_matches_lm_eval_preprocessing() {
-        assert_eq!(hellaswag_preprocess("  How to cook [title] Boil water. [step] Add  salt "), "How to cook. Boil water. Add salt");
+        assert_eq!(
+            hellaswag_preprocess("  How to cook [title] Boil water. [step] Add  salt "),
+            "How to cook. Boil water. Add salt"
+        );
         assert_eq!(hellaswag_preprocess("a [b] c [unclosed"), "a c [unclosed");
         assert_eq!(capitalize("he IS"), "He is");
         let doc = json!({"ind": 24, "activity_label": "Roof shingle removal", "ctx_a": "A man is sitting on a roof.",
@@ -440,7 +468,10 @@ mod tests {
         let d = task("winogrande").mc_doc(&wino).unwrap();
         assert_eq!(
             d.requests("EX\n\n"),
-            vec![("EX\n\nSarah beat Maria so Sarah".into(), " won the prize.".into()), ("EX\n\nSarah beat Maria so Maria".into(), " won the prize.".into())]
+            vec![
+                ("EX\n\nSarah beat Maria so Sarah".into(), " won the prize.".into()),
+                ("EX\n\nSarah beat Maria so Maria".into(), " won the prize.".into())
+            ]
         );
         assert_eq!(d.as_example(), "Sarah beat Maria so Sarah won the prize.");
         let bad = json!({"question": "Q?", "choices": {"text": ["x"], "label": ["A"]}, "answerKey": "E"});

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use ingot_eval::loglik::{score_continuations, score_continuations_naive};
+use ingot_eval::loglik::{score_continuations, score_continuations_naive, score_requests};
 use ingot_eval::perplexity;
 use ingot_models::Model;
 use ingot_nn::{SeededVarMap, Weights};
@@ -58,6 +58,38 @@ fn shared_prefix_scores_equal_plain_forward_passes() {
         }
         // Different continuations score differently (the comparison above can fail).
         assert!((fast[1].logprob - fast[2].logprob).abs() > 1e-3);
+    }
+}
+
+/// Requests with different contexts (WinoGrande's partial scoring: the option is in the context)
+/// and different lengths: the shared token prefix runs once and the rest as a right-padded batch.
+/// Each score must equal its own plain forward pass.
+#[test]
+fn batched_requests_with_different_contexts_equal_plain_forward_passes() {
+    for kind in ["gpt2", "llama"] {
+        let model = tiny(kind, 5);
+        let stem = ids(9, 7, 3);
+        let with = |tail: &[u32]| stem.iter().chain(tail).copied().collect::<Vec<u32>>();
+        let requests = vec![
+            (with(&[4]), ids(6, 3, 1)),
+            (with(&[8, 9, 10]), ids(6, 3, 1)),
+            (with(&[]), ids(1, 1, 2)),    // context = the shared prefix, one-token continuation
+            (ids(5, 2, 7), ids(3, 5, 5)), // starts with another token: no common prefix at all
+        ];
+        assert_ne!(requests[3].0[0], stem[0]);
+        // With no common prefix every request runs on its own.
+        let scores = score_requests(&model, &requests, &Device::Cpu).unwrap();
+        for ((ctx, cont), s) in requests.iter().zip(&scores) {
+            let r = reference(&model, ctx, cont);
+            assert!((s.logprob - r).abs() < 1e-4, "{kind}: batched {} vs reference {r}", s.logprob);
+        }
+        // Without the unrelated request the prefix of 9 tokens is shared.
+        let scores = score_requests(&model, &requests[..3], &Device::Cpu).unwrap();
+        for ((ctx, cont), s) in requests.iter().zip(&scores) {
+            let r = reference(&model, ctx, cont);
+            assert!((s.logprob - r).abs() < 1e-4, "{kind}: batched {} vs reference {r}", s.logprob);
+        }
+        assert!((scores[0].logprob - scores[1].logprob).abs() > 1e-3);
     }
 }
 
