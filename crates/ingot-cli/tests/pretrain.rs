@@ -204,3 +204,72 @@ fn pretrain_config_errors_are_one_line() {
     assert!(err.contains("missing.toml"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The trainer's validation loss over the whole held-out split (`pretrain --eval-only`) and
+/// `ingot perplexity` over the held-out documents' text measure the same thing two ways (token
+/// shards and batched windows vs raw text and a sliding window): exp(loss) and the perplexity agree
+/// within 1%.
+#[test]
+fn perplexity_of_the_held_out_split_equals_exp_validation_loss() {
+    let dir = temp_dir("ppl");
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    // Ten varied documents so the held-out ones are not a copy of the training text.
+    let words = ["mercy", "strained", "droppeth", "gentle", "rain", "heaven", "twice", "blest", "giveth", "takes"];
+    for d in 0..10 {
+        let text: String = (0..150)
+            .map(|i| {
+                format!(
+                    "{} {} the {} of {}.\n",
+                    words[(i * 3 + d) % 10],
+                    words[(i * 7 + 2 * d) % 10],
+                    words[(i + d) % 10],
+                    words[(i * i + d) % 10]
+                )
+            })
+            .collect();
+        std::fs::write(corpus.join(format!("p{d}.txt")), text).unwrap();
+    }
+    let cfg = write_config(&dir, &corpus, 150, 150);
+    let out = dir.join("run");
+    let base =
+        ["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "data.context=32"];
+    let (code, _, err) = run(&base);
+    assert_eq!(code, 0, "{err}");
+    let (code, stdout, err) = run(&[&base[..], &["--eval-only"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let loss: f64 =
+        stdout.split("validation loss ").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("data/dataset.json")).unwrap()).unwrap();
+    let held_out: String = manifest["val_documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| std::fs::read_to_string(corpus.join(f.as_str().unwrap())).unwrap())
+        .collect();
+    assert!(held_out.len() > 5000);
+    let text = dir.join("held_out.txt");
+    std::fs::write(&text, held_out).unwrap();
+    let latest = std::fs::read_to_string(out.join("latest")).unwrap();
+    let model = out.join(latest.trim());
+    let (code, stdout, err) = run(&[
+        "perplexity",
+        "--model",
+        model.to_str().unwrap(),
+        "--file",
+        text.to_str().unwrap(),
+        "--context",
+        "32",
+        "--stride",
+        "32",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ppl: f64 = stdout.split("perplexity:").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let rel = (ppl / loss.exp() - 1.0).abs();
+    eprintln!("perplexity {ppl:.4} vs exp(validation loss {loss:.4}) = {:.4}: {:.3}% apart", loss.exp(), 100.0 * rel);
+    assert!(loss.exp() < 10.0, "the model did not learn (exp(loss) = {})", loss.exp());
+    assert!(rel < 0.01, "perplexity {ppl} vs exp(loss) {}", loss.exp());
+    std::fs::remove_dir_all(&dir).ok();
+}
