@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::Error;
 use ingot_generate::prompting::{extract_answer, majority};
-use ingot_generate::{generate, GenerateParams, Pipeline, SamplingParams};
+use ingot_generate::{generate_batch, GenerateParams, Pipeline, SamplingParams};
 use ingot_tokenizer::Message;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,7 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        Self { shots: 0, limit: None, seed: 1234, chat: false, max_gen_tokens: 512, maj_k: 0, temperature: 0.7 }
+        Self { shots: 0, limit: None, seed: 1234, chat: false, max_gen_tokens: 256, maj_k: 0, temperature: 0.7 }
     }
 }
 
@@ -443,15 +443,16 @@ fn run_generation(
             s
         };
         let ids = p.tokenizer.encode(&prompt, false)?;
-        let g = generate(&p.model, &p.tokenizer, &ids, &greedy_params, &p.device, |_| {})?;
-        let mut votes = Vec::new();
-        for k in 0..cfg.maj_k {
-            let mut params = greedy_params.clone();
-            params.sampling.temperature = cfg.temperature;
-            params.sampling.seed = cfg.seed.wrapping_add((i * 1000 + k) as u64);
-            let s = generate(&p.model, &p.tokenizer, &ids, &params, &p.device, |_| {})?;
-            votes.push(extract_answer(&s.text));
-        }
+        // Row 0 greedy, rows 1..=k sampled: one prefill and one batched decode for all of them.
+        let mut rows = vec![greedy_params.sampling.clone()];
+        rows.extend((0..cfg.maj_k).map(|k| SamplingParams {
+            temperature: cfg.temperature,
+            seed: cfg.seed.wrapping_add((i * 1000 + k) as u64),
+            ..SamplingParams::default()
+        }));
+        let mut gens = generate_batch(&p.model, &p.tokenizer, &ids, &greedy_params, &rows, &p.device)?.into_iter();
+        let g = gens.next().ok_or_else(|| Error::Input("no generation".into()))?;
+        let votes: Vec<Option<String>> = gens.map(|s| extract_answer(&s.text)).collect();
         let sample = Sample::Generated {
             doc: i,
             target: normalise(&target),

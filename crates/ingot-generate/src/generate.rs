@@ -209,6 +209,125 @@ pub fn generate(
     })
 }
 
+/// Several continuations of one prompt at once: the prompt is prefilled once, its keys and values
+/// are copied to one batch row per entry of `samplings`, and the rows decode in lockstep (one
+/// forward pass of batch B per step, which costs far less than B passes: each weight is read once
+/// per step for all rows). Each row has its own sampler and seed, so row 0 can be greedy and the
+/// rest sampled (self-consistency with its greedy reference in one go). A row that finished keeps
+/// a place in the batch (fed its last token, output ignored) until every row is done.
+///
+/// Each row's text equals what [`generate`] returns with the same sampling settings, up to
+/// float differences between batched and single-row kernels.
+pub fn generate_batch(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    params: &GenerateParams,
+    samplings: &[SamplingParams],
+    device: &Device,
+) -> Result<Vec<Generation>> {
+    for s in samplings {
+        s.validate()?;
+    }
+    let rows = samplings.len();
+    if rows == 0 {
+        return Ok(Vec::new());
+    }
+    if prompt.is_empty() {
+        return Err(Error::Input("the prompt is empty after tokenization".into()));
+    }
+    let ctx = model.context_length();
+    if prompt.len() + params.max_tokens > ctx {
+        return Err(Error::Input(format!(
+            "the prompt ({} tokens) plus --max-tokens {} exceeds the model's context length {ctx}",
+            prompt.len(),
+            params.max_tokens
+        )));
+    }
+    let eos = tokenizer.eos_ids();
+    let start = Instant::now();
+    let mut cache = model.new_cache();
+    let first = model.forward_last(&Tensor::new(prompt, device)?.unsqueeze(0)?, Some(&mut cache))?;
+    let first: Vec<f32> = first.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
+    let prefill_secs = start.elapsed().as_secs_f64();
+    let decode_start = Instant::now();
+    cache.repeat_batch(rows)?;
+
+    struct Row<'a> {
+        sampler: Sampler,
+        stream: TokenStream<'a>,
+        filter: StopFilter,
+        all: Vec<u32>,
+        out: Vec<u32>,
+        finish: Option<FinishReason>,
+    }
+    let mut state: Vec<Row> = samplings
+        .iter()
+        .map(|s| Row {
+            sampler: Sampler::new(s.clone()),
+            stream: TokenStream::new(tokenizer, true),
+            filter: StopFilter {
+                stops: params.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+                emitted: 0,
+                text: String::new(),
+            },
+            all: prompt.to_vec(),
+            out: Vec::new(),
+            finish: None,
+        })
+        .collect();
+    let mut logits: Vec<Vec<f32>> = vec![first; rows];
+    for step in 0..params.max_tokens {
+        let mut feed = Vec::with_capacity(rows);
+        for (row, l) in state.iter_mut().zip(&logits) {
+            if row.finish.is_some() {
+                feed.push(*row.all.last().unwrap_or(&0));
+                continue;
+            }
+            let next = row.sampler.sample(l, &row.all);
+            feed.push(next);
+            if eos.contains(&next) {
+                row.finish = Some(FinishReason::Eos);
+                continue;
+            }
+            row.out.push(next);
+            row.all.push(next);
+            if let Some(piece) = row.stream.push(next)? {
+                if row.filter.push(&piece).1 {
+                    row.finish = Some(FinishReason::Stop);
+                }
+            }
+        }
+        if step + 1 == params.max_tokens || state.iter().all(|r| r.finish.is_some()) {
+            break;
+        }
+        let x = Tensor::from_vec(feed, (rows, 1), device)?;
+        let l = model.forward_last(&x, Some(&mut cache))?; // (rows, V)
+        logits = l.to_dtype(DType::F32)?.to_vec2()?;
+    }
+    let decode_secs = decode_start.elapsed().as_secs_f64();
+    state
+        .into_iter()
+        .map(|mut row| {
+            if row.finish != Some(FinishReason::Stop) {
+                if let Some(rest) = row.stream.finish() {
+                    if row.filter.push(&rest).1 {
+                        row.finish = Some(FinishReason::Stop);
+                    }
+                }
+            }
+            Ok(Generation {
+                text: row.filter.text,
+                tokens: row.out,
+                finish_reason: row.finish.unwrap_or(FinishReason::Length),
+                prompt_tokens: prompt.len(),
+                prefill_secs,
+                decode_secs,
+            })
+        })
+        .collect()
+}
+
 /// Logits (V) for the position after `input`; `all` is the whole sequence for the no-cache path.
 fn next_logits(model: &Model, input: &Tensor, cache: &mut Cache, no_cache: bool, all: &[u32]) -> Result<Vec<f32>> {
     let logits = if no_cache {

@@ -45,8 +45,8 @@ pub struct EvalCmd {
     /// gsm8k_cot: temperature of the sampled chains.
     #[arg(long, default_value_t = 0.7)]
     pub temperature: f64,
-    /// gsm8k_cot: most tokens per answer.
-    #[arg(long, default_value_t = 512)]
+    /// gsm8k_cot: most tokens per answer (lm-evaluation-harness's default, 256).
+    #[arg(long, default_value_t = 256)]
     pub max_gen_tokens: usize,
 }
 
