@@ -536,7 +536,7 @@ fn eval_multiple_choice_writes_reports_and_resumes() {
     ];
     let r = run(&args);
     assert_eq!(r.code, 0, "{}", r.dump());
-    assert!(r.stdout.contains("| arc_easy | validation | acc_norm |"), "{}", r.dump());
+    assert!(r.stdout.contains("| arc_easy | test | acc_norm |"), "{}", r.dump());
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json")).unwrap()).unwrap();
     let metrics: Vec<(String, String, f64, u64)> = results["tasks"]

@@ -207,6 +207,7 @@ pub fn log_settings(model: &Path, task: &Task, cfg: &EvalConfig) -> Value {
         "model": model.display().to_string(),
         "model_bytes": model_bytes,
         "task": task.name,
+        "split": task.split,
         "shots": cfg.shots,
         "seed": cfg.seed,
         "chat": cfg.chat,

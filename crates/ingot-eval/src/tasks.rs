@@ -83,11 +83,11 @@ impl Task {
         Ok(vec![match name {
             "hellaswag" => mc(name, true, "validation", Source::Hellaswag),
             "piqa" => mc(name, true, "validation", Source::Piqa),
-            "arc_easy" => mc(name, true, "validation", Source::Arc("ARC-Easy")),
-            "arc_challenge" => mc(name, true, "validation", Source::Arc("ARC-Challenge")),
+            "arc_easy" => mc(name, true, "test", Source::Arc("arc_easy")),
+            "arc_challenge" => mc(name, true, "test", Source::Arc("arc_challenge")),
             "winogrande" => mc(name, false, "validation", Source::Winogrande),
             "boolq" => mc(name, false, "validation", Source::Boolq),
-            "openbookqa" => mc(name, true, "validation", Source::OpenBookQa),
+            "openbookqa" => mc(name, true, "test", Source::OpenBookQa),
             "sciq" => mc(name, true, "validation", Source::Sciq),
             "mmlu" => {
                 return mmlu_subjects(root)?
@@ -126,6 +126,8 @@ impl Task {
         match &self.source {
             Source::Lambada => requests_docs(root, "lambada/bpb_0shot"),
             Source::Gsm8k => requests_docs(root, "gsm8k/gold_bpb_5shot"),
+            Source::Arc(task) => requests_docs(root, &format!("{task}/test_rc_5shot")),
+            Source::OpenBookQa => requests_docs(root, "openbookqa/test_rc_5shot"),
             Source::Mmlu(s) => read_arrow_stream(&hf(root, &format!("hails/mmlu_no_train/{s}/test"))),
             other => read_arrow_stream(&hf(root, &hf_path(other))),
         }
@@ -171,13 +173,21 @@ impl Task {
                 vec![str_field(doc, "sol1", t)?.into(), str_field(doc, "sol2", t)?.into()],
                 parse_index(field(doc, "label", t)?, t)?,
             ),
-            Source::Arc(_) => {
-                let (choices, gold) = lettered_choices(doc, t)?;
-                standard(format!("Question: {}\nAnswer:", str_field(doc, "question", t)?), choices, gold)
-            }
+            // The test documents come as OLMES renders them: query "Question: {q}\nAnswer:" (lm-eval's
+            // ARC format exactly), choices and gold index.
+            Source::Arc(_) => standard(
+                str_field(doc, "query", t)?.to_string(),
+                str_list(doc, "choices", t)?,
+                parse_index(field(doc, "gold", t)?, t)?,
+            ),
+            // lm-eval asks OpenBookQA with the bare question stem.
             Source::OpenBookQa => {
-                let (choices, gold) = lettered_choices(doc, t)?;
-                standard(str_field(doc, "question_stem", t)?.to_string(), choices, gold)
+                let query = str_field(doc, "query", t)?;
+                let stem =
+                    query.strip_prefix("Question: ").and_then(|q| q.strip_suffix("\nAnswer:")).ok_or_else(|| {
+                        Error::Corrupt(format!("{t}: query is not \"Question: ...\\nAnswer:\": {query:?}"))
+                    })?;
+                standard(stem.to_string(), str_list(doc, "choices", t)?, parse_index(field(doc, "gold", t)?, t)?)
             }
             Source::Boolq => {
                 let answer = field(doc, "answer", t)?
@@ -258,13 +268,13 @@ fn hf_path(source: &Source) -> String {
     match source {
         Source::Hellaswag => "hellaswag/none/validation".into(),
         Source::Piqa => "piqa/plain_text/validation".into(),
-        Source::Arc(subset) => format!("ai2_arc/{subset}/validation"),
         Source::Winogrande => "winogrande/winogrande_xl/validation".into(),
         Source::Boolq => "boolq/none/validation".into(),
-        Source::OpenBookQa => "openbookqa/main/validation".into(),
         Source::Sciq => "sciq/none/validation".into(),
         Source::Mmlu(s) => format!("hails/mmlu_no_train/{s}/test"),
-        Source::Lambada | Source::Gsm8k => unreachable!("request-file tasks have no HF dataset"),
+        Source::Lambada | Source::Gsm8k | Source::Arc(_) | Source::OpenBookQa => {
+            unreachable!("request-file tasks have no HF dataset")
+        }
     }
 }
 
@@ -273,14 +283,14 @@ fn hf(root: &Path, path: &str) -> PathBuf {
 }
 
 /// The `doc` of every request in an OLMES request file, once per document (a file repeats the
-/// document for each of its requests).
+/// document for each of its requests; ids from 1,000,000 on are unconditioned requests, skipped).
 fn requests_docs(root: &Path, variant: &str) -> Result<Vec<Value>> {
     let rows = read_jsonl_gz(&root.join("oe_eval_tasks").join(variant).join("requests.jsonl.gz"))?;
     let mut docs = Vec::new();
     let mut last_id = None;
     for row in rows {
         let id = row.get("doc_id").and_then(Value::as_u64);
-        if id.is_some() && id == last_id {
+        if id.is_some() && id == last_id || id.is_some_and(|i| i >= 1_000_000) {
             continue;
         }
         last_id = id;
@@ -415,19 +425,6 @@ fn parse_index(v: &Value, task: &str) -> Result<usize> {
         .ok_or_else(|| Error::Corrupt(format!("{task}: label {v} is not an index")))
 }
 
-/// ARC/OpenBookQA choices `{text: [...], label: [...]}` and the gold index of `answerKey`.
-fn lettered_choices(doc: &Value, t: &str) -> Result<(Vec<String>, usize)> {
-    let choices = field(doc, "choices", t)?;
-    let texts = str_list(choices, "text", t)?;
-    let labels = str_list(choices, "label", t)?;
-    let key = str_field(doc, "answerKey", t)?.trim();
-    let gold = labels
-        .iter()
-        .position(|l| l == key)
-        .ok_or_else(|| Error::Corrupt(format!("{t}: answerKey '{key}' is not among the labels {labels:?}")))?;
-    Ok((texts, gold))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,9 +452,11 @@ mod tests {
 
     #[test]
     fn formats_of_each_task() {
-        let arc = json!({"question": "Q?", "choices": {"text": ["x", "y"], "label": ["1", "2"]}, "answerKey": "2"});
+        let arc = json!({"query": "Question: Q?\nAnswer:", "choices": ["x", "y"], "gold": 1});
         let d = task("arc_easy").mc_doc(&arc).unwrap();
         assert_eq!((d.requests("")[0].0.as_str(), d.gold), ("Question: Q?\nAnswer:", 1));
+        let d = task("openbookqa").mc_doc(&arc).unwrap();
+        assert_eq!(d.requests("")[1], ("Q?".into(), " y".into()));
         let boolq = json!({"question": "is it", "passage": "P", "answer": true});
         let d = task("boolq").mc_doc(&boolq).unwrap();
         assert_eq!(d.requests("")[1], ("P\nQuestion: is it?\nAnswer:".into(), " yes".into()));
@@ -474,8 +473,9 @@ mod tests {
             ]
         );
         assert_eq!(d.as_example(), "Sarah beat Maria so Sarah won the prize.");
-        let bad = json!({"question": "Q?", "choices": {"text": ["x"], "label": ["A"]}, "answerKey": "E"});
-        assert!(task("arc_easy").mc_doc(&bad).unwrap_err().to_string().contains("answerKey 'E'"));
+        let bad = json!({"query": "Q?", "choices": ["x"], "gold": 3});
+        assert!(task("arc_easy").mc_doc(&bad).unwrap_err().to_string().contains("gold answer 3"));
+        assert!(task("openbookqa").mc_doc(&bad).unwrap_err().to_string().contains("Question: ..."));
     }
 
     #[test]

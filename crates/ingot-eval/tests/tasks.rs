@@ -1,6 +1,6 @@
 //! The benchmark data as shipped (scripts/fetch-assets eval): every task's documents load from the
 //! Arrow streams and request files with the sizes lm-eval reports, every document converts, and
-//! HellaSwag's and ARC's prompts equal OLMES's own rendering of the same documents (an independent
+//! HellaSwag's prompts equal OLMES's own rendering of the same documents (an independent
 //! implementation of the same preprocessing).
 
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ fn every_task_loads_with_its_published_size() {
     let sizes = [
         ("hellaswag", 10042),
         ("piqa", 1838),
-        ("arc_easy", 570),
-        ("arc_challenge", 299),
+        ("arc_easy", 2376),
+        ("arc_challenge", 1172),
         ("winogrande", 1267),
         ("boolq", 3270),
         ("openbookqa", 500),
@@ -56,16 +56,12 @@ fn every_task_loads_with_its_published_size() {
     assert_eq!((dev.0.len(), dev.1), (5, false));
 }
 
-/// OLMES's request docs carry the query and choices after HellaSwag's preprocessing (the same
-/// function as lm-eval's): Ingot's must match them for every one of the 10,042 documents.
+/// OLMES's request docs carry the query and choices after HellaSwag's preprocessing (nearly the
+/// same function as lm-eval's): Ingot's must match them for every one of the 10,042 documents.
 #[test]
-fn hellaswag_and_arc_prompts_equal_olmes_rendering() {
+fn hellaswag_prompts_equal_olmes_rendering() {
     let Some(root) = root() else { return };
-    for (name, variant) in [
-        ("hellaswag", "hellaswag/rc_0shot"),
-        ("arc_easy", "arc_easy/rc_0shot"),
-        ("arc_challenge", "arc_challenge/rc_0shot"),
-    ] {
+    for (name, variant) in [("hellaswag", "hellaswag/rc_0shot")] {
         let t = task(name, &root);
         let docs = t.documents(&root).unwrap();
         let requests = read_jsonl_gz(&root.join("oe_eval_tasks").join(variant).join("requests.jsonl.gz")).unwrap();

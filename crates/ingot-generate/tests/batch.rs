@@ -19,7 +19,10 @@ fn pipeline() -> Option<Pipeline> {
 #[test]
 fn each_batch_row_equals_its_own_generation() {
     let Some(p) = pipeline() else { return };
-    let prompt = p.tokenizer.encode("Question: Tom has 12 apples and buys 7 more. How many apples does he have?\nAnswer:", false).unwrap();
+    let prompt = p
+        .tokenizer
+        .encode("Question: Tom has 12 apples and buys 7 more. How many apples does he have?\nAnswer:", false)
+        .unwrap();
     let params = GenerateParams { max_tokens: 24, stop: vec!["\n\n".into()], ..GenerateParams::default() };
     let sampled = |seed| SamplingParams { temperature: 0.9, seed, ..SamplingParams::default() };
     let rows = [SamplingParams::default(), sampled(1), sampled(2), sampled(3)];
