@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use crate::Error;
 use ingot_generate::prompting::{extract_answer, majority};
-use ingot_generate::{generate_batch, GenerateParams, Pipeline, SamplingParams};
+use ingot_generate::{generate_batch, GenerateParams, Pipeline, PromptCache, SamplingParams};
 use ingot_tokenizer::Message;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -414,6 +414,13 @@ fn run_generation(
         stop: ["Question:", "</s>", "<|im_end|>", "\n\n"].map(String::from).to_vec(),
         no_cache: false,
     };
+    // The examples are the same for every question: their keys and values are computed once.
+    let shared = if cfg.chat {
+        None
+    } else {
+        let text: String = shots.iter().map(|(q, a)| format!("Question: {q}\nAnswer: {a}\n\n")).collect();
+        Some(PromptCache::new(&p.model, &p.tokenizer.encode(&text, false)?, &p.device)?)
+    };
     let mut out = Vec::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
         if let Some(s) = log.get(i) {
@@ -451,7 +458,7 @@ fn run_generation(
             seed: cfg.seed.wrapping_add((i * 1000 + k) as u64),
             ..SamplingParams::default()
         }));
-        let mut gens = generate_batch(&p.model, &p.tokenizer, &ids, &greedy_params, &rows, &p.device)?.into_iter();
+        let mut gens = generate_batch(&p.model, &p.tokenizer, &ids, &greedy_params, &rows, shared.as_ref(), &p.device)?.into_iter();
         let g = gens.next().ok_or_else(|| Error::Input("no generation".into()))?;
         let votes: Vec<Option<String>> = gens.map(|s| extract_answer(&s.text)).collect();
         let sample = Sample::Generated {

@@ -224,6 +224,7 @@ pub fn generate_batch(
     prompt: &[u32],
     params: &GenerateParams,
     samplings: &[SamplingParams],
+    prefix: Option<&PromptCache>,
     device: &Device,
 ) -> Result<Vec<Generation>> {
     for s in samplings {
@@ -246,8 +247,12 @@ pub fn generate_batch(
     }
     let eos = tokenizer.eos_ids();
     let start = Instant::now();
-    let mut cache = model.new_cache();
-    let first = model.forward_last(&Tensor::new(prompt, device)?.unsqueeze(0)?, Some(&mut cache))?;
+    // Reuse a cached prefix when the prompt extends it (few-shot examples shared by every question).
+    let (mut cache, done) = match prefix {
+        Some(p) if prompt.len() > p.tokens.len() && prompt.starts_with(&p.tokens) => (p.fork()?, p.tokens.len()),
+        _ => (model.new_cache(), 0),
+    };
+    let first = model.forward_last(&Tensor::new(&prompt[done..], device)?.unsqueeze(0)?, Some(&mut cache))?;
     let first: Vec<f32> = first.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
     let prefill_secs = start.elapsed().as_secs_f64();
     let decode_start = Instant::now();
@@ -326,6 +331,35 @@ pub fn generate_batch(
             })
         })
         .collect()
+}
+
+/// The keys and values of a prompt prefix that many prompts share (few-shot examples), computed
+/// once; [`generate_batch`] starts from a copy when its prompt begins with these tokens.
+pub struct PromptCache {
+    tokens: Vec<u32>,
+    cache: Cache,
+}
+
+impl PromptCache {
+    pub fn new(model: &Model, tokens: &[u32], device: &Device) -> Result<Self> {
+        let mut cache = model.new_cache();
+        if !tokens.is_empty() {
+            model.forward_hidden(&Tensor::new(tokens, device)?.unsqueeze(0)?, Some(&mut cache))?;
+        }
+        Ok(Self { tokens: tokens.to_vec(), cache })
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// A private copy to extend (the cache's buffers are written in place, so sharing them would
+    /// let one prompt overwrite another's positions).
+    fn fork(&self) -> Result<Cache> {
+        let mut c = self.cache.clone();
+        c.repeat_batch(1)?;
+        Ok(c)
+    }
 }
 
 /// Logits (V) for the position after `input`; `all` is the whole sequence for the no-cache path.

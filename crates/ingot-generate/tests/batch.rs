@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use candle_core::Device;
-use ingot_generate::{generate, generate_batch, GenerateParams, Pipeline, SamplingParams};
+use ingot_generate::{generate, generate_batch, GenerateParams, Pipeline, PromptCache, SamplingParams};
 
 fn pipeline() -> Option<Pipeline> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -26,7 +26,16 @@ fn each_batch_row_equals_its_own_generation() {
     let params = GenerateParams { max_tokens: 24, stop: vec!["\n\n".into()], ..GenerateParams::default() };
     let sampled = |seed| SamplingParams { temperature: 0.9, seed, ..SamplingParams::default() };
     let rows = [SamplingParams::default(), sampled(1), sampled(2), sampled(3)];
-    let batch = generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows, &p.device).unwrap();
+    let batch = generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows, None, &p.device).unwrap();
+    // The same from a cached prefix of the prompt.
+    let prefix = PromptCache::new(&p.model, &prompt[..prompt.len() - 5], &p.device).unwrap();
+    let from_prefix = generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows, Some(&prefix), &p.device).unwrap();
+    for (a, b) in batch.iter().zip(&from_prefix) {
+        assert_eq!(a.tokens, b.tokens);
+    }
+    // The cached prefix is not changed by use: a second run gives the same again.
+    let again = generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows, Some(&prefix), &p.device).unwrap();
+    assert_eq!(again[1].tokens, batch[1].tokens);
     assert_eq!(batch.len(), rows.len());
     let mut distinct = std::collections::HashSet::new();
     for (row, b) in rows.iter().zip(&batch) {
