@@ -213,8 +213,8 @@ pub fn generate(
 /// are copied to one batch row per entry of `samplings`, and the rows decode in lockstep (one
 /// forward pass of batch B per step, which costs far less than B passes: each weight is read once
 /// per step for all rows). Each row has its own sampler and seed, so row 0 can be greedy and the
-/// rest sampled (self-consistency with its greedy reference in one go). A row that finished keeps
-/// a place in the batch (fed its last token, output ignored) until every row is done.
+/// rest sampled (self-consistency with its greedy reference in one go). A row that finishes
+/// leaves the batch and its rows of the KV cache.
 ///
 /// Each row's text equals what [`generate`] returns with the same sampling settings, up to
 /// float differences between batched and single-row kernels.
@@ -247,9 +247,17 @@ pub fn generate_batch(
     }
     let eos = tokenizer.eos_ids();
     let start = Instant::now();
-    // Reuse a cached prefix when the prompt extends it (few-shot examples shared by every question).
+    // Reuse the cached prefix as far as the prompt's tokens agree with it (few-shot examples shared
+    // by every question). Agreement can stop short of the whole prefix: BPE merges across the
+    // seam, e.g. a trailing "\n\n" is one token alone but two before "Question".
+    let shared = prefix.map_or(0, |p| p.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count());
+    let shared = shared.min(prompt.len() - 1);
     let (mut cache, done) = match prefix {
-        Some(p) if prompt.len() > p.tokens.len() && prompt.starts_with(&p.tokens) => (p.fork()?, p.tokens.len()),
+        Some(p) if shared > 0 => {
+            let mut c = p.fork()?;
+            c.truncate(shared);
+            (c, shared)
+        }
         _ => (model.new_cache(), 0),
     };
     let first = model.forward_last(&Tensor::new(&prompt[done..], device)?.unsqueeze(0)?, Some(&mut cache))?;
@@ -282,15 +290,14 @@ pub fn generate_batch(
         })
         .collect();
     let mut logits: Vec<Vec<f32>> = vec![first; rows];
+    // Rows still generating, in batch order; a finished row leaves the batch (and the cache).
+    let mut active: Vec<usize> = (0..rows).collect();
     for step in 0..params.max_tokens {
-        let mut feed = Vec::with_capacity(rows);
-        for (row, l) in state.iter_mut().zip(&logits) {
-            if row.finish.is_some() {
-                feed.push(*row.all.last().unwrap_or(&0));
-                continue;
-            }
+        let mut feed = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        for (slot, (&r, l)) in active.iter().zip(&logits).enumerate() {
+            let row = &mut state[r];
             let next = row.sampler.sample(l, &row.all);
-            feed.push(next);
             if eos.contains(&next) {
                 row.finish = Some(FinishReason::Eos);
                 continue;
@@ -300,14 +307,22 @@ pub fn generate_batch(
             if let Some(piece) = row.stream.push(next)? {
                 if row.filter.push(&piece).1 {
                     row.finish = Some(FinishReason::Stop);
+                    continue;
                 }
             }
+            feed.push(next);
+            still.push((slot, r));
         }
-        if step + 1 == params.max_tokens || state.iter().all(|r| r.finish.is_some()) {
+        if still.is_empty() || step + 1 == params.max_tokens {
             break;
         }
-        let x = Tensor::from_vec(feed, (rows, 1), device)?;
-        let l = model.forward_last(&x, Some(&mut cache))?; // (rows, V)
+        if still.len() < active.len() {
+            let keep: Vec<u32> = still.iter().map(|&(slot, _)| slot as u32).collect();
+            cache.select_batch(&keep)?;
+        }
+        active = still.into_iter().map(|(_, r)| r).collect();
+        let x = Tensor::from_vec(feed, (active.len(), 1), device)?;
+        let l = model.forward_last(&x, Some(&mut cache))?; // (active, V)
         logits = l.to_dtype(DType::F32)?.to_vec2()?;
     }
     let decode_secs = decode_start.elapsed().as_secs_f64();
@@ -334,7 +349,7 @@ pub fn generate_batch(
 }
 
 /// The keys and values of a prompt prefix that many prompts share (few-shot examples), computed
-/// once; [`generate_batch`] starts from a copy when its prompt begins with these tokens.
+/// once; [`generate_batch`] starts from a copy, cut to the tokens its prompt shares with it.
 pub struct PromptCache {
     tokens: Vec<u32>,
     cache: Cache,

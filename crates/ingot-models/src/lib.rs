@@ -61,6 +61,16 @@ impl Cache {
         Ok(())
     }
 
+    /// Keep only the batch rows `rows`, in that order.
+    pub fn select_batch(&mut self, rows: &[u32]) -> Result<()> {
+        let Some(device) = self.layers.iter().find_map(KvCache::device) else { return Ok(()) };
+        let ids = Tensor::new(rows, &device).context(|| "row ids".into())?;
+        for l in &mut self.layers {
+            l.select_batch(&ids).context(|| "selecting KV cache rows".into())?;
+        }
+        Ok(())
+    }
+
     /// Keep the first `len` positions (reuse of a shared prompt prefix).
     pub fn truncate(&mut self, len: usize) {
         self.layers.iter_mut().for_each(|l| l.truncate(len));

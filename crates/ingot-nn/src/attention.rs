@@ -53,6 +53,22 @@ impl KvCache {
         Ok(())
     }
 
+    /// The device of the cached tensors, if any were cached.
+    pub fn device(&self) -> Option<Device> {
+        self.k.as_ref().map(|k| k.device().clone())
+    }
+
+    /// Keep only the batch rows `rows` (in that order): rows whose generation finished leave the
+    /// batch, so later steps stop paying for them.
+    pub fn select_batch(&mut self, rows: &Tensor) -> candle_core::Result<()> {
+        let (Some(k), Some(v)) = (&self.k, &self.v) else { return Ok(()) };
+        let pick = |t: &Tensor| t.narrow(2, 0, self.len)?.contiguous()?.index_select(rows, 0);
+        let (k, v) = (pick(k)?, pick(v)?);
+        self.k = Some(k);
+        self.v = Some(v);
+        Ok(())
+    }
+
     /// Append k, v (B, K, T, D); return all cached keys and values (B, K, S, D).
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let (b, kh, t, d) = k.dims4()?;
