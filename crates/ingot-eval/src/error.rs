@@ -5,10 +5,11 @@
 pub enum Error {
     #[error(transparent)]
     Core(#[from] ingot_core::Error),
+    // Boxed: these two are large, and every Result in this crate would carry their size.
     #[error(transparent)]
-    Tokenizer(#[from] ingot_tokenizer::Error),
+    Tokenizer(Box<ingot_tokenizer::Error>),
     #[error(transparent)]
-    Generate(#[from] ingot_generate::Error),
+    Generate(Box<ingot_generate::Error>),
     /// A setting or request that cannot be run as asked; the message says what to change.
     #[error("{0}")]
     Input(String),
@@ -18,3 +19,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<ingot_tokenizer::Error> for Error {
+    fn from(e: ingot_tokenizer::Error) -> Self {
+        Error::Tokenizer(Box::new(e))
+    }
+}
+
+impl From<ingot_generate::Error> for Error {
+    fn from(e: ingot_generate::Error) -> Self {
+        Error::Generate(Box::new(e))
+    }
+}

@@ -458,7 +458,8 @@ fn run_generation(
             seed: cfg.seed.wrapping_add((i * 1000 + k) as u64),
             ..SamplingParams::default()
         }));
-        let mut gens = generate_batch(&p.model, &p.tokenizer, &ids, &greedy_params, &rows, shared.as_ref(), &p.device)?.into_iter();
+        let mut gens = generate_batch(&p.model, &p.tokenizer, &ids, &greedy_params, &rows, shared.as_ref(), &p.device)?
+            .into_iter();
         let g = gens.next().ok_or_else(|| Error::Input("no generation".into()))?;
         let votes: Vec<Option<String>> = gens.map(|s| extract_answer(&s.text)).collect();
         let sample = Sample::Generated {

@@ -97,7 +97,7 @@ pub fn score_requests(model: &Model, requests: &[(Vec<u32>, Vec<u32>)], device: 
     } else {
         let n = requests.len();
         let padded: Vec<u32> =
-            rests.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(0).take(width - r.len()))).collect();
+            rests.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0, width - r.len()))).collect();
         let x = Tensor::from_vec(padded, (n, width), device).context(|| "token batch".into())?;
         cache.repeat_batch(n)?;
         let logits = model.logits(&model.forward_hidden(&x, Some(&mut cache))?)?; // (n, width, V)

@@ -56,12 +56,7 @@ impl Accuracy {
 }
 
 /// Answer `items` with `strategy` (greedy where the strategy does not sample) and score them.
-pub fn measure(
-    p: &Pipeline,
-    items: &[Item],
-    strategy: Strategy,
-    max_tokens: usize,
-) -> ingot_generate::Result<Accuracy> {
+pub fn measure(p: &Pipeline, items: &[Item], strategy: Strategy, max_tokens: usize) -> crate::Result<Accuracy> {
     let start = Instant::now();
     let mut correct = 0;
     for item in items {
@@ -75,7 +70,7 @@ pub fn measure(
             }
             Strategy::Calculator => {
                 let agent = Agent::new(p, vec![Box::new(Calculator)]).with_params(params).with_max_steps(4);
-                let answer = agent.run(&item.question).map_err(|e| ingot_generate::Error::Input(e.to_string()))?;
+                let answer = agent.run(&item.question).map_err(|e| crate::Error::Input(e.to_string()))?;
                 extract_answer(&answer.answer)
             }
             _ => {
@@ -112,7 +107,7 @@ pub fn measure_facts(
     index_dir: &std::path::Path,
     mode: FactsMode,
     max_tokens: usize,
-) -> ingot_generate::Result<Accuracy> {
+) -> crate::Result<Accuracy> {
     let start = Instant::now();
     let io = |e: std::io::Error| ingot_generate::Error::Input(format!("writing {}: {e}", docs_dir.display()));
     std::fs::create_dir_all(docs_dir).map_err(io)?;

@@ -9,6 +9,6 @@ pub mod prompting;
 pub mod sampling;
 
 pub use error::{Error, Result};
-pub use generate::{generate, generate_batch, PromptCache, FinishReason, GenerateParams, Generation};
+pub use generate::{generate, generate_batch, FinishReason, GenerateParams, Generation, PromptCache};
 pub use pipeline::Pipeline;
 pub use sampling::{Sampler, SamplingParams};

@@ -235,7 +235,7 @@ pub fn majority(answers: &[Option<String>]) -> Vec<(String, usize)> {
     }
     let mut out: Vec<(String, usize)> = order.into_iter().map(|a| (a.clone(), counts[&a])).collect();
     // Stable sort keeps first-appearance order among ties.
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|a| std::cmp::Reverse(a.1));
     out
 }
 

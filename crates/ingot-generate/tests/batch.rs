@@ -29,7 +29,8 @@ fn each_batch_row_equals_its_own_generation() {
     let batch = generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows, None, &p.device).unwrap();
     // The same from a cached prefix of the prompt.
     let prefix = PromptCache::new(&p.model, &prompt[..prompt.len() - 5], &p.device).unwrap();
-    let from_prefix = generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows, Some(&prefix), &p.device).unwrap();
+    let from_prefix =
+        generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows, Some(&prefix), &p.device).unwrap();
     // Prefilling in two parts changes logits in the last float digits (~2e-5 here), which can flip
     // a sampled token where two candidates are that close; the greedy row must agree, and most
     // sampled ones do.
@@ -46,7 +47,8 @@ fn each_batch_row_equals_its_own_generation() {
     let mut longer = prompt[..prompt.len() - 3].to_vec();
     longer.push(prompt[prompt.len() - 3] + 1);
     let seam = PromptCache::new(&p.model, &longer, &p.device).unwrap();
-    let from_seam = generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows[..1], Some(&seam), &p.device).unwrap();
+    let from_seam =
+        generate_batch(&p.model, &p.tokenizer, &prompt, &params, &rows[..1], Some(&seam), &p.device).unwrap();
     assert_eq!(from_seam[0].tokens, batch[0].tokens);
     assert_eq!(batch.len(), rows.len());
     let mut distinct = std::collections::HashSet::new();

@@ -302,7 +302,7 @@ pub fn clip_grad_norm<'a>(
     vars: impl IntoIterator<Item = &'a Var>,
     max_norm: f64,
 ) -> Result<f64> {
-    if !(max_norm > 0.0) {
+    if max_norm.is_nan() || max_norm <= 0.0 {
         return Err(Error::Config(format!("max gradient norm must be positive; got {max_norm}")));
     }
     let vars: Vec<&Var> = vars.into_iter().collect();
