@@ -610,6 +610,36 @@ fn eval_generation_and_lambada() {
         assert!(r.stdout.contains(&format!("| gsm8k_cot | test | {metric} |")), "{metric}:\n{}", r.dump());
     }
     assert!(r.stdout.contains("| lambada_openai | test | perplexity |"), "{}", r.dump());
+    // Chat formatting: examples and question as turns of the model's template.
+    let r = run(&[
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+        "--tasks",
+        "piqa",
+        "--chat",
+        "--shots",
+        "1",
+        "--limit",
+        "2",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("chat template on"), "{}", r.dump());
+    let r = run(&[
+        "eval",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+        "--tasks",
+        "winogrande",
+        "--chat",
+        "--limit",
+        "1",
+    ]);
+    assert_error(&r, "partial scoring");
     // The chain-of-thought exemplars: at most the eight the data ships.
     let r = run(&[
         "eval",
