@@ -174,3 +174,43 @@ pub fn group_metrics(tasks: &[TaskResult]) -> Vec<crate::Metric> {
         },
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Metric;
+
+    fn subject(name: &str, acc: f64, n: usize) -> TaskResult {
+        TaskResult {
+            task: name.into(),
+            split: "test".into(),
+            n,
+            metrics: vec![Metric { task: name.into(), metric: "acc".into(), value: acc, stderr: None, n }],
+            seconds: 1.0,
+            docs_per_sec: 1.0,
+        }
+    }
+
+    #[test]
+    fn mmlu_pools_questions_and_averages_subjects() {
+        let tasks = vec![subject("mmlu_a", 0.5, 100), subject("mmlu_b", 1.0, 300), subject("piqa", 0.9, 10)];
+        let g = group_metrics(&tasks);
+        assert_eq!(g[0].n, 400);
+        assert!((g[0].value - (50.0 + 300.0) / 400.0).abs() < 1e-12, "pooled over questions");
+        assert!((g[1].value - 0.75).abs() < 1e-12, "mean over subjects");
+        assert!(group_metrics(&tasks[2..]).is_empty());
+        let report = Report {
+            model: "m".into(),
+            config: EvalConfig::default(),
+            started: String::new(),
+            seconds: 1.0,
+            tasks,
+            groups: g,
+        };
+        // The chart shows the group, not its 57 subjects.
+        let headline: Vec<&str> = report.headline().iter().map(|m| m.task.as_str()).collect();
+        assert_eq!(headline, ["piqa", "mmlu"]);
+        assert!(report.markdown().contains("| **mmlu** | | acc | 87.50 |"));
+        assert!(report.svg().contains("mmlu (acc)"));
+    }
+}
