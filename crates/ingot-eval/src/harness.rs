@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -113,7 +113,8 @@ impl Sample {
 /// (mixing them would make a number that means nothing). A torn last line (a crash mid-write) is
 /// dropped and rescored.
 pub struct SampleLog {
-    file: File,
+    /// None: keep results in memory only (no --out).
+    file: Option<File>,
     done: HashMap<usize, Sample>,
 }
 
@@ -155,21 +156,18 @@ impl SampleLog {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let mut file =
-            OpenOptions::new().create(true).append(false).write(true).truncate(false).open(path).map_err(io)?;
+        let mut file = OpenOptions::new().create(true).write(true).truncate(false).open(path).map_err(io)?;
         file.set_len(good_len).map_err(io)?;
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+        file.seek(SeekFrom::End(0)).map_err(io)?;
         if good_len == 0 {
             writeln!(file, "{}", json!({ "settings": settings })).map_err(io)?;
         }
-        Ok(Self { file, done })
+        Ok(Self { file: Some(file), done })
     }
 
-    /// A log that keeps nothing (no --out).
-    pub fn in_memory() -> Result<Self> {
-        let file = tempfile_like()?;
-        Ok(Self { file, done: HashMap::new() })
+    /// A log that keeps nothing on disk (no --out).
+    pub fn in_memory() -> Self {
+        Self { file: None, done: HashMap::new() }
     }
 
     fn get(&self, doc: usize) -> Option<&Sample> {
@@ -177,27 +175,15 @@ impl SampleLog {
     }
 
     fn record(&mut self, sample: Sample) -> Result<()> {
-        let line = serde_json::to_string(&sample).map_err(|e| Error::Input(e.to_string()))?;
-        writeln!(self.file, "{line}")
-            .and_then(|_| self.file.flush())
-            .map_err(|e| Error::Input(format!("writing the samples log: {e}")))?;
+        if let Some(file) = &mut self.file {
+            let line = serde_json::to_string(&sample).map_err(|e| Error::Input(e.to_string()))?;
+            writeln!(file, "{line}")
+                .and_then(|_| file.flush())
+                .map_err(|e| Error::Input(format!("writing the samples log: {e}")))?;
+        }
         self.done.insert(sample.doc(), sample);
         Ok(())
     }
-}
-
-fn tempfile_like() -> Result<File> {
-    let path =
-        std::env::temp_dir().join(format!("ingot-eval-samples-{}-{}", std::process::id(), rand::random::<u64>()));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::Input(format!("temporary samples log {}: {e}", path.display())))?;
-    let _ = std::fs::remove_file(&path); // unlinked: vanishes with the handle
-    Ok(file)
 }
 
 /// The settings a samples log is tied to.

@@ -116,11 +116,6 @@ impl Task {
         }])
     }
 
-    /// The MMLU subject, for grouping.
-    pub fn group(&self) -> Option<&'static str> {
-        matches!(self.source, Source::Mmlu(_)).then_some("mmlu")
-    }
-
     /// The documents of the evaluated split, as raw JSON rows.
     pub fn documents(&self, root: &Path) -> Result<Vec<Value>> {
         match &self.source {

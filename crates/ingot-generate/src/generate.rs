@@ -364,10 +364,6 @@ impl PromptCache {
         Ok(Self { tokens: tokens.to_vec(), cache })
     }
 
-    pub fn tokens(&self) -> &[u32] {
-        &self.tokens
-    }
-
     /// A private copy to extend (the cache's buffers are written in place, so sharing them would
     /// let one prompt overwrite another's positions).
     fn fork(&self) -> Result<Cache> {

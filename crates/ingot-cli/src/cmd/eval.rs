@@ -85,7 +85,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
         let settings = ingot_eval::harness::log_settings(&model_path, task, &cfg);
         let mut log = match &cmd.out {
             Some(out) => SampleLog::open(&ingot_eval::harness::log_path(out, task), &settings)?,
-            None => SampleLog::in_memory()?,
+            None => SampleLog::in_memory(),
         };
         let bar = progress_bar(show, &task.name);
         let mut last_report = Instant::now();
