@@ -38,7 +38,7 @@ impl ModelArgs {
 /// kernels and Ingot's run on rayon's global pool (an "already initialised" error is harmless).
 pub fn set_threads(threads: Option<usize>) -> Result<()> {
     if let Some(n) = threads {
-        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        ingot_core::limits::check_threads("--threads", n)?;
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     }

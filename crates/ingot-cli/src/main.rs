@@ -6,6 +6,7 @@ mod cmd;
 mod tools;
 
 use clap::{Parser, Subcommand};
+use ingot_core::text::escaped;
 
 #[derive(Parser, Debug)]
 #[command(name = "ingot", version, about = "Train, adapt, run and evaluate Transformer language models")]
@@ -66,9 +67,87 @@ fn main() {
         Command::UtilizationBench(c) => cmd::utilization::run(c),
     };
     if let Err(e) = result {
-        // One line: the outermost context and its causes, joined.
-        let msg = format!("{e:#}").replace('\n', " ");
-        eprintln!("error: {msg}");
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
+    }
+}
+
+/// The longest error line printed, in bytes (a message is a sentence, not a dump).
+const MAX_ERROR_BYTES: usize = 900;
+
+/// An error as the one line a user sees: the message, then each cause that it does not already
+/// show. Ingot's errors write their cause into their own message ("cannot read X: No such file
+/// (os error 2)") and also report it as `source()`, so printing the whole chain would say it
+/// twice; the rule is that a cause is added only when its text is not yet in the line. candle
+/// errors are shown without the backtrace they carry when RUST_BACKTRACE is set (anyhow's own
+/// backtrace is never printed: only `{:?}` shows it). Whatever got this far is escaped (no
+/// control characters reach the terminal) and capped.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = match cause.downcast_ref::<candle_core::Error>() {
+            Some(c) => ingot_core::error::candle_message(c),
+            None => cause.to_string(),
+        };
+        let text = escaped(&text.replace('\n', " "), usize::MAX).to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    if line.len() <= MAX_ERROR_BYTES {
+        return line;
+    }
+    // Room for the elision note; the line is escaped already, so every character shows as itself.
+    let keep = line.char_indices().take_while(|(i, c)| i + c.len_utf8() <= MAX_ERROR_BYTES - 40).count();
+    escaped(&line, keep).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the subcommand itself)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "ingot", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn causes_are_not_repeated_and_lines_are_capped() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let e = anyhow::Error::new(ingot_core::Error::Io { op: "read", path: "/x".into(), source: io });
+        assert_eq!(one_line(&e), "cannot read /x: No such file or directory (os error 2)");
+        // An anyhow context adds itself in front of the cause.
+        let e = Err::<(), _>(e).context("loading the tokenizer").unwrap_err();
+        assert_eq!(one_line(&e), "loading the tokenizer: cannot read /x: No such file or directory (os error 2)");
+        let e = anyhow::anyhow!("bad \u{1b}[2J{}", "x".repeat(5000));
+        let line = one_line(&e);
+        assert!(line.len() < 1000 && !line.contains('\u{1b}') && line.ends_with("more characters)"), "{line}");
     }
 }

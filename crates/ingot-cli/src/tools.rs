@@ -30,6 +30,7 @@ impl ToolArgs {
     /// The tools named in --tools, in that order. Tool files are read and checked whole even when
     /// only some of their tools are asked for, so a broken file is reported at once.
     pub fn build(&self) -> Result<Vec<Box<dyn Tool>>> {
+        anyhow::ensure!(self.max_steps > 0, "--max-steps must be at least 1");
         let mut file_tools = ingot_tools::load_tool_files(&self.tool_file)?;
         if self.tools.is_empty() && !file_tools.is_empty() {
             let names: Vec<&str> = file_tools.iter().map(|t| t.name()).collect();

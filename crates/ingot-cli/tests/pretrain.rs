@@ -2,29 +2,21 @@
 //! including a run killed (SIGKILL) while it saves checkpoints and then resumed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-fn ingot() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ingot"));
-    c.env_remove("INGOT_HOME");
-    c
+use ingot_test_support::cli::{self, Run};
+
+/// `ingot ARGS` with extra environment variables.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    cli::run_with(env!("CARGO_BIN_EXE_ingot"), args, "", env)
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = ingot().args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    let r = run_env(args, &[]);
+    (r.code, r.stdout, r.stderr)
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ingot-cli-pretrain-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(tag: &str) -> ingot_test_support::TempDir {
+    ingot_test_support::temp_dir(&format!("cli-pretrain-{tag}"))
 }
 
 fn write_corpus(dir: &Path) -> PathBuf {
@@ -76,7 +68,7 @@ keep_last = 2
 #[test]
 fn tokenizer_train_and_data_prepare() {
     let dir = temp_dir("prep");
-    let corpus = write_corpus(&dir);
+    let corpus = write_corpus(dir.path());
     let tok = dir.join("tok.json");
     let (code, _, err) = run(&[
         "tokenizer",
@@ -108,7 +100,7 @@ fn tokenizer_train_and_data_prepare() {
     let shard = data.join("train_00000.bin");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 7]).unwrap();
-    let cfg = write_config(&dir, &corpus, 4, 2);
+    let cfg = write_config(dir.path(), &corpus, 4, 2);
     let (code, _, err) = run(&[
         "pretrain",
         "--config",
@@ -120,70 +112,83 @@ fn tokenizer_train_and_data_prepare() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("truncated") && err.lines().count() == 1, "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `ingot ARGS` with `INGOT_FAULT=fault`: the process aborts (no destructors, no cleanup, as
+/// under SIGKILL) at that point of the atomic write named there.
+fn run_killed_at(fault: &str, args: &[&str]) {
+    let run = run_env(args, &[("INGOT_FAULT", fault)]);
+    assert_eq!(run.code, -1, "expected an abort at {fault}:\n{}", run.dump());
+    assert!(run.stderr.contains("INGOT_FAULT: aborting"), "{}", run.dump());
+}
+
+/// Hidden entries of a folder: temporary and old copies a killed write left behind.
+fn litter(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A run killed at each point of a checkpoint save (the new step complete but not renamed in; the
+/// step in place but `latest` not yet pointing at it; a re-save of an existing step between its
+/// two renames) keeps a loadable `latest`, resumes from it, and leaves nothing behind once resumed.
+/// The kills are staged (`INGOT_FAULT`), so each lands exactly where it is meant to.
 #[test]
 fn pretrain_killed_while_saving_resumes() {
     let dir = temp_dir("kill");
-    let corpus = write_corpus(&dir);
-    // A checkpoint every step, so a kill lands in or near a save.
-    let cfg = write_config(&dir, &corpus, 400, 1);
+    let corpus = write_corpus(dir.path());
+    let cfg = write_config(dir.path(), &corpus, 3, 1); // a checkpoint every step
     let out = dir.join("run");
-    // Prepare data first so the kill hits training, not preparation.
-    let (code, _, err) = run(&[
-        "pretrain",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--set",
-        "train.max_steps=1",
-    ]);
+    let (cfg_s, out_s) = (cfg.to_str().unwrap(), out.to_str().unwrap());
+    let fresh = ["pretrain", "--config", cfg_s, "--out", out_s, "--set", "train.max_steps=2"];
+    let resume = ["pretrain", "--config", cfg_s, "--out", out_s, "--set", "train.max_steps=2", "--resume"];
+    let latest = || std::fs::read_to_string(out.join("latest")).unwrap().trim().to_string();
+    let loads = |step_dir: &str| {
+        let (code, _, err) = run(&["inspect", out.join(step_dir).to_str().unwrap()]);
+        assert_eq!(code, 0, "checkpoint {step_dir} does not load: {err}");
+    };
+
+    // 1. Killed with step 2 complete in its temporary folder: latest is still step 1.
+    run_killed_at("before-rename@step-00000002", &fresh);
+    assert_eq!(latest(), "step-00000001");
+    loads("step-00000001");
+    assert!(litter(&out).iter().any(|n| n.starts_with(".step-00000002.tmp-")), "{:?}", litter(&out));
+
+    // 2. Resumed, killed with step 2 in place but before `latest` moves to it.
+    run_killed_at("before-rename@latest", &resume);
+    assert_eq!(latest(), "step-00000001");
+    assert!(out.join("step-00000002").is_dir());
+    assert!(!litter(&out).iter().any(|n| n.starts_with(".step-")), "the next save cleaned up: {:?}", litter(&out));
+
+    // 3. Resumed from step 1 again, so step 2 is saved over itself: killed between the two renames
+    //    (the old step 2 moved aside, the new one not yet in).
+    run_killed_at("between-renames@step-00000002", &resume);
+    assert_eq!(latest(), "step-00000001");
+    loads("step-00000001");
+    assert!(!out.join("step-00000002").exists());
+    assert!(litter(&out).iter().any(|n| n.starts_with(".step-00000002.old-")), "{:?}", litter(&out));
+
+    // 4. Resumed to the end: steps 1..=3 logged once each, the last checkpoint loads, no litter.
+    let (code, _, err) = run(&["pretrain", "--config", cfg_s, "--out", out_s, "--resume"]);
     assert_eq!(code, 0, "{err}");
-    for round in 0..3 {
-        let mut child = ingot()
-            .args(["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--resume"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        std::thread::sleep(Duration::from_millis(900 + 370 * round));
-        child.kill().unwrap(); // SIGKILL: no chance to clean up
-        child.wait().unwrap();
-        assert!(started.elapsed() < Duration::from_secs(60));
-        // The latest checkpoint loads as a model.
-        let latest = std::fs::read_to_string(out.join("latest")).unwrap();
-        let step_dir = out.join(latest.trim());
-        let (code, _, err) = run(&["inspect", step_dir.to_str().unwrap()]);
-        assert_eq!(code, 0, "round {round}: latest checkpoint {} does not load: {err}", step_dir.display());
-    }
-    // Finishing from there works and ends at step 400.
-    let (code, stdout, err) = run(&[
-        "pretrain",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--resume",
-        "--set",
-        "train.max_steps=400",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.join("step-00000400").exists(), "{stdout}");
+    assert_eq!(latest(), "step-00000003");
+    loads("step-00000003");
+    assert_eq!(litter(&out), Vec::<String>::new());
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let steps: Vec<u64> =
         log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, (1..=400).collect::<Vec<_>>(), "metrics log has gaps or repeats after kills");
-    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(steps, vec![1, 2, 3], "metrics log has gaps or repeats after kills");
 }
 
 #[test]
 fn pretrain_config_errors_are_one_line() {
     let dir = temp_dir("cfg");
-    let corpus = write_corpus(&dir);
-    let cfg = write_config(&dir, &corpus, 4, 2);
+    let corpus = write_corpus(dir.path());
+    let cfg = write_config(dir.path(), &corpus, 4, 2);
     let cases: &[(&[&str], &str)] = &[
         (&["--set", "model.n_layerz=3"], "n_layerz"),
         (&["--set", "model.preset=huge"], "unknown model preset 'huge'"),
@@ -202,7 +207,6 @@ fn pretrain_config_errors_are_one_line() {
     let (code, _, err) = run(&["pretrain", "--config", dir.join("missing.toml").to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("missing.toml"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// The trainer's validation loss over the whole held-out split (`pretrain --eval-only`) and
@@ -230,7 +234,7 @@ fn perplexity_of_the_held_out_split_equals_exp_validation_loss() {
             .collect();
         std::fs::write(corpus.join(format!("p{d}.txt")), text).unwrap();
     }
-    let cfg = write_config(&dir, &corpus, 150, 150);
+    let cfg = write_config(dir.path(), &corpus, 150, 150);
     let out = dir.join("run");
     let base =
         ["pretrain", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--set", "data.context=32"];
@@ -271,5 +275,4 @@ fn perplexity_of_the_held_out_split_equals_exp_validation_loss() {
     eprintln!("perplexity {ppl:.4} vs exp(validation loss {loss:.4}) = {:.4}: {:.3}% apart", loss.exp(), 100.0 * rel);
     assert!(loss.exp() < 10.0, "the model did not learn (exp(loss) = {})", loss.exp());
     assert!(rel < 0.01, "perplexity {ppl} vs exp(loss) {}", loss.exp());
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -7,7 +7,6 @@
 //! 3. `./assets` under the current directory,
 //! 4. `assets/` beside the running binary's workspace (so `target/release/ingot` works from anywhere).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -55,26 +54,8 @@ pub fn default_model() -> Result<PathBuf> {
     find_asset(&format!("models/{DEFAULT_MODEL}"), "model")
 }
 
-/// Write `bytes` to `path` so that readers see the old file or the new one, never a mix: write a
-/// temporary file beside it, fsync, rename over, then fsync the folder.
+/// Write `bytes` to `path` so that readers see the old file or the new one, never a mix
+/// (see [`crate::atomic::write_file`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    crate::atomic::write_file(path, bytes)
 }

@@ -15,6 +15,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 
 use crate::error::{CandleContext, Error, Result};
+use crate::text::quoted;
 
 const MAGIC: [u8; 4] = *b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -360,6 +361,7 @@ impl<'a> Cursor<'a> {
         Error::Corrupt { path: self.path.to_path_buf(), format: "GGUF", detail }
     }
 
+    /// One value of type `type_id`; `key` describes it for errors ("metadata 'general.name'").
     fn value(&mut self, version: u32, type_id: u32, key: &str, depth: usize) -> Result<Value> {
         Ok(match type_id {
             0 => Value::U8(self.array::<1>(key)?[0]),
@@ -372,12 +374,12 @@ impl<'a> Cursor<'a> {
             7 => match self.array::<1>(key)?[0] {
                 0 => Value::Bool(false),
                 1 => Value::Bool(true),
-                b => return Err(self.corrupt(format!("metadata '{key}': bool byte {b}"))),
+                b => return Err(self.corrupt(format!("{key}: bool byte {b}"))),
             },
             8 => Value::String(self.string(version, key)?),
             9 => {
                 if depth > 4 {
-                    return Err(self.corrupt(format!("metadata '{key}': arrays nested too deeply")));
+                    return Err(self.corrupt(format!("{key}: arrays nested too deeply")));
                 }
                 let elem_type = self.u32(key)?;
                 let n = self.len(version, key)?;
@@ -386,7 +388,7 @@ impl<'a> Cursor<'a> {
                 if n > self.buf.len() - self.pos {
                     return Err(Error::Truncated {
                         path: self.path.to_path_buf(),
-                        detail: format!("metadata '{key}' claims {n} array elements"),
+                        detail: format!("{key} claims {n} array elements"),
                     });
                 }
                 // Reserve for at most 4096 up front: a lying count must not reserve gigabytes.
@@ -399,7 +401,7 @@ impl<'a> Cursor<'a> {
             10 => Value::U64(self.u64(key)?),
             11 => Value::I64(i64::from_le_bytes(self.array(key)?)),
             12 => Value::F64(f64::from_le_bytes(self.array(key)?)),
-            other => return Err(self.corrupt(format!("metadata '{key}' has unknown value type {other}"))),
+            other => return Err(self.corrupt(format!("{key} has unknown value type {other}"))),
         })
     }
 }
@@ -412,12 +414,12 @@ impl GgufFile {
             std::io::ErrorKind::NotFound => {
                 Error::NotFound { what: "model file".into(), path: path.to_path_buf(), hint: String::new() }
             }
-            _ => Error::Io { path: path.to_path_buf(), source },
+            _ => Error::Io { op: "open", path: path.to_path_buf(), source },
         })?;
         // SAFETY: the map is read-only; Ingot never writes a GGUF file in place while reading it
         // (writers go through a temporary file and a rename, which leaves this mapping intact).
         let data =
-            unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { op: "map", path: path.to_path_buf(), source })?;
         Self::parse(path.to_path_buf(), data)
     }
 
@@ -451,10 +453,12 @@ impl GgufFile {
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
             let key = c.string(version, "a metadata key")?;
-            let type_id = c.u32(&key)?;
-            let value = c.value(version, type_id, &key, 0)?;
+            // Keys come from the file: quoted and capped wherever they appear in a message.
+            let what = format!("metadata {}", quoted(&key));
+            let type_id = c.u32(&what)?;
+            let value = c.value(version, type_id, &what, 0)?;
             if metadata.contains_key(&key) {
-                return Err(c.corrupt(format!("metadata key '{key}' appears twice")));
+                return Err(c.corrupt(format!("{what} appears twice")));
             }
             metadata.insert(key, value);
         }
@@ -462,29 +466,33 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
             Some(v) => match v.as_u64() {
                 Some(a) if a > 0 && a.is_power_of_two() => a,
-                _ => return Err(c.corrupt(format!("general.alignment {v:?} is not a power of two"))),
+                _ => {
+                    let found = v.as_f64().map_or_else(|| v.type_name(), |a| a.to_string());
+                    return Err(c.corrupt(format!("general.alignment is {found}, not a power of two")));
+                }
             },
         };
 
         let mut infos = Vec::new();
         for _ in 0..n_tensors.min(1 << 20) {
             let name = c.string(version, "a tensor name")?;
-            let n_dims = c.u32(&name)? as usize;
+            let what = format!("tensor {}", quoted(&name));
+            let n_dims = c.u32(&what)? as usize;
             if n_dims > 4 {
-                return Err(c.corrupt(format!("tensor '{name}' has {n_dims} dimensions (at most 4)")));
+                return Err(c.corrupt(format!("{what} has {n_dims} dimensions (at most 4)")));
             }
             let mut dims = Vec::with_capacity(n_dims);
             for _ in 0..n_dims {
-                dims.push(c.len(version, &name)?);
+                dims.push(c.len(version, &what)?);
             }
-            let type_id = c.u32(&name)?;
+            let type_id = c.u32(&what)?;
             let ggml_type = GgmlType::from_id(type_id).map_err(|type_name| Error::UnsupportedTensorType {
                 path: path.clone(),
                 tensor: name.clone(),
                 type_id,
                 name: type_name,
             })?;
-            let offset = c.u64(&name)?;
+            let offset = c.u64(&what)?;
             infos.push((name, dims, ggml_type, offset));
         }
         if n_tensors > 1 << 20 {
@@ -505,14 +513,25 @@ impl GgufFile {
                 _ => None,
             }
             .ok_or_else(|| {
-                c.corrupt(format!("tensor '{name}' has dims {dims:?}, not whole {} blocks of {bs}", ggml_type.name()))
+                c.corrupt(format!(
+                    "tensor {} has dims {dims:?}, not whole {} blocks of {bs}",
+                    quoted(&name),
+                    ggml_type.name()
+                ))
             })?;
+            // The GGUF spec puts every tensor at a multiple of general.alignment from the data start.
+            if offset % alignment != 0 {
+                return Err(c.corrupt(format!(
+                    "tensor {} starts at offset {offset}, not a multiple of general.alignment {alignment}",
+                    quoted(&name)
+                )));
+            }
             let start = data_start.checked_add(offset).and_then(|s| usize::try_from(s).ok());
             let end = start.and_then(|s| s.checked_add(n_bytes));
             match (start, end) {
                 (Some(start), Some(end)) if end <= data.len() => {
                     if by_name.contains_key(&name) {
-                        return Err(c.corrupt(format!("tensor '{name}' appears twice")));
+                        return Err(c.corrupt(format!("tensor {} appears twice", quoted(&name))));
                     }
                     by_name.insert(name.clone(), tensors.len());
                     tensors.push(TensorInfo {
@@ -526,7 +545,8 @@ impl GgufFile {
                 _ => {
                     return Err(Error::Truncated {
                         detail: format!(
-                            "tensor '{name}' needs bytes {}..{} but the file has {} bytes",
+                            "tensor {} needs bytes {}..{} but the file has {} bytes",
+                            quoted(&name),
                             data_start.saturating_add(offset),
                             data_start.saturating_add(offset).saturating_add(n_bytes as u64),
                             data.len()
@@ -646,14 +666,14 @@ impl GgufFile {
             unsafe { std::slice::from_raw_parts(aligned.as_ptr() as *const u8, bytes.len()) }
         };
         qtensor_from_ggml(info.ggml_type.candle(), bytes, info.shape.clone(), device)
-            .context(|| format!("{}: loading tensor '{name}'", self.path.display()))
+            .context(|| format!("{}: loading tensor {}", self.path.display(), quoted(name)))
     }
 
     /// A tensor dequantized to f32.
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
         self.qtensor(name, device)?
             .dequantize(device)
-            .context(|| format!("{}: dequantizing tensor '{name}'", self.path.display()))
+            .context(|| format!("{}: dequantizing tensor {}", self.path.display(), quoted(name)))
     }
 }
 

@@ -6,7 +6,12 @@
 //! payloads are handed to candle's quantized storage, whose kernels do the arithmetic.
 
 pub mod assets;
+pub mod atomic;
+pub mod chart;
 pub mod error;
 pub mod gguf;
+pub mod hash;
+pub mod limits;
+pub mod text;
 
 pub use error::{CandleContext, Error, Result};

@@ -12,55 +12,29 @@
 //! the problem. Nothing here may panic: a user can hand Ingot any file.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 
 use candle_core::Device;
 use ingot_core::gguf::{GgmlType, GgufFile, GgufWriter, Value};
 use ingot_core::Error;
+use ingot_test_support::{temp_dir, TempDir};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ingot-gguf-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating a temp dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Write `bytes` (atomically) to `name` and open it.
-    fn open(&self, name: &str, bytes: &[u8]) -> Result<GgufFile, Error> {
-        let path = self.path(name);
-        ingot_core::assets::write_atomic(&path, bytes).expect("writing a test file");
-        GgufFile::open(&path)
-    }
-
-    /// As `open`, for the loops that write hundreds of files: a plain write, since the fsyncs of
-    /// an atomic write would dominate the run time and nothing here needs durability.
-    fn open_fast(&self, name: &str, bytes: &[u8]) -> Result<GgufFile, Error> {
-        let path = self.path(name);
-        std::fs::write(&path, bytes).expect("writing a test file");
-        GgufFile::open(&path)
-    }
+/// Write `bytes` (atomically) to `name` in `dir` and open it.
+fn open(dir: &TempDir, name: &str, bytes: &[u8]) -> Result<GgufFile, Error> {
+    let path = dir.join(name);
+    ingot_core::assets::write_atomic(&path, bytes).expect("writing a test file");
+    GgufFile::open(&path)
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// As `open`, for the loops that write hundreds of files: a plain write, since the fsyncs of an
+/// atomic write would dominate the run time and nothing here needs durability.
+fn open_fast(dir: &TempDir, name: &str, bytes: &[u8]) -> Result<GgufFile, Error> {
+    std::fs::write(dir.join(name), bytes).expect("writing a test file");
+    GgufFile::open(dir.join(name))
 }
 
 /// Little-endian byte builder for hand-made GGUF files.
@@ -185,8 +159,8 @@ fn metadata_round_trips_every_value_type() {
     for (k, v) in &values {
         w.metadata(*k, v.clone());
     }
-    let dir = TempDir::new("meta");
-    let path = dir.path("meta.gguf");
+    let dir = temp_dir("gguf-meta");
+    let path = dir.join("meta.gguf");
     w.write(&path).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), w.to_bytes(), "write() and to_bytes() differ");
     let file = GgufFile::open(&path).unwrap();
@@ -235,8 +209,8 @@ fn writer_output_follows_the_spec() {
     let tail = &got[want.0.len()..];
     assert!(tail.len() < 32 && tail.iter().all(|&b| b == 0), "trailing bytes {tail:?}");
     // And the reader agrees with the hand-made file.
-    let dir = TempDir::new("spec");
-    let file = dir.open("spec.gguf", &want.0).unwrap();
+    let dir = temp_dir("gguf-spec");
+    let file = open(&dir, "spec.gguf", &want.0).unwrap();
     let infos = file.tensors();
     assert_eq!((infos[0].name.as_str(), infos[0].shape.as_slice()), ("t", &[2usize, 3][..]));
     assert_eq!((infos[1].name.as_str(), infos[1].shape.as_slice()), ("u", &[32usize][..]));
@@ -250,7 +224,7 @@ fn writer_output_follows_the_spec() {
 fn reader_honours_general_alignment() {
     // An F32 tensor of 12 bytes, then a Q8_0 block at the next aligned offset. Alignment 1 puts
     // the Q8_0 block at an odd address, which the reader must copy before candle reads it.
-    let dir = TempDir::new("align-read");
+    let dir = temp_dir("gguf-align-read");
     let f = f32_bytes(&[1.0, -2.0, 3.5]);
     for align in [1u32, 2, 8, 32, 64, 256] {
         let a = align as usize;
@@ -265,7 +239,7 @@ fn reader_honours_general_alignment() {
             .bytes(&f)
             .pad_to(a)
             .bytes(&q8_0_block());
-        let file = dir.open(&format!("align{align}.gguf"), &bytes.0).unwrap();
+        let file = open(&dir, &format!("align{align}.gguf"), &bytes.0).unwrap();
         let fi = file.tensor_info("f").unwrap();
         let qi = file.tensor_info("q").unwrap();
         assert_eq!(fi.offset % a, 0, "alignment {align}: data start");
@@ -281,10 +255,10 @@ fn reader_honours_general_alignment() {
 fn writer_honours_general_alignment() {
     // A file that declares general.alignment must be laid out with it: readers (ours, llama.cpp)
     // compute the data start and check offsets with the declared value.
-    let dir = TempDir::new("align-write");
+    let dir = temp_dir("gguf-align-write");
     let f = f32_bytes(&[1.0, 2.0, 3.0]); // 12 bytes, so the next tensor's offset depends on alignment
     for align in [8u32, 64, 128] {
-        let path = dir.path(&format!("w{align}.gguf"));
+        let path = dir.join(&format!("w{align}.gguf"));
         GgufWriter::new()
             .metadata("general.alignment", Value::U32(align))
             .tensor("f", &[3], GgmlType::F32, f.clone())
@@ -304,14 +278,14 @@ fn writer_honours_general_alignment() {
 
 #[test]
 fn bad_alignment_is_corrupt() {
-    let dir = TempDir::new("align-bad");
+    let dir = temp_dir("gguf-align-bad");
     for (i, (type_id, payload)) in
         [(4u32, Raw::default().u32(0)), (4, Raw::default().u32(3)), (8, Raw::default().str("32"))]
             .into_iter()
             .enumerate()
     {
         let bytes = Raw::header(0, 1).str("general.alignment").u32(type_id).bytes(&payload.0);
-        let e = dir.open(&format!("bad{i}.gguf"), &bytes.0).unwrap_err();
+        let e = open(&dir, &format!("bad{i}.gguf"), &bytes.0).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "case {i}: {e:?}");
         assert_message(&e, &[&format!("bad{i}.gguf"), "general.alignment"]);
     }
@@ -320,7 +294,7 @@ fn bad_alignment_is_corrupt() {
 #[test]
 fn versions_1_and_2_are_read() {
     // v2 has v3's layout; v1 used u32 for counts, string lengths and dims.
-    let dir = TempDir::new("old");
+    let dir = temp_dir("gguf-old");
     let f = f32_bytes(&[0.5, -1.0]);
     let v2 = Raw::default()
         .bytes(b"GGUF")
@@ -352,7 +326,7 @@ fn versions_1_and_2_are_read() {
         .pad_to(32)
         .bytes(&f);
     for (version, raw) in [(2, v2), (1, v1)] {
-        let file = dir.open(&format!("v{version}.gguf"), &raw.0).unwrap();
+        let file = open(&dir, &format!("v{version}.gguf"), &raw.0).unwrap();
         assert_eq!(file.version(), version);
         assert_eq!(file.get_str("general.name").unwrap(), Some("old"), "v{version}");
         let t: Vec<f32> = file.tensor("t", &Device::Cpu).unwrap().to_vec1().unwrap();
@@ -365,8 +339,8 @@ fn versions_1_and_2_are_read() {
 
 #[test]
 fn missing_file_is_not_found() {
-    let dir = TempDir::new("missing");
-    let path = dir.path("no-such-model.gguf");
+    let dir = temp_dir("gguf-missing");
+    let path = dir.join("no-such-model.gguf");
     let e = GgufFile::open(&path).unwrap_err();
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
     assert_message(&e, &["no-such-model.gguf", "not found"]);
@@ -375,9 +349,9 @@ fn missing_file_is_not_found() {
 #[test]
 fn empty_and_tiny_files_are_truncated() {
     // An interrupted download leaves a file that is a prefix of a GGUF: say so, not "bad magic".
-    let dir = TempDir::new("empty");
+    let dir = temp_dir("gguf-empty");
     for (i, bytes) in [&b""[..], b"G", b"GGU"].into_iter().enumerate() {
-        let e = dir.open(&format!("tiny{i}.gguf"), bytes).unwrap_err();
+        let e = open(&dir, &format!("tiny{i}.gguf"), bytes).unwrap_err();
         assert!(matches!(e, Error::Truncated { .. }), "{} bytes: {e:?}", bytes.len());
         assert_message(&e, &[&format!("tiny{i}.gguf"), "truncated", &format!("has {} bytes", bytes.len())]);
     }
@@ -385,7 +359,7 @@ fn empty_and_tiny_files_are_truncated() {
 
 #[test]
 fn wrong_magic_is_bad_magic() {
-    let dir = TempDir::new("magic");
+    let dir = temp_dir("gguf-magic");
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
     let cases: [(&str, &[u8]); 4] = [
         ("png", png),
@@ -394,7 +368,7 @@ fn wrong_magic_is_bad_magic() {
         ("two", b"PK"),
     ];
     for (name, bytes) in cases {
-        let e = dir.open(&format!("{name}.gguf"), bytes).unwrap_err();
+        let e = open(&dir, &format!("{name}.gguf"), bytes).unwrap_err();
         assert!(matches!(e, Error::BadMagic { .. }), "{name}: {e:?}");
         assert_message(&e, &[&format!("{name}.gguf"), "not a GGUF file"]);
     }
@@ -402,10 +376,10 @@ fn wrong_magic_is_bad_magic() {
 
 #[test]
 fn unsupported_versions_are_corrupt() {
-    let dir = TempDir::new("version");
+    let dir = temp_dir("gguf-version");
     for (version, needle) in [(4u32, "version 4"), (3u32.swap_bytes(), "big-endian"), (99, "version 99")] {
         let bytes = Raw::default().bytes(b"GGUF").u32(version).u64(0).u64(0);
-        let e = dir.open("v.gguf", &bytes.0).unwrap_err();
+        let e = open(&dir, "v.gguf", &bytes.0).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "version {version}: {e:?}");
         assert_message(&e, &["v.gguf", needle]);
     }
@@ -417,8 +391,8 @@ fn unsupported_versions_are_corrupt() {
 #[test]
 fn truncation_anywhere_is_an_error() {
     let full = small_file();
-    let dir = TempDir::new("trunc");
-    let file = dir.open("full.gguf", &full).unwrap();
+    let dir = temp_dir("gguf-trunc");
+    let file = open(&dir, "full.gguf", &full).unwrap();
     // Where each part of the file ends, to check each kind of cut names what it cut into.
     let needed = file.tensors().iter().map(|t| t.offset + t.n_bytes).max().unwrap();
     let data_start = file.tensors().iter().map(|t| t.offset).min().unwrap();
@@ -433,20 +407,20 @@ fn truncation_anywhere_is_an_error() {
     // The tensor info of "f": name length 1 (u64), then the name.
     let tensor_info_at = find(&full, b"\x01\0\0\0\0\0\0\0f");
     let cases = [
-        (10, "the tensor count"),                          // in the header
-        (metadata_at + 3, "general.architecture"),         // in the first metadata value
-        (tensor_info_at + 9 + 2, "bytes for f at offset"), // in "f"'s dimension count
-        (data_start + 5, "tensor 'f'"),                    // in the first tensor's data
-        (needed - 1, "tensor 'k'"),                        // one byte short of the end
+        (10, "the tensor count"),                                   // in the header
+        (metadata_at + 3, "general.architecture"),                  // in the first metadata value
+        (tensor_info_at + 9 + 2, "bytes for tensor 'f' at offset"), // in "f"'s dimension count
+        (data_start + 5, "tensor 'f'"),                             // in the first tensor's data
+        (needed - 1, "tensor 'k'"),                                 // one byte short of the end
     ];
     for (cut, needle) in cases {
-        let e = dir.open_fast("cut.gguf", &full[..cut]).unwrap_err();
+        let e = open_fast(&dir, "cut.gguf", &full[..cut]).unwrap_err();
         assert!(matches!(e, Error::Truncated { .. }), "cut at {cut}: {e:?}");
         assert_message(&e, &["cut.gguf", "truncated", needle]);
     }
     // Every cut point: an error before all tensor data is present, the same tensors after.
     for cut in 0..full.len() {
-        let result = catch_unwind(AssertUnwindSafe(|| dir.open_fast("cut.gguf", &full[..cut])));
+        let result = catch_unwind(AssertUnwindSafe(|| open_fast(&dir, "cut.gguf", &full[..cut])));
         let result = result.unwrap_or_else(|_| panic!("open() panicked on the file cut at {cut} of {}", full.len()));
         match result {
             Err(Error::Truncated { .. }) if cut < needed => {}
@@ -470,14 +444,14 @@ fn find(hay: &[u8], needle: &[u8]) -> usize {
 
 #[test]
 fn unknown_tensor_types_are_unsupported() {
-    let dir = TempDir::new("ttype");
+    let dir = temp_dir("gguf-ttype");
     for (type_id, type_name) in [(16u32, "IQ2_XXS"), (4, "Q4_2"), (999, "unknown"), (u32::MAX, "unknown")] {
         let bytes = Raw::header(2, 0)
             .info("ok", &[4], 0, 0)
             .info("blk.0.odd", &[256], type_id, 32)
             .pad_to(32)
             .bytes(&[0u8; 1024]);
-        let e = dir.open("ttype.gguf", &bytes.0).unwrap_err();
+        let e = open(&dir, "ttype.gguf", &bytes.0).unwrap_err();
         match &e {
             Error::UnsupportedTensorType { tensor, type_id: id, .. } => {
                 assert_eq!((tensor.as_str(), *id), ("blk.0.odd", type_id));
@@ -491,12 +465,12 @@ fn unknown_tensor_types_are_unsupported() {
 #[test]
 fn absurd_lengths_are_errors_not_allocations() {
     // Each case claims far more than the file holds; the reader must notice before allocating.
-    let dir = TempDir::new("absurd");
+    let dir = temp_dir("gguf-absurd");
     let kv = |n_kv: u64| Raw::header(0, n_kv);
     let cases: Vec<(&str, Raw, &str)> = vec![
         ("key length", kv(1).u64(u64::MAX).bytes(b"key"), "truncated"),
-        ("string length", kv(1).str("s").u32(8).u64(u64::MAX).bytes(b"abc"), "bytes for s at"),
-        ("string length 2^40", kv(1).str("s").u32(8).u64(1 << 40).bytes(b"abc"), "bytes for s at"),
+        ("string length", kv(1).str("s").u32(8).u64(u64::MAX).bytes(b"abc"), "bytes for metadata 's' at"),
+        ("string length 2^40", kv(1).str("s").u32(8).u64(1 << 40).bytes(b"abc"), "bytes for metadata 's' at"),
         ("array length", kv(1).str("arr").u32(9).u32(0).u64(u64::MAX).bytes(&[1, 2, 3]), "'arr'"),
         ("array of strings", kv(1).str("arr").u32(9).u32(8).u64(1 << 20).bytes(&[0; 64]), "'arr'"),
         ("array of arrays", kv(1).str("arr").u32(9).u32(9).u64(u64::MAX / 2).bytes(&[0; 64]), "'arr'"),
@@ -507,7 +481,7 @@ fn absurd_lengths_are_errors_not_allocations() {
         ("tensor offset", Raw::header(1, 0).info("t", &[4], 0, u64::MAX).pad_to(32).bytes(&[0; 64]), "'t'"),
     ];
     for (what, raw, needle) in cases {
-        let e = catch_unwind(AssertUnwindSafe(|| dir.open("absurd.gguf", &raw.0)))
+        let e = catch_unwind(AssertUnwindSafe(|| open(&dir, "absurd.gguf", &raw.0)))
             .unwrap_or_else(|_| panic!("{what}: open() panicked"))
             .expect_err(what);
         assert!(matches!(e, Error::Truncated { .. }), "{what}: {e:?}");
@@ -523,7 +497,7 @@ fn absurd_lengths_are_errors_not_allocations() {
         ("bool byte", kv(1).str("b").u32(7).u8(2), "'b'"),
     ];
     for (what, raw, needle) in cases {
-        let e = catch_unwind(AssertUnwindSafe(|| dir.open("absurd.gguf", &raw.0)))
+        let e = catch_unwind(AssertUnwindSafe(|| open(&dir, "absurd.gguf", &raw.0)))
             .unwrap_or_else(|_| panic!("{what}: open() panicked"))
             .expect_err(what);
         assert!(matches!(e, Error::Corrupt { .. }), "{what}: {e:?}");
@@ -534,7 +508,7 @@ fn absurd_lengths_are_errors_not_allocations() {
 #[test]
 fn dims_not_whole_blocks_are_corrupt() {
     // The fastest-varying dim (GGUF dims[0], candle's last) must be whole blocks.
-    let dir = TempDir::new("blocks");
+    let dir = temp_dir("gguf-blocks");
     let cases: [(&str, &[u64], GgmlType); 4] = [
         ("q4_0 48x2", &[48, 2], GgmlType::Q4_0),
         ("q4_k 128", &[128], GgmlType::Q4K),
@@ -543,7 +517,7 @@ fn dims_not_whole_blocks_are_corrupt() {
     ];
     for (what, dims, ty) in cases {
         let bytes = Raw::header(1, 0).info("w", dims, ty.id(), 0).pad_to(32).bytes(&[0u8; 4096]);
-        let e = dir.open("blocks.gguf", &bytes.0).unwrap_err();
+        let e = open(&dir, "blocks.gguf", &bytes.0).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{what}: {e:?}");
         assert_message(&e, &["blocks.gguf", "'w'", ty.name()]);
     }
@@ -551,8 +525,8 @@ fn dims_not_whole_blocks_are_corrupt() {
 
 #[test]
 fn missing_tensor_is_missing() {
-    let dir = TempDir::new("missing-tensor");
-    let file = dir.open("small.gguf", &small_file()).unwrap();
+    let dir = temp_dir("gguf-missing-tensor");
+    let file = open(&dir, "small.gguf", &small_file()).unwrap();
     let e = file.tensor("output.weight", &Device::Cpu).unwrap_err();
     assert!(matches!(e, Error::Missing { .. }), "{e:?}");
     assert_message(&e, &["small.gguf", "tensor", "'output.weight'"]);
@@ -567,8 +541,8 @@ fn random_byte_flips_never_panic() {
     // in the header, metadata and tensor infos, where the structure is), sometimes also cut
     // short. Opening, reading the metadata and loading every tensor must each return Ok or Err.
     let full = small_file();
-    let dir = TempDir::new("fuzz");
-    let structure_end = dir.open("full.gguf", &full).unwrap().tensors().iter().map(|t| t.offset).min().unwrap();
+    let dir = temp_dir("gguf-fuzz");
+    let structure_end = open(&dir, "full.gguf", &full).unwrap().tensors().iter().map(|t| t.offset).min().unwrap();
     let mut rng = StdRng::seed_from_u64(0x6767_7566);
     let (mut opened, mut loaded, mut panics) = (0, 0, Vec::new());
     for iter in 0..500 {
@@ -590,7 +564,7 @@ fn random_byte_flips_never_panic() {
             bytes.truncate(rng.random_range(0..bytes.len()));
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let Ok(file) = dir.open_fast("fuzz.gguf", &bytes) else { return (0, 0) };
+            let Ok(file) = open_fast(&dir, "fuzz.gguf", &bytes) else { return (0, 0) };
             for (k, v) in file.metadata() {
                 let _ = (k.len(), v.type_name(), v.as_u64(), v.as_f64(), v.as_str(), v.as_array().map(|a| a.len()));
             }

@@ -13,12 +13,13 @@
 //!
 //! Legend: R weight rows (output features), K row length (input features), B batch rows.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Module, Tensor};
 use ingot_core::gguf::{GgmlType, GgufFile, GgufWriter, Value};
 use ingot_core::Error;
+use ingot_test_support::{real_model, temp_dir, TempDir};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -41,34 +42,6 @@ const TYPES: [GgmlType; 13] = [
 
 /// K elements per K-quant superblock.
 const QK_K: usize = 256;
-
-// ---------------------------------------------------------------------------------------------
-// Scratch folder
-
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ingot-quants-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating a temp dir");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reference decoders, from the format description
@@ -364,7 +337,7 @@ fn write_random(dir: &TempDir, ty: GgmlType, r: usize, k: usize, tame: bool, see
     let mut rng = StdRng::seed_from_u64(seed);
     let n_blocks = r * k / ty.block_size();
     let bytes = random_blocks(ty, n_blocks, tame, &mut rng);
-    let path = dir.path(&format!("{}.gguf", ty.name()));
+    let path = dir.join(&format!("{}.gguf", ty.name()));
     GgufWriter::new()
         .metadata("general.architecture", Value::String("test".into()))
         .tensor("w", &[r, k], ty, bytes.clone())
@@ -406,7 +379,7 @@ fn assert_matches_reference(what: &str, ty: GgmlType, got: &[f32], want: &[f32])
 
 #[test]
 fn dequantization_matches_reference_for_every_type() {
-    let dir = TempDir::new("dequant");
+    let dir = temp_dir("quants-dequant");
     // [3, 768]: several rows, three 256-superblocks per row, 24 legacy blocks per row.
     let (r, k) = (3, 768);
     for (i, ty) in TYPES.into_iter().enumerate() {
@@ -510,7 +483,7 @@ fn matmul_tolerance(x: &[f32], w_row: &[f32]) -> f32 {
 
 #[test]
 fn quantized_matmul_matches_dequantized_matmul() {
-    let dir = TempDir::new("matmul");
+    let dir = temp_dir("quants-matmul");
     // R = 5 output rows, K = 512 inputs (two superblocks, sixteen legacy blocks).
     let (r, k) = (5, 512);
     for (i, ty) in TYPES.into_iter().enumerate() {
@@ -561,11 +534,11 @@ fn q8k_and_q8_1_are_rejected_cleanly() {
     // Q8_K and Q8_1 are activation formats: candle cannot load them from a file. A file holding
     // one must give an error that names the tensor and type, at open or at load, never a panic
     // or garbage.
-    let dir = TempDir::new("q8k");
+    let dir = temp_dir("quants-q8k");
     for ty in [GgmlType::Q8K, GgmlType::Q8_1] {
         let mut rng = StdRng::seed_from_u64(7);
         let bytes = random_blocks(ty, 2, false, &mut rng);
-        let path = dir.path(&format!("{}.gguf", ty.name()));
+        let path = dir.join(&format!("{}.gguf", ty.name()));
         GgufWriter::new().tensor("act", &[2, ty.block_size()], ty, bytes.clone()).write(&path).unwrap();
         match GgufFile::open(&path) {
             Err(e @ Error::UnsupportedTensorType { .. }) => {
@@ -585,21 +558,9 @@ fn q8k_and_q8_1_are_rejected_cleanly() {
     }
 }
 
-/// The default model, if fetched.
-fn real_model() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    ingot_core::assets::default_model().ok()
-}
-
 #[test]
 fn real_model_tensors_match_reference() {
-    let Some(path) = real_model() else {
-        eprintln!("SKIPPED: SmolLM2-135M-Instruct.Q4_1.gguf not found (scripts/fetch-assets model)");
-        return;
-    };
+    let Some(path) = real_model() else { return };
     let file = GgufFile::open(&path).unwrap();
     for (name, ty) in [("token_embd.weight", GgmlType::Q8_0), ("blk.0.attn_q.weight", GgmlType::Q4_1)] {
         let info = file.tensor_info(name).unwrap_or_else(|| panic!("{name} missing"));

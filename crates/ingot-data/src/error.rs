@@ -17,10 +17,6 @@ pub enum Error {
     #[error(transparent)]
     Tokenizer(#[from] ingot_tokenizer::Error),
 
-    /// An OS-level failure, with what was being done to which file.
-    #[error("cannot {op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
-
     /// The corpus path does not exist.
     #[error("corpus not found at {path}; give a folder of .txt/.jsonl files or one such file (the default corpus is fetched by `scripts/fetch-assets corpus`)")]
     CorpusNotFound { path: PathBuf },
@@ -71,9 +67,9 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Wrap an `io::Error` with the operation and the file.
+    /// Wrap an `io::Error` with the operation and the file (as ingot-core's `Io` error).
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
-        let path = path.into();
-        move |source| Error::Io { op, path, source }
+        let wrap = ingot_core::Error::io(op, path);
+        move |source| Error::Core(wrap(source))
     }
 }

@@ -3,7 +3,8 @@
 //! Steps: choose the validation documents from the seed, tokenize documents in parallel (in
 //! chunks, so memory stays bounded, and in corpus order, so the bytes are reproducible), append
 //! the separator token after each document, stream the ids into `train_NNNNN.bin` /
-//! `val_NNNNN.bin` shards, save the tokenizer beside them, and write `dataset.json` last.
+//! `val_NNNNN.bin` shards, save the tokenizer beside them, and write `dataset.json` last, all in a
+//! temporary folder that then replaces the output folder whole (`ingot_core::atomic::StagedDir`).
 //!
 //! The split is by document, so no validation text leaks into training through a shared
 //! document. The exception is a corpus of exactly one document (a single `input.txt`, as in
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ingot_core::atomic::StagedDir;
 use ingot_tokenizer::{Tokenizer, ENDOFTEXT};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -41,12 +43,15 @@ pub struct PrepareOptions {
     pub max_tokens_per_shard: u64,
     /// Draw a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub show_progress: bool,
+    /// Write into an output folder even if it holds something that is not a prepared dataset
+    /// (`--force`); without it such a folder is refused.
+    pub force: bool,
 }
 
 impl Default for PrepareOptions {
     fn default() -> Self {
         // 1337: nanoGPT's seed.
-        Self { val_fraction: 0.1, seed: 1337, max_tokens_per_shard: 1 << 28, show_progress: false }
+        Self { val_fraction: 0.1, seed: 1337, max_tokens_per_shard: 1 << 28, show_progress: false, force: false }
     }
 }
 
@@ -95,17 +100,22 @@ pub fn prepare(
     let hash = tokenizer.content_hash()?;
     let separator = separator_id(tokenizer)?;
 
-    std::fs::create_dir_all(out_dir).map_err(Error::io("create the output folder", out_dir))?;
-    tokenizer.save(out_dir.join("tokenizer.json"))?;
-    tokenizer.save_config(out_dir.join("tokenizer_config.json"))?;
+    // A prepared folder (it has dataset.json) is ours to replace; anything else is the user's.
+    ingot_core::atomic::check_output(out_dir, "prepared dataset", crate::manifest::MANIFEST_FILE, opts.force)?;
+    // The whole folder is built beside `out_dir` and swapped in at the end: a run killed half-way
+    // leaves the previous dataset whole, never new shards under an old dataset.json.
+    let staged = StagedDir::create(out_dir)?;
+    let work_dir = staged.path();
+    tokenizer.save(work_dir.join("tokenizer.json"))?;
+    tokenizer.save_config(work_dir.join("tokenizer_config.json"))?;
 
     let by_position = docs.len() == 1 && opts.val_fraction > 0.0;
     let is_val = choose_val(docs.len(), opts.val_fraction, opts.seed);
     let n_bytes: u64 = docs.iter().map(|d| d.text.len() as u64).sum();
     let progress = progress_bar(n_bytes, opts.show_progress);
 
-    let mut train = SplitWriter::new(out_dir, Split::Train, dtype, vocab_size, &hash, opts.max_tokens_per_shard);
-    let mut val = SplitWriter::new(out_dir, Split::Val, dtype, vocab_size, &hash, opts.max_tokens_per_shard);
+    let mut train = SplitWriter::new(work_dir, Split::Train, dtype, vocab_size, &hash, opts.max_tokens_per_shard);
+    let mut val = SplitWriter::new(work_dir, Split::Val, dtype, vocab_size, &hash, opts.max_tokens_per_shard);
     let mut val_documents = Vec::new();
     let mut first = 0;
     while first < docs.len() {
@@ -158,8 +168,8 @@ pub fn prepare(
         val,
         val_documents,
     };
-    manifest.save(out_dir)?;
-    remove_stale_shards(out_dir, &manifest)?;
+    manifest.save(work_dir)?;
+    staged.commit()?;
     Ok(PrepareReport {
         out_dir: out_dir.to_path_buf(),
         manifest,
@@ -285,23 +295,4 @@ impl<'a> SplitWriter<'a> {
         self.close()?;
         Ok(std::mem::take(&mut self.done))
     }
-}
-
-/// Delete `train_NNNNN.bin` / `val_NNNNN.bin` files a previous, larger run left behind.
-fn remove_stale_shards(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let keep: Vec<&str> = manifest.train.shards.iter().chain(&manifest.val.shards).map(|s| s.file.as_str()).collect();
-    let entries = std::fs::read_dir(dir).map_err(Error::io("list", dir))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let numbered = |prefix: &str| {
-            name.strip_prefix(prefix)
-                .and_then(|rest| rest.strip_suffix(".bin"))
-                .is_some_and(|digits| digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit()))
-        };
-        if (numbered("train_") || numbered("val_")) && !keep.contains(&name.as_str()) {
-            let path = entry.path();
-            std::fs::remove_file(&path).map_err(Error::io("remove the stale shard", &path))?;
-        }
-    }
-    Ok(())
 }

@@ -17,9 +17,10 @@
 //! instead of yielding a wrong batch or a panic.
 
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use ingot_core::atomic::StagedFile;
 use memmap2::Mmap;
 use serde::{Deserialize, Serialize};
 
@@ -86,12 +87,11 @@ pub struct ShardHeader {
     pub n_documents: u64,
 }
 
-/// Writes one shard: to a temporary file beside `path`, renamed over `path` by
-/// [`ShardWriter::finish`] after an fsync. Dropped unfinished, it removes the temporary file.
+/// Writes one shard: to a temporary file beside `path` (`ingot_core::atomic`), renamed over `path`
+/// by [`ShardWriter::finish`] after an fsync. Dropped unfinished, it removes the temporary file.
 pub struct ShardWriter {
     path: PathBuf,
-    tmp: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<StagedFile>,
     header: ShardHeader,
 }
 
@@ -104,13 +104,10 @@ impl ShardWriter {
                 path.display()
             )));
         }
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(Error::io("create the folder", dir))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let mut file = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(Error::io("create", &tmp))?);
+        let mut file = StagedFile::create(path)?;
         // Placeholder preamble and header; `finish` writes the real ones.
-        file.write_all(&[0u8; PREAMBLE as usize + RESERVED_HEADER]).map_err(Error::io("write", &tmp))?;
+        let tmp = file.tmp_path().to_path_buf();
+        file.writer().write_all(&[0u8; PREAMBLE as usize + RESERVED_HEADER]).map_err(Error::io("write", &tmp))?;
         let header = ShardHeader {
             format_version: FORMAT_VERSION,
             dtype,
@@ -120,20 +117,22 @@ impl ShardWriter {
             split: split.to_string(),
             n_documents: 0,
         };
-        Ok(Self { path: path.to_path_buf(), tmp, file: Some(file), header })
+        Ok(Self { path: path.to_path_buf(), file: Some(file), header })
     }
 
     /// Append token ids; each must be below the vocabulary size.
     pub fn push(&mut self, ids: &[u32]) -> Result<()> {
-        let Some(file) = self.file.as_mut() else { return Err(finished(&self.path)) };
+        let Some(staged) = self.file.as_mut() else { return Err(finished(&self.path)) };
         if let Some(&id) = ids.iter().find(|&&id| u64::from(id) >= self.header.vocab_size) {
             return Err(Error::TokenOutOfRange { path: self.path.clone(), id, vocab_size: self.header.vocab_size });
         }
+        let tmp = staged.tmp_path().to_path_buf();
+        let file = staged.writer();
         let result = match self.header.dtype {
             Dtype::U16 => ids.iter().try_for_each(|&id| file.write_all(&(id as u16).to_le_bytes())),
             Dtype::U32 => ids.iter().try_for_each(|&id| file.write_all(&id.to_le_bytes())),
         };
-        result.map_err(Error::io("write", &self.tmp))?;
+        result.map_err(Error::io("write", &tmp))?;
         self.header.n_tokens += ids.len() as u64;
         Ok(())
     }
@@ -152,10 +151,9 @@ impl ShardWriter {
         self.header.n_tokens == 0
     }
 
-    /// Write the header, fsync, and rename the shard into place.
+    /// Write the header, then fsync and rename the shard into place.
     pub fn finish(mut self) -> Result<ShardHeader> {
-        let Some(buffered) = self.file.take() else { return Err(finished(&self.path)) };
-        let tmp = self.tmp.clone();
+        let Some(mut staged) = self.file.take() else { return Err(finished(&self.path)) };
         let mut json = serde_json::to_vec(&self.header).map_err(|e| Error::Invalid(format!("shard header: {e}")))?;
         if json.len() > RESERVED_HEADER {
             return Err(Error::Invalid(format!(
@@ -165,24 +163,17 @@ impl ShardWriter {
             )));
         }
         json.resize(RESERVED_HEADER, b' ');
-        let mut file =
-            buffered.into_inner().map_err(|e| Error::Io { op: "write", path: tmp.clone(), source: e.into_error() })?;
+        let tmp = staged.tmp_path().to_path_buf();
+        let file = staged.file()?;
         let write = |file: &mut File| -> std::io::Result<()> {
             file.seek(SeekFrom::Start(0))?;
             file.write_all(MAGIC)?;
             file.write_all(&(RESERVED_HEADER as u32).to_le_bytes())?;
             file.write_all(&json)?;
-            file.sync_all()
+            file.seek(SeekFrom::End(0)).map(|_| ())
         };
-        write(&mut file).map_err(Error::io("write", &tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path).map_err(Error::io("rename the finished shard to", &self.path))?;
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            // Make the rename itself durable; not every file system allows syncing a folder.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        write(file).map_err(Error::io("write", &tmp))?;
+        staged.commit()?;
         Ok(self.header.clone())
     }
 }
@@ -190,14 +181,6 @@ impl ShardWriter {
 impl std::fmt::Debug for ShardWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardWriter").field("path", &self.path).field("header", &self.header).finish()
-    }
-}
-
-impl Drop for ShardWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }
 

@@ -1,13 +1,12 @@
 //! Reading corpora: folders of .txt and .jsonl, normalisation, and errors that name the file
 //! and line.
 
-mod common;
-
 use ingot_data::{read_corpus, Error};
+use ingot_test_support::temp_dir;
 
 #[test]
 fn reads_a_folder_sorted_and_normalised() {
-    let dir = common::scratch_dir("corpus-folder");
+    let dir = temp_dir("corpus-folder");
     std::fs::write(dir.join("b.txt"), "\u{feff}second\r\nline two\r\n").unwrap();
     std::fs::write(dir.join("a.txt"), "first").unwrap();
     std::fs::write(dir.join("c.jsonl"), "{\"text\": \"x\\r\\ny\", \"id\": 7}\n\n{\"text\": \"z\"}\n").unwrap();
@@ -29,7 +28,7 @@ fn reads_a_folder_sorted_and_normalised() {
 
 #[test]
 fn bad_jsonl_lines_are_named() {
-    let dir = common::scratch_dir("corpus-jsonl");
+    let dir = temp_dir("corpus-jsonl");
     let cases = [
         ("{\"text\": \"ok\"}\n{\"text\": \"ok\"}\n{\"txt\": \"typo\"}\n", 3, "no \"text\" field (keys: txt)"),
         ("{\"text\": \"ok\"}\n{\"text\": 12}\n", 2, "\"text\" should be a string, found a number"),
@@ -49,7 +48,7 @@ fn bad_jsonl_lines_are_named() {
 
 #[test]
 fn missing_empty_and_wrong_inputs_are_reported() {
-    let dir = common::scratch_dir("corpus-errors");
+    let dir = temp_dir("corpus-errors");
     let err = read_corpus(&dir.join("nope")).unwrap_err();
     assert!(matches!(err, Error::CorpusNotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("scripts/fetch-assets corpus"), "{err}");

@@ -1,17 +1,25 @@
 //! Loading prepared folders and sampling batches: determinism by (seed, step, micro-step),
 //! targets shifted by one, fixed evaluation batches, and clear errors.
 
-mod common;
+use ingot_data::{prepare, BatchSampler, Document, Error, PrepareOptions, Split, TokenDataset};
+use ingot_test_support::{temp_dir, TempDir};
+use ingot_tokenizer::Tokenizer;
 
-use std::path::PathBuf;
+/// test-support's six-document corpus (Shakespeare's opening lines) as ingot-data documents.
+fn small_corpus() -> Vec<Document> {
+    ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect()
+}
 
-use ingot_data::{prepare, BatchSampler, Error, PrepareOptions, Split, TokenDataset};
+/// A character tokenizer of the documents, `<|endoftext|>` as the separator.
+fn char_tokenizer(docs: &[Document]) -> Tokenizer {
+    ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()))
+}
 
 /// A prepared folder of the small corpus (3 train documents, 3 val).
-fn prepared(name: &str) -> PathBuf {
-    let docs = common::small_corpus();
-    let tok = common::char_tokenizer(&docs);
-    let out = common::scratch_dir(name);
+fn prepared(name: &str) -> TempDir {
+    let docs = small_corpus();
+    let tok = char_tokenizer(&docs);
+    let out = temp_dir(name);
     prepare(&docs, &tok, &out, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
     out
 }
@@ -103,15 +111,15 @@ fn damaged_or_mismatched_folders_are_refused() {
     TokenDataset::open(&dir, Split::Val).unwrap();
 
     // A shard from another preparation (different tokenizer) in the folder.
-    let other = common::scratch_dir("loader-other");
-    let docs: Vec<_> = common::small_corpus()
+    let other = temp_dir("loader-other");
+    let docs: Vec<_> = small_corpus()
         .into_iter()
         .map(|mut d| {
             d.text.push('~');
             d
         })
         .collect();
-    let other_tok = common::char_tokenizer(&docs);
+    let other_tok = char_tokenizer(&docs);
     prepare(&docs, &other_tok, &other, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
     std::fs::copy(other.join("train_00000.bin"), &shard).unwrap();
     let err = TokenDataset::open(&dir, Split::Train).unwrap_err().to_string();

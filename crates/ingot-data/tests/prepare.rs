@@ -1,13 +1,22 @@
 //! `prepare`: token counts, a by-document split chosen by the seed, reproducible bytes, shard
 //! rotation, dtype choice, and the manifest.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use ingot_data::{prepare, Document, Dtype, PrepareOptions, Split, TokenDataset, TokenShard};
-use ingot_tokenizer::{char_level, ENDOFTEXT};
+use ingot_test_support::temp_dir;
+use ingot_tokenizer::{char_level, Tokenizer, ENDOFTEXT};
+
+/// test-support's six-document corpus (Shakespeare's opening lines) as ingot-data documents.
+fn small_corpus() -> Vec<Document> {
+    ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect()
+}
+
+/// A character tokenizer of the documents, `<|endoftext|>` as the separator.
+fn char_tokenizer(docs: &[Document]) -> Tokenizer {
+    ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()))
+}
 
 fn opts(seed: u64) -> PrepareOptions {
     PrepareOptions { val_fraction: 0.34, seed, ..PrepareOptions::default() }
@@ -26,9 +35,9 @@ fn folder_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn counts_split_and_content() {
-    let docs = common::small_corpus();
-    let tok = common::char_tokenizer(&docs);
-    let out = common::scratch_dir("prepare-counts");
+    let docs = small_corpus();
+    let tok = char_tokenizer(&docs);
+    let out = temp_dir("prepare-counts");
     let report = prepare(&docs, &tok, &out, &opts(1337)).unwrap();
     let m = &report.manifest;
 
@@ -67,10 +76,10 @@ fn counts_split_and_content() {
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_split() {
-    let docs = common::small_corpus();
-    let tok = common::char_tokenizer(&docs);
-    let a = common::scratch_dir("prepare-seed-a");
-    let b = common::scratch_dir("prepare-seed-b");
+    let docs = small_corpus();
+    let tok = char_tokenizer(&docs);
+    let a = temp_dir("prepare-seed-a");
+    let b = temp_dir("prepare-seed-b");
     let first = prepare(&docs, &tok, &a, &opts(7)).unwrap();
     prepare(&docs, &tok, &b, &opts(7)).unwrap();
     assert_eq!(folder_bytes(&a), folder_bytes(&b), "same corpus, tokenizer and seed: identical files");
@@ -78,7 +87,7 @@ fn same_seed_same_bytes_other_seed_other_split() {
     // Over a few seeds, the validation set changes (6 choose 3 = 20 possible sets).
     let splits: BTreeSet<Vec<String>> = (0..6)
         .map(|seed| {
-            let dir = common::scratch_dir(&format!("prepare-seed-{seed}"));
+            let dir = temp_dir(&format!("prepare-seed-{seed}"));
             prepare(&docs, &tok, &dir, &opts(seed)).unwrap().manifest.val_documents
         })
         .collect();
@@ -88,10 +97,10 @@ fn same_seed_same_bytes_other_seed_other_split() {
 
 #[test]
 fn rotates_shards_and_reads_across_them() {
-    let docs = common::small_corpus();
-    let tok = common::char_tokenizer(&docs);
-    let whole = common::scratch_dir("prepare-one-shard");
-    let split = common::scratch_dir("prepare-many-shards");
+    let docs = small_corpus();
+    let tok = char_tokenizer(&docs);
+    let whole = temp_dir("prepare-one-shard");
+    let split = temp_dir("prepare-many-shards");
     prepare(&docs, &tok, &whole, &opts(3)).unwrap();
     // A stale shard from an earlier, bigger run is removed.
     std::fs::write(split.join("train_00099.bin"), b"old").unwrap();
@@ -124,7 +133,7 @@ fn chooses_u32_for_large_vocabularies() {
     ];
     let tok = char_level([wide.as_str()], &[ENDOFTEXT.to_string()]).unwrap();
     assert!(tok.vocab_size() > 65_536);
-    let out = common::scratch_dir("prepare-u32");
+    let out = temp_dir("prepare-u32");
     let report =
         prepare(&docs, &tok, &out, &PrepareOptions { val_fraction: 0.5, ..PrepareOptions::default() }).unwrap();
     assert_eq!(report.manifest.dtype, Dtype::U32);
@@ -137,8 +146,8 @@ fn chooses_u32_for_large_vocabularies() {
 fn one_document_is_split_by_position() {
     let text = "abcdefghij".repeat(10);
     let docs = vec![Document { id: "input.txt".into(), text: text.clone() }];
-    let tok = common::char_tokenizer(&docs);
-    let out = common::scratch_dir("prepare-one-doc");
+    let tok = char_tokenizer(&docs);
+    let out = temp_dir("prepare-one-doc");
     let report =
         prepare(&docs, &tok, &out, &PrepareOptions { val_fraction: 0.1, ..PrepareOptions::default() }).unwrap();
     let m = &report.manifest;
@@ -148,9 +157,9 @@ fn one_document_is_split_by_position() {
 
 #[test]
 fn bad_options_are_refused() {
-    let docs = common::small_corpus();
-    let tok = common::char_tokenizer(&docs);
-    let out = common::scratch_dir("prepare-bad-options");
+    let docs = small_corpus();
+    let tok = char_tokenizer(&docs);
+    let out = temp_dir("prepare-bad-options");
     for fraction in [1.0, -0.1, f64::NAN] {
         let err = prepare(&docs, &tok, &out, &PrepareOptions { val_fraction: fraction, ..PrepareOptions::default() })
             .unwrap_err();

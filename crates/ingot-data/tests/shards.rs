@@ -1,11 +1,10 @@
 //! The shard format: round trips in both widths, and clear errors (never panics) for truncated,
 //! foreign or inconsistent files.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use ingot_data::{Dtype, Error, ShardWriter, TokenShard};
+use ingot_test_support::{temp_dir, TempDir};
 
 fn write_shard(path: &Path, dtype: Dtype, vocab_size: u64, ids: &[u32]) {
     let mut w = ShardWriter::create(path, dtype, vocab_size, "0123456789abcdef", "train").unwrap();
@@ -15,11 +14,13 @@ fn write_shard(path: &Path, dtype: Dtype, vocab_size: u64, ids: &[u32]) {
 }
 
 /// A valid 10-token u16 shard, to be damaged by each test.
-fn good_shard(name: &str) -> (PathBuf, Vec<u8>) {
-    let path = common::scratch_dir(name).join("train_00000.bin");
+/// The folder holding it is removed when the returned `TempDir` is dropped.
+fn good_shard(name: &str) -> (TempDir, PathBuf, Vec<u8>) {
+    let dir = temp_dir(name);
+    let path = dir.join("train_00000.bin");
     write_shard(&path, Dtype::U16, 100, &(0..10).collect::<Vec<_>>());
     let bytes = std::fs::read(&path).unwrap();
-    (path, bytes)
+    (dir, path, bytes)
 }
 
 fn open_err(path: &Path, bytes: &[u8]) -> (Error, String) {
@@ -33,7 +34,7 @@ fn open_err(path: &Path, bytes: &[u8]) -> (Error, String) {
 
 #[test]
 fn round_trips_u16_and_u32() {
-    let dir = common::scratch_dir("shards-round-trip");
+    let dir = temp_dir("shards-round-trip");
     for (dtype, vocab_size, ids) in
         [(Dtype::U16, 65_536, vec![0, 1, 65_535, 300, 7]), (Dtype::U32, 100_000, vec![99_999, 0, 65_536, 12])]
     {
@@ -61,7 +62,7 @@ fn round_trips_u16_and_u32() {
 
 #[test]
 fn truncated_shard_says_so_with_byte_counts() {
-    let (path, bytes) = good_shard("shards-truncated");
+    let (_dir, path, bytes) = good_shard("shards-truncated");
     let (err, message) = open_err(&path, &bytes[..bytes.len() - 3]);
     assert!(matches!(err, Error::TruncatedShard { expected: 20, actual: 17, .. }), "{err:?}");
     assert!(
@@ -81,7 +82,7 @@ fn truncated_shard_says_so_with_byte_counts() {
 
 #[test]
 fn foreign_and_inconsistent_files_are_refused() {
-    let (path, bytes) = good_shard("shards-bad");
+    let (_dir, path, bytes) = good_shard("shards-bad");
 
     let mut bad_magic = bytes.clone();
     bad_magic[..8].copy_from_slice(b"NOTTOKEN");
@@ -126,7 +127,7 @@ fn foreign_and_inconsistent_files_are_refused() {
 
 #[test]
 fn writer_checks_ids_and_cleans_up() {
-    let dir = common::scratch_dir("shards-writer");
+    let dir = temp_dir("shards-writer");
     let path = dir.join("w.bin");
     let mut w = ShardWriter::create(&path, Dtype::U16, 10, "h", "val").unwrap();
     let err = w.push(&[1, 10]).unwrap_err();

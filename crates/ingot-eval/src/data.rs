@@ -43,14 +43,52 @@ pub fn data_root(data_dir: Option<&Path>) -> Result<PathBuf> {
 /// Every row of an Arrow IPC stream file, as JSON objects keyed by column name.
 pub fn read_arrow_stream(path: &Path) -> Result<Vec<Value>> {
     let file = File::open(path).map_err(|e| not_found(path, e))?;
+    // arrow-ipc 60 panics on some damaged buffers (a buffer offset past the end of the message
+    // body) instead of returning an error. A damaged download must be an error, so that panic is
+    // caught here; nothing outlives it but the message.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_stream(path, file))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("no reason given");
+            Err(Error::Corrupt(format!(
+                "{} is damaged: Arrow could not decode it ({}); fetch the data again with `scripts/fetch-assets eval`",
+                path.display(),
+                ingot_core::text::escaped(why, 200)
+            )))
+        }
+    }
+}
+
+fn read_stream(path: &Path, file: File) -> Result<Vec<Value>> {
     let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
-        .map_err(|e| Error::Corrupt(format!("{} is not an Arrow IPC stream: {e}", path.display())))?;
+        .map_err(|e| Error::Corrupt(format!("{} is not an Arrow IPC stream: {}", path.display(), arrow_reason(&e))))?;
     let mut rows = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| Error::Corrupt(format!("reading {}: {e}", path.display())))?;
+        let batch = batch.map_err(|e| Error::Corrupt(format!("reading {}: {}", path.display(), arrow_reason(&e))))?;
         append_rows(&batch, &mut rows).map_err(|e| Error::Corrupt(format!("reading {}: {e}", path.display())))?;
     }
     Ok(rows)
+}
+
+/// Arrow's reason for refusing a file, as a sentence. Some of its messages end in Rust debug
+/// output of the flatbuffer verifier ("Unable to get root as message: RangeOutOfBounds { range:
+/// .., error_trace: .. }"), which tells a user only that the bytes there are not a valid message:
+/// that part is replaced by those words. The rest comes from the file's bytes, so it is escaped
+/// and capped.
+fn arrow_reason(e: &arrow_schema::ArrowError) -> String {
+    let text = e.to_string();
+    let text = match text.find(" {") {
+        Some(brace) => {
+            let cut = text[..brace].rfind(": ").unwrap_or(brace);
+            format!("{} (the bytes there are not a valid Arrow message; the file is damaged)", &text[..cut])
+        }
+        None => text,
+    };
+    ingot_core::text::escaped(&text, 300).to_string()
 }
 
 fn append_rows(batch: &RecordBatch, rows: &mut Vec<Value>) -> std::result::Result<(), String> {
@@ -159,12 +197,6 @@ mod tests {
     use arrow_array::{BooleanArray, Int64Array, StringArray, StructArray};
     use arrow_schema::{Field, Schema};
 
-    fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ingot-eval-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn arrow_stream_rows_become_json() {
         let mut endings = ListBuilder::new(StringBuilder::new());
@@ -195,7 +227,8 @@ mod tests {
             ],
         )
         .unwrap();
-        let path = temp("arrow").join("data.arrow");
+        let dir = ingot_test_support::temp_dir("eval-arrow");
+        let path = dir.join("data.arrow");
         let mut w = arrow_ipc::writer::StreamWriter::try_new(File::create(&path).unwrap(), &schema).unwrap();
         w.write(&batch).unwrap();
         w.write(&batch).unwrap(); // two batches: rows from both
@@ -212,13 +245,38 @@ mod tests {
 
     #[test]
     fn damaged_or_missing_files_are_clear_errors() {
-        let dir = temp("damaged");
+        let dir = ingot_test_support::temp_dir("eval-damaged");
         let bad = dir.join("bad.arrow");
         std::fs::write(&bad, b"this is not arrow").unwrap();
         let e = read_arrow_stream(&bad).unwrap_err().to_string();
         assert!(e.contains("bad.arrow"), "{e}");
         let e = read_arrow_stream(&dir.join("missing.arrow")).unwrap_err().to_string();
         assert!(e.contains("scripts/fetch-assets eval"), "{e}");
+        // Damaged anywhere (truncated, or a byte flipped): an error in words, never Rust debug output.
+        let good = dir.join("good.arrow");
+        let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec!["abc", "de"]))]).unwrap();
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(File::create(&good).unwrap(), &schema).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let mut debug_seen = 0;
+        for i in 0..bytes.len() {
+            for damaged in [bytes[..i].to_vec(), {
+                let mut b = bytes.clone();
+                b[i] ^= 0x5a;
+                b
+            }] {
+                std::fs::write(&bad, &damaged).unwrap();
+                if let Err(e) = read_arrow_stream(&bad) {
+                    let e = e.to_string();
+                    assert!(!e.contains(" { ") && !e.contains("ErrorTrace"), "Rust debug output in: {e}");
+                    assert!(e.len() < 600, "{e}");
+                    debug_seen += e.contains("not a valid Arrow message") as usize;
+                }
+            }
+        }
+        assert!(debug_seen > 0, "no damage reached the flatbuffer verifier");
         let gz = dir.join("bad.jsonl.gz");
         std::fs::write(&gz, b"not gzip").unwrap();
         assert!(read_jsonl_gz(&gz).is_err());

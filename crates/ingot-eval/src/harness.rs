@@ -21,7 +21,7 @@ use std::time::Instant;
 use crate::Error;
 use ingot_generate::prompting::{extract_answer, majority};
 use ingot_generate::{generate_batch, GenerateParams, Pipeline, PromptCache, SamplingParams};
-use ingot_tokenizer::Message;
+use ingot_tokenizer::{Message, Prompt};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -73,13 +73,16 @@ pub struct TaskResult {
     pub split: String,
     pub n: usize,
     pub metrics: Vec<Metric>,
-    /// Seconds spent scoring in this run (documents resumed from the log cost nothing).
+    /// Seconds spent scoring the task's documents, summed over every run that added to its
+    /// samples log (a resumed run keeps the time of the runs before it).
     pub seconds: f64,
-    /// Documents scored in this run per second.
+    /// Documents scored per second of that time (0 when no document carries a time: logs
+    /// written before times were recorded).
     pub docs_per_sec: f64,
 }
 
-/// A scored document, as written to the samples log.
+/// A scored document, as written to the samples log, with the seconds it took to score (its share
+/// of a batch scored side by side; 0 in logs from before times were kept).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Sample {
@@ -89,6 +92,8 @@ pub enum Sample {
         loglik: Vec<f64>,
         greedy: Vec<bool>,
         lens: Vec<usize>,
+        #[serde(default)]
+        seconds: f64,
     },
     Generated {
         doc: usize,
@@ -97,6 +102,8 @@ pub enum Sample {
         answer: Option<String>,
         strict: Option<String>,
         votes: Vec<Option<String>>,
+        #[serde(default)]
+        seconds: f64,
     },
 }
 
@@ -106,6 +113,28 @@ impl Sample {
             Sample::Choice { doc, .. } | Sample::Generated { doc, .. } => *doc,
         }
     }
+
+    fn seconds(&self) -> f64 {
+        match self {
+            Sample::Choice { seconds, .. } | Sample::Generated { seconds, .. } => *seconds,
+        }
+    }
+
+    fn with_seconds(mut self, secs: f64) -> Self {
+        match &mut self {
+            Sample::Choice { seconds, .. } | Sample::Generated { seconds, .. } => *seconds = secs,
+        }
+        self
+    }
+}
+
+/// Scoring time and rate of a task from its samples: the time each document took when it was
+/// scored, in whichever run that was, so resuming neither loses the earlier runs' time nor
+/// counts resumed documents as free.
+pub fn timing(samples: &[Sample]) -> (f64, f64) {
+    let seconds: f64 = samples.iter().map(Sample::seconds).sum();
+    let timed = samples.iter().filter(|s| s.seconds() > 0.0).count();
+    (seconds, if seconds > 0.0 { timed as f64 / seconds } else { 0.0 })
 }
 
 /// Append-only JSON Lines log of scored documents, one file per task, headed by the settings it
@@ -210,12 +239,13 @@ pub fn log_path(out: &Path, task: &Task) -> PathBuf {
 
 /// lm-eval's `_encode_pair`: trailing spaces of the context move to the continuation; the
 /// continuation's tokens are those of context+continuation past the context's own tokens.
-pub fn encode_pair(p: &Pipeline, context: &str, continuation: &str) -> Result<(Vec<u32>, Vec<u32>)> {
-    let trimmed = context.trim_end_matches(' ');
-    let moved = &context[trimmed.len()..];
-    let continuation = format!("{moved}{continuation}");
-    let whole = p.tokenizer.encode(&format!("{trimmed}{continuation}"), false)?;
-    let ctx = p.tokenizer.encode(trimmed, false)?;
+pub fn encode_pair(p: &Pipeline, context: &Prompt, continuation: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+    let (mut trimmed, kept) = (context.clone(), context.as_str().trim_end_matches(' ').len());
+    trimmed.truncate(kept);
+    let mut whole = trimmed.clone();
+    whole.push_text(&format!("{}{continuation}", &context.as_str()[kept..]));
+    let whole = p.tokenizer.encode_prompt(&whole, false)?;
+    let ctx = p.tokenizer.encode_prompt(&trimmed, false)?;
     let cont = whole.get(ctx.len().min(whole.len())..).unwrap_or_default().to_vec();
     Ok((ctx, cont))
 }
@@ -254,20 +284,18 @@ pub fn run_task(
     if task.kind == Kind::LastWord && cfg.shots > 0 {
         return Err(Error::Input(format!("{} is zero-shot only (lm-eval has no few-shot split for it)", task.name)));
     }
-    let start = Instant::now();
-    let mut scored = 0usize;
     let samples = match task.kind {
-        Kind::Generation => run_generation(p, task, &docs[..n], cfg, log, progress, &mut scored)?,
-        _ => run_choices(p, task, root, &docs, n, cfg, log, progress, &mut scored)?,
+        Kind::Generation => run_generation(p, task, &docs[..n], cfg, log, progress)?,
+        _ => run_choices(p, task, root, &docs, n, cfg, log, progress)?,
     };
-    let seconds = start.elapsed().as_secs_f64();
+    let (seconds, docs_per_sec) = timing(&samples);
     Ok(TaskResult {
         task: task.name.clone(),
         split: task.split.to_string(),
         n,
         metrics: metrics(task, &samples),
         seconds,
-        docs_per_sec: scored as f64 / seconds.max(1e-9),
+        docs_per_sec,
     })
 }
 
@@ -281,7 +309,6 @@ fn run_choices(
     cfg: &EvalConfig,
     log: &mut SampleLog,
     progress: Progress,
-    scored: &mut usize,
 ) -> Result<Vec<Sample>> {
     let (pool, same_split) = if cfg.shots > 0 { task.fewshot_pool(root)? } else { (Vec::new(), true) };
     let pool_docs: Vec<McDoc> = pool.iter().map(|d| task.mc_doc(d)).collect::<Result<_>>()?;
@@ -304,6 +331,7 @@ fn run_choices(
             loglik: scores.iter().map(|s| s.logprob).collect(),
             greedy: scores.iter().map(|s| s.is_greedy).collect(),
             lens: doc.choices.iter().map(|c| c.chars().count()).collect(),
+            seconds: 0.0,
         })
     };
     // Documents run side by side, one per worker thread: at these sizes (a few dozen tokens per
@@ -313,10 +341,11 @@ fn run_choices(
     let mut done = n - pending.len();
     progress(done, n);
     for chunk in pending.chunks(2 * workers) {
+        let started = Instant::now();
         let samples: Vec<Result<Sample>> = chunk.par_iter().map(|&i| score(i)).collect();
+        let share = started.elapsed().as_secs_f64() / chunk.len() as f64;
         for sample in samples {
-            log.record(sample?)?;
-            *scored += 1;
+            log.record(sample?.with_seconds(share))?;
             done += 1;
         }
         progress(done, n);
@@ -324,18 +353,18 @@ fn run_choices(
     (0..n).map(|i| log.get(i).cloned().ok_or_else(|| Error::Input(format!("document {i} was not scored")))).collect()
 }
 
-fn text_requests(task: &Task, doc: &McDoc, shots: &[&McDoc]) -> Vec<(String, String)> {
+fn text_requests(task: &Task, doc: &McDoc, shots: &[&McDoc]) -> Vec<(Prompt, String)> {
     let mut prefix = task.description();
     for s in shots {
         prefix.push_str(&s.as_example());
         prefix.push_str("\n\n");
     }
-    doc.requests(&prefix)
+    doc.requests(&prefix).into_iter().map(|(c, x)| (Prompt::text_only(c), x)).collect()
 }
 
 /// Examples as user/assistant turns (lm-eval's `--apply_chat_template --fewshot_as_multiturn`),
 /// the question as the last user turn; each choice continues the assistant's reply.
-fn chat_requests(p: &Pipeline, task: &Task, doc: &McDoc, shots: &[&McDoc]) -> Result<Vec<(String, String)>> {
+fn chat_requests(p: &Pipeline, task: &Task, doc: &McDoc, shots: &[&McDoc]) -> Result<Vec<(Prompt, String)>> {
     let mut messages = Vec::new();
     let description = task.description();
     for (k, s) in shots.iter().enumerate() {
@@ -382,7 +411,6 @@ fn run_generation(
     cfg: &EvalConfig,
     log: &mut SampleLog,
     progress: Progress,
-    scored: &mut usize,
 ) -> Result<Vec<Sample>> {
     let t = task.name.as_str();
     let exemplars = gsm8k_exemplars(&docs[0])?;
@@ -414,6 +442,7 @@ fn run_generation(
             progress(i + 1, docs.len());
             continue;
         }
+        let started = Instant::now();
         let question = str_field(doc, "question", t)?;
         let target = field(doc, "short_answer", t)?
             .as_str()
@@ -434,9 +463,9 @@ fn run_generation(
                 s.push_str(&format!("Question: {q}\nAnswer: {a}\n\n"));
             }
             s.push_str(&format!("Question: {question}\nAnswer:"));
-            s
+            Prompt::text_only(s)
         };
-        let ids = p.tokenizer.encode(&prompt, false)?;
+        let ids = p.tokenizer.encode_prompt(&prompt, false)?;
         // Row 0 greedy, rows 1..=k sampled: one prefill and one batched decode for all of them.
         let mut rows = vec![greedy_params.sampling.clone()];
         rows.extend((0..cfg.maj_k).map(|k| SamplingParams {
@@ -455,10 +484,10 @@ fn run_generation(
             strict: strict_answer(&g.text),
             greedy: g.text,
             votes,
+            seconds: started.elapsed().as_secs_f64(),
         };
         log.record(sample.clone())?;
         out.push(sample);
-        *scored += 1;
         progress(i + 1, docs.len());
     }
     Ok(out)
@@ -592,8 +621,7 @@ mod tests {
 
     #[test]
     fn samples_log_resumes_and_refuses_other_settings() {
-        let dir = std::env::temp_dir().join(format!("ingot-eval-log-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = ingot_test_support::temp_dir("eval-samples-log");
         let path = dir.join("samples/t.jsonl");
         let settings = json!({"shots": 0});
         let s = |doc| Sample::Choice {
@@ -602,6 +630,7 @@ mod tests {
             loglik: vec![-1.0, -2.0],
             greedy: vec![true, false],
             lens: vec![1, 2],
+            seconds: 0.5,
         };
         {
             let mut log = SampleLog::open(&path, &settings).unwrap();
@@ -621,5 +650,38 @@ mod tests {
         assert_eq!(log.done.len(), 3);
         let e = SampleLog::open(&path, &json!({"shots": 5})).err().unwrap().to_string();
         assert!(e.contains("other settings"), "{e}");
+    }
+
+    /// A resumed task reports the time its documents took when they were scored, not the
+    /// (near zero) time of the run that only read them back.
+    #[test]
+    fn resumed_samples_keep_their_time() {
+        let dir = std::env::temp_dir().join(format!("ingot-eval-timing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("samples/t.jsonl");
+        let settings = json!({"shots": 0});
+        let s = |doc, seconds| Sample::Choice {
+            doc,
+            gold: 0,
+            loglik: vec![-1.0],
+            greedy: vec![true],
+            lens: vec![1],
+            seconds,
+        };
+        {
+            let mut log = SampleLog::open(&path, &settings).unwrap();
+            log.record(s(0, 1.5)).unwrap();
+            log.record(s(1, 0.5)).unwrap();
+        }
+        let log = SampleLog::open(&path, &settings).unwrap();
+        let resumed: Vec<Sample> = (0..2).map(|i| log.get(i).cloned().unwrap()).collect();
+        assert_eq!(timing(&resumed), (2.0, 1.0));
+        // A line from a log written before times were kept still reads, and counts no time.
+        let old: Sample =
+            serde_json::from_str(r#"{"doc":3,"gold":0,"loglik":[-1.0],"greedy":[true],"lens":[1]}"#).unwrap();
+        assert_eq!(old.seconds(), 0.0);
+        assert_eq!(timing(&[old.clone()]), (0.0, 0.0));
+        assert_eq!(timing(&[resumed[0].clone(), old]), (1.5, 1.0 / 1.5));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use ingot_core::chart::{Bar, Chart};
 use serde::Serialize;
 
 use crate::{Error, EvalConfig, Result, TaskResult};
@@ -14,7 +15,9 @@ use crate::{Error, EvalConfig, Result, TaskResult};
 pub struct Report {
     pub model: String,
     pub config: EvalConfig,
+    /// When this run started, in RFC 3339 (UTC): see [`rfc3339`].
     pub started: String,
+    /// Scoring seconds summed over the tasks, each including the earlier runs it resumed.
     pub seconds: f64,
     pub tasks: Vec<TaskResult>,
     /// Group averages (MMLU: over all its questions, lm-eval's default, and over subjects).
@@ -79,51 +82,24 @@ impl Report {
         s
     }
 
-    /// A horizontal bar chart of the headline metrics that are fractions (accuracies).
+    /// A horizontal bar chart of the headline metrics that are fractions (accuracies), as
+    /// percentages with ±1 standard error whiskers.
     pub fn svg(&self) -> String {
-        let bars: Vec<&crate::Metric> = self.headline().into_iter().filter(|m| m.metric != "perplexity").collect();
-        let (row, left, width) = (26.0, 230.0, 420.0);
-        let height = 50.0 + row * bars.len() as f64 + 30.0;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" font-family="sans-serif" font-size="12">"#,
-            w = left + width + 90.0
-        );
-        let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-        let _ = writeln!(s, r#"<text x="10" y="20" font-size="14">{}</text>"#, escape(&self.model));
-        for tick in 0..=10 {
-            let x = left + width * tick as f64 / 10.0;
-            let _ = writeln!(s, r##"<line x1="{x}" y1="35" x2="{x}" y2="{y}" stroke="#ddd"/>"##, y = height - 25.0);
-            let _ =
-                writeln!(s, r#"<text x="{x}" y="{y}" text-anchor="middle">{}</text>"#, tick * 10, y = height - 10.0);
-        }
-        for (i, m) in bars.iter().enumerate() {
-            let y = 40.0 + row * i as f64;
-            let w = width * m.value.clamp(0.0, 1.0);
-            let _ = writeln!(
-                s,
-                r#"<text x="{x}" y="{ty}" text-anchor="end">{} ({})</text>"#,
-                escape(&m.task),
-                m.metric,
-                x = left - 6.0,
-                ty = y + 14.0
-            );
-            let _ = writeln!(s, r##"<rect x="{left}" y="{y}" width="{w:.1}" height="18" fill="#4a7ab5"/>"##);
-            if let Some(e) = m.stderr {
-                let (a, b) = (left + width * (m.value - e).max(0.0), left + width * (m.value + e).min(1.0));
-                let _ = writeln!(s, r#"<line x1="{a:.1}" y1="{c}" x2="{b:.1}" y2="{c}" stroke="black"/>"#, c = y + 9.0);
-            }
-            let _ = writeln!(
-                s,
-                r#"<text x="{x:.1}" y="{ty}">{:.1}</text>"#,
-                100.0 * m.value,
-                x = left + w + 6.0,
-                ty = y + 14.0
-            );
-        }
-        s.push_str("</svg>\n");
-        s
+        let bars: Vec<Bar> = self
+            .headline()
+            .into_iter()
+            .filter(|m| m.metric != "perplexity")
+            .map(|m| Bar::new(format!("{} ({})", m.task, m.metric), 100.0 * m.value, m.stderr.map(|e| 100.0 * e)))
+            .collect();
+        // One 26-pixel row per bar between the title and the axis.
+        let height = 44 + 56 + 26 * bars.len().max(1) as u32;
+        Chart::new(&self.model)
+            .x_label("score (%), ±1 standard error")
+            .x_range(0.0, 100.0)
+            .horizontal()
+            .size(800, height)
+            .bars("", bars)
+            .to_svg()
     }
 
     /// Write results.json, report.md and report.svg into `dir`, each atomically.
@@ -136,6 +112,27 @@ impl Report {
     }
 }
 
+/// A time as RFC 3339 in UTC to the second, e.g. `2024-02-29T12:34:56Z`.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+    };
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`): eras of 400
+    // years (146097 days) starting on 0000-03-01, so the leap day ends each era's year.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the March-based year, [0, 365]
+    let mp = (5 * doy + 2) / 153; // March = 0
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", of_day / 3600, of_day % 3600 / 60, of_day % 60)
+}
+
 /// Accuracies as percentages; other metrics as they are.
 pub fn fmt_value(metric: &str, v: f64) -> String {
     if metric == "perplexity" {
@@ -143,10 +140,6 @@ pub fn fmt_value(metric: &str, v: f64) -> String {
     } else {
         format!("{:.2}", 100.0 * v)
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// MMLU's averages from its subjects: over all questions (lm-eval's `mmlu` group, weighted by
@@ -189,6 +182,21 @@ mod tests {
             seconds: 1.0,
             docs_per_sec: 1.0,
         }
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |s: u64| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_709_210_096), "2024-02-29T12:34:56Z");
+        assert_eq!(at(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_secs(86_401)), "1969-12-30T23:59:59Z");
+        // Every day of four years (a leap cycle) in order, with no gaps or repeats.
+        let days: Vec<String> = (0..4 * 366).map(|d| at(d * 86_400)[..10].to_string()).collect();
+        assert!(days.windows(2).all(|w| w[0] < w[1]), "dates out of order");
+        assert!(days.contains(&"1972-02-29".to_string()) && !days.contains(&"1973-02-29".to_string()));
     }
 
     #[test]

@@ -55,8 +55,19 @@ impl Accuracy {
     }
 }
 
+/// An accuracy over no items is not 0%: refuse it, and answers of no tokens.
+fn check_sizes(items: usize, max_tokens: usize) -> crate::Result<()> {
+    ingot_core::limits::at_least("problem count", items, 1)?;
+    ingot_core::limits::at_least("max tokens", max_tokens, 1)?;
+    Ok(())
+}
+
 /// Answer `items` with `strategy` (greedy where the strategy does not sample) and score them.
 pub fn measure(p: &Pipeline, items: &[Item], strategy: Strategy, max_tokens: usize) -> crate::Result<Accuracy> {
+    check_sizes(items.len(), max_tokens)?;
+    if let Strategy::SelfConsistency(k) = strategy {
+        ingot_core::limits::at_least("self-consistency k", k, 1)?;
+    }
     let start = Instant::now();
     let mut correct = 0;
     for item in items {
@@ -74,7 +85,7 @@ pub fn measure(p: &Pipeline, items: &[Item], strategy: Strategy, max_tokens: usi
                 extract_answer(&answer.answer)
             }
             _ => {
-                let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;
+                let prompt = p.encode_chat(&messages)?;
                 let g = generate(&p.model, &p.tokenizer, &prompt, &params, &p.device, |_| {})?;
                 extract_answer(&g.text)
             }
@@ -108,6 +119,7 @@ pub fn measure_facts(
     mode: FactsMode,
     max_tokens: usize,
 ) -> crate::Result<Accuracy> {
+    check_sizes(facts.len(), max_tokens)?;
     let start = Instant::now();
     let io = |e: std::io::Error| ingot_generate::Error::Input(format!("writing {}: {e}", docs_dir.display()));
     std::fs::create_dir_all(docs_dir).map_err(io)?;
@@ -142,7 +154,7 @@ pub fn measure_facts(
                     None => None,
                 };
                 let messages = build_messages(&f.item.question, &[], false, system.as_deref());
-                let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;
+                let prompt = p.encode_chat(&messages)?;
                 generate(&p.model, &p.tokenizer, &prompt, &params, &p.device, |_| {})?.text
             }
         };

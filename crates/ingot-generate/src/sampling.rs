@@ -35,7 +35,7 @@ impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Params(msg));
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad(format!("--temperature must be >= 0, got {}", self.temperature));
+            return bad(format!("--temperature must be a finite number >= 0, got {}", self.temperature));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return bad(format!("--top-p must be in (0, 1], got {}", self.top_p));
@@ -44,7 +44,10 @@ impl SamplingParams {
             return bad(format!("--min-p must be in [0, 1], got {}", self.min_p));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad(format!("--repetition-penalty must be > 0, got {}", self.repetition_penalty));
+            return bad(format!(
+                "--repetition-penalty must be a finite number above 0, got {}",
+                self.repetition_penalty
+            ));
         }
         Ok(())
     }

@@ -1,18 +1,11 @@
 //! Batched generation (one prefill, rows decoded in lockstep) against one-row generation with the
 //! same settings, on the real default model.
 
-use std::path::PathBuf;
-
 use candle_core::Device;
 use ingot_generate::{generate, generate_batch, GenerateParams, Pipeline, PromptCache, SamplingParams};
 
 fn pipeline() -> Option<Pipeline> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if !path.exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI must fetch the default model first");
-        eprintln!("SKIPPED: {} missing; run scripts/fetch-assets", path.display());
-        return None;
-    }
+    let path = ingot_test_support::real_model()?;
     Some(Pipeline::load(&path, &Device::Cpu).unwrap())
 }
 

@@ -11,9 +11,9 @@ use ingot_core::{Error, Result};
 use std::sync::Arc;
 
 use ingot_nn::dropout::DropoutState;
-use ingot_nn::{causal_attention, normal, Dropout, Embedding, KvCache, LayerNorm, Linear, Weights};
+use ingot_nn::{causal_attention_with_dropout, normal, Dropout, Embedding, KvCache, LayerNorm, Linear, Weights};
 
-use crate::config::Gpt2Config;
+use crate::config::{Activation, Gpt2Config};
 
 /// HF key (with or without the `transformer.` prefix) → llama.cpp GGUF tensor name.
 pub fn gguf_name(key: &str) -> Option<String> {
@@ -49,6 +49,10 @@ struct Block {
     c_fc: Linear,
     mlp_proj: Linear,
     n_head: usize,
+    activation: Activation,
+    /// On the attention probabilities (attn_pdrop).
+    attn_dropout: Dropout,
+    /// On each branch's output before the residual add (resid_pdrop).
     resid_dropout: Dropout,
 }
 
@@ -66,7 +70,9 @@ impl Block {
             c_fc: Linear::load_conv1d(&w.pp("mlp").pp("c_fc"), c, cfg.n_inner, normal(0.02))?,
             mlp_proj: Linear::load_conv1d(&w.pp("mlp").pp("c_proj"), cfg.n_inner, c, resid_init)?,
             n_head: cfg.n_head,
-            resid_dropout: Dropout::new(cfg.dropout, dropout.clone()),
+            activation: cfg.activation,
+            attn_dropout: Dropout::new(cfg.attn_pdrop, dropout.clone()),
+            resid_dropout: Dropout::new(cfg.resid_pdrop, dropout.clone()),
         })
     }
 
@@ -82,13 +88,14 @@ impl Block {
             Some(cache) => cache.append(&k, &v)?,
             None => (k, v),
         };
-        let y = causal_attention(&q, &k, &v)?.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
+        let y = causal_attention_with_dropout(&q, &k, &v, Some(&self.attn_dropout))?; // (B, H, T, D)
+        let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
         self.attn_proj.forward(&y)
     }
 
     fn forward(&self, x: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
         let x = (x + self.resid_dropout.forward(&self.attention(&self.ln_1.forward(x)?, cache)?)?)?;
-        let h = self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?; // (B, T, 4C), tanh GELU ("gelu_new")
+        let h = self.activation.forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?; // (B, T, 4C)
         &x + self.resid_dropout.forward(&self.mlp_proj.forward(&h)?)?
     }
 }
@@ -127,7 +134,7 @@ impl Gpt2 {
         if !cfg.n_embd.is_multiple_of(cfg.n_head) {
             return Err(Error::Model(format!("n_embd {} is not divisible by n_head {}", cfg.n_embd, cfg.n_head)));
         }
-        let embd_dropout = Dropout::new(cfg.dropout, dropout.clone());
+        let embd_dropout = Dropout::new(cfg.embd_pdrop, dropout.clone());
         Ok(Self { wte, wpe, blocks, ln_f, lm_head, embd_dropout, dropout, cfg: cfg.clone() })
     }
 
@@ -144,15 +151,37 @@ impl Gpt2 {
     }
 
     /// ids (B, T) → final hidden states (B, T, C).
-    pub fn forward_hidden(&self, ids: &Tensor, mut cache: Option<&mut [KvCache]>) -> candle_core::Result<Tensor> {
+    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut [KvCache]>) -> candle_core::Result<Tensor> {
+        self.forward_probed(ids, cache, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::forward_hidden`], calling `probe` on the embeddings (`None`) and on each block's
+    /// output (`Some(layer)`): how a non-finite value is traced to the layer that made it.
+    pub fn forward_probed(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut [KvCache]>,
+        probe: &mut dyn FnMut(Option<usize>, &Tensor) -> candle_core::Result<()>,
+    ) -> candle_core::Result<Tensor> {
         let (_b, t) = ids.dims2()?;
         let offset = cache.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
         let pos = self.wpe.narrow(0, offset, t)?; // (T, C)
         let mut x = self.embd_dropout.forward(&self.wte.forward(ids)?.broadcast_add(&pos)?)?; // (B, T, C)
+        probe(None, &x)?;
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, cache.as_mut().map(|c| &mut c[i]))?;
+            probe(Some(i), &x)?;
         }
         self.ln_f.forward(&x)
+    }
+
+    /// Key/value heads and head dim: the shape of one layer's cache per position.
+    pub fn kv_shape(&self) -> (usize, usize) {
+        (self.cfg.n_head, self.cfg.n_embd / self.cfg.n_head)
+    }
+
+    pub fn num_heads(&self) -> usize {
+        self.cfg.n_head
     }
 
     pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {

@@ -12,12 +12,12 @@ pub mod presets;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use ingot_core::gguf::GgufFile;
-use ingot_core::{CandleContext, Error, Result};
+use ingot_core::{limits, CandleContext, Error, Result};
 use ingot_nn::{KvCache, Weights};
 
-pub use config::{Gpt2Config, HfConfig, LlamaConfig};
+pub use config::{Activation, Gpt2Config, HfConfig, LlamaConfig};
 pub use gpt2::Gpt2;
 pub use llama::Llama;
 
@@ -107,8 +107,8 @@ impl Model {
         })
     }
 
-    fn check_fits(&self, ids: &Tensor, past: usize) -> Result<()> {
-        let (_b, t) = ids.dims2().context(|| "token ids must be (batch, positions)".into())?;
+    fn check_fits(&self, ids: &Tensor, past: usize, cached: bool) -> Result<()> {
+        let (b, t) = ids.dims2().context(|| "token ids must be (batch, positions)".into())?;
         let ctx = self.context_length();
         if t == 0 {
             return Err(Error::Input("no tokens to run the model on".into()));
@@ -119,7 +119,82 @@ impl Model {
                 past + t
             )));
         }
+        // An id past the embedding table would read another row's memory (quantized tables) or
+        // fail deep in candle; it means the tokenizer does not belong to this model.
+        let max_id = ids
+            .flatten_all()
+            .and_then(|i| i.to_dtype(DType::F64))
+            .and_then(|i| i.max(0))
+            .and_then(|m| m.to_scalar::<f64>())
+            .context(|| "reading token ids".into())?;
+        let vocab = self.vocab_size();
+        if max_id < 0.0 || max_id >= vocab as f64 {
+            return Err(Error::Input(format!(
+                "token id {max_id} is outside the model's vocabulary of {vocab} (ids 0 to {}); is the tokenizer this model's?",
+                vocab - 1
+            )));
+        }
+        // The two allocations that grow with the sequence: the KV cache (doubling buffers, f32)
+        // and one layer's attention scores (B, H, T, S) in f32.
+        let (layers, heads) = match self {
+            Model::Llama(m) => (m.num_layers(), m.num_heads()),
+            Model::Gpt2(m) => (m.num_layers(), m.num_heads()),
+        };
+        let (kv_heads, head_dim) = match self {
+            Model::Llama(m) => m.kv_shape(),
+            Model::Gpt2(m) => m.kv_shape(),
+        };
+        let s = past + t;
+        let scores = limits::product(&[b, heads, t, s, 4]);
+        let cache = if cached {
+            limits::product(&[layers, 2, b, kv_heads, head_dim, s.next_power_of_two().max(64), 4])
+        } else {
+            0
+        };
+        limits::check_memory(&format!("a batch of {b} x {t} tokens after {past} cached"), cache + scores)?;
         Ok(())
+    }
+
+    /// Refuse logits holding NaN or infinity, naming the first stage (embeddings, layer N) that
+    /// produced one when the pass can be rerun (no earlier cached positions). Training skips
+    /// this: its loss check names the step instead.
+    fn check_finite(&self, logits: &Tensor, ids: &Tensor, past: usize) -> Result<()> {
+        if logits.track_op() || is_finite(logits)? {
+            return Ok(());
+        }
+        let stage = if past == 0 { self.first_non_finite_stage(ids)? } else { None };
+        let at = match stage {
+            Some(stage) => format!("first in {stage}"),
+            None if past > 0 => format!("after {past} cached positions"),
+            None => "first in the output head".to_string(),
+        };
+        Err(Error::Model(format!(
+            "the {} model's logits hold NaN or infinity ({at}); its weights or norm settings are broken",
+            self.architecture()
+        )))
+    }
+
+    /// Rerun `ids` without a cache and name the first stage whose output is not finite.
+    fn first_non_finite_stage(&self, ids: &Tensor) -> Result<Option<String>> {
+        let mut found: Option<String> = None;
+        let mut probe = |layer: Option<usize>, x: &Tensor| -> candle_core::Result<()> {
+            if found.is_none() && !x.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite() {
+                found = Some(match layer {
+                    None => "the embeddings".into(),
+                    Some(i) => format!("layer {i}"),
+                });
+            }
+            Ok(())
+        };
+        let hidden = match self {
+            Model::Llama(m) => m.forward_probed(ids, None, &mut probe),
+            Model::Gpt2(m) => m.forward_probed(ids, None, &mut probe),
+        }
+        .context(|| "rerunning the forward pass to locate a NaN".into())?;
+        if found.is_none() && !is_finite(&hidden)? {
+            found = Some("the final norm".into());
+        }
+        Ok(found)
     }
 
     /// Dropout switch for training; None for architectures without dropout (llama).
@@ -132,7 +207,7 @@ impl Model {
 
     /// ids (B, T) → final hidden states (B, T, C); appends to `cache` when given.
     pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
-        self.check_fits(ids, cache.as_ref().map_or(0, |c| c.len()))?;
+        self.check_fits(ids, cache.as_ref().map_or(0, |c| c.len()), cache.is_some())?;
         let layers = cache.map(|c| c.layers.as_mut_slice());
         match self {
             Model::Llama(m) => m.forward_hidden(ids, layers),
@@ -152,17 +227,34 @@ impl Model {
 
     /// ids (B, T) → logits (B, T, V) for every position.
     pub fn forward(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let past = cache.as_ref().map_or(0, |c| c.len());
         let h = self.forward_hidden(ids, cache)?;
-        self.logits(&h)
+        let logits = self.logits(&h)?;
+        self.check_finite(&logits, ids, past)?;
+        Ok(logits)
     }
 
     /// ids (B, T) → logits of the last position only (B, V): what generation needs, and it skips
     /// the output head (the largest matmul for small models) on every other prompt position.
     pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
+        let past = cache.as_ref().map_or(0, |c| c.len());
         let h = self.forward_hidden(ids, cache)?;
         let last = llama::last_position(&h).context(|| "selecting the last position".into())?;
-        self.logits(&last)?.squeeze(1).context(|| "squeezing logits".into())
+        let logits = self.logits(&last)?.squeeze(1).context(|| "squeezing logits".into())?;
+        self.check_finite(&logits, ids, past)?;
+        Ok(logits)
     }
+}
+
+/// True when every element is finite: their sum is (a finite sum of logit-sized values cannot
+/// overflow f32), and one NaN or infinity makes it NaN or infinite. No copy of `t` is made.
+fn is_finite(t: &Tensor) -> Result<bool> {
+    let sum = t
+        .sum_all()
+        .and_then(|s| s.to_dtype(DType::F64))
+        .and_then(|s| s.to_scalar::<f64>())
+        .context(|| "checking logits for NaN".into())?;
+    Ok(sum.is_finite())
 }
 
 /// Where a model came from and what it is, for `ingot inspect`.
@@ -226,14 +318,14 @@ pub fn read_hf_config(path: &Path) -> Result<HfConfig> {
             path: path.to_path_buf(),
             hint: " (a checkpoint folder needs config.json beside its safetensors)".into(),
         },
-        _ => Error::Io { path: path.to_path_buf(), source },
+        _ => Error::Io { op: "open", path: path.to_path_buf(), source },
     })?;
     serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
 }
 
 /// The safetensors files of a checkpoint folder, in name order.
 pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io { op: "list", path: dir.to_path_buf(), source })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))

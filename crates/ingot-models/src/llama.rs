@@ -15,7 +15,7 @@ use ingot_nn::{
     causal_attention, normal, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout, RopeScaling, SharedInput, Weights,
 };
 
-use crate::config::LlamaConfig;
+use crate::config::{Activation, LlamaConfig};
 
 /// HF key → llama.cpp GGUF tensor name.
 pub fn gguf_name(key: &str) -> Option<String> {
@@ -102,6 +102,7 @@ struct Mlp {
     /// gate_proj, up_proj
     gate_up: SharedInput,
     down_proj: Linear,
+    act: Activation,
 }
 
 impl Mlp {
@@ -113,13 +114,14 @@ impl Mlp {
         Ok(Self {
             gate_up: SharedInput::new(vec![gate_proj, up_proj]),
             down_proj: Linear::load(&w.pp("down_proj"), f, c, false, resid_init)?,
+            act: cfg.hidden_act,
         })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let [gate, up]: [Tensor; 2] =
             self.gate_up.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("gate/up".into()))?;
-        self.down_proj.forward(&(gate.silu()? * up)?) // (B, T, F) -> (B, T, C)
+        self.down_proj.forward(&(self.act.forward(&gate)? * up)?) // (B, T, F) -> (B, T, C)
     }
 }
 
@@ -181,6 +183,12 @@ impl Llama {
                 let factors = file.tensor("rope_freqs.weight", &Device::Cpu)?;
                 let factors =
                     factors.flatten_all().and_then(|f| f.to_vec1::<f32>()).context(|| "reading rope_freqs".into())?;
+                if let Some(bad) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+                    return Err(ingot_core::Error::Model(format!(
+                        "{}: rope_freqs.weight holds {bad}; frequency factors must be finite and above 0",
+                        file.path().display()
+                    )));
+                }
                 scaling = RopeScaling::FreqFactors(factors.into_iter().map(f64::from).collect());
             }
         }
@@ -211,14 +219,36 @@ impl Llama {
     }
 
     /// ids (B, T) → final hidden states (B, T, C), appending to `cache` when given.
-    pub fn forward_hidden(&self, ids: &Tensor, mut cache: Option<&mut [KvCache]>) -> candle_core::Result<Tensor> {
+    pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut [KvCache]>) -> candle_core::Result<Tensor> {
+        self.forward_probed(ids, cache, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::forward_hidden`], calling `probe` on the embeddings (`None`) and on each layer's
+    /// output (`Some(layer)`): how a non-finite value is traced to the layer that made it.
+    pub fn forward_probed(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut [KvCache]>,
+        probe: &mut dyn FnMut(Option<usize>, &Tensor) -> candle_core::Result<()>,
+    ) -> candle_core::Result<Tensor> {
         let offset = cache.as_ref().and_then(|c| c.first()).map_or(0, KvCache::len);
         let mut x = self.embed_tokens.forward(ids)?; // (B, T, C)
+        probe(None, &x)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c[i]);
             x = layer.forward(&x, &self.rope, offset, layer_cache)?;
+            probe(Some(i), &x)?;
         }
         self.norm.forward(&x)
+    }
+
+    /// Key/value heads and head dim: the shape of one layer's cache per position.
+    pub fn kv_shape(&self) -> (usize, usize) {
+        (self.cfg.num_kv_heads, self.cfg.head_dim)
+    }
+
+    pub fn num_heads(&self) -> usize {
+        self.cfg.num_heads
     }
 
     /// hidden (B, T, C) → logits (B, T, V)

@@ -2,9 +2,9 @@
 //! loads a GGUF file laid out the way llama.cpp's `convert_hf_to_gguf.py` writes it, and computes
 //! the same function.
 //!
-//! Each test builds a tiny seeded random model from an HF config (as tiny_models.rs does),
-//! converts its weights with llama.cpp's conventions, written here from the converter and
-//! gguf-py's `tensor_mapping.py`, not from Ingot's own name tables:
+//! Each test builds a tiny seeded random model from an HF config and converts its weights with
+//! llama.cpp's conventions, as ingot-test-support's `gguf` module writes them from the converter
+//! and gguf-py's `tensor_mapping.py`, not from Ingot's own name tables:
 //!   - llama: `blk.N.attn_q.weight` etc.; q/k rows permuted within each head (the converter's
 //!     `permute`), which is why Ingot runs interleaved RoPE on GGUF llama files; Llama 3 rope
 //!     scaling stored as the `rope_freqs.weight` tensor; `output.weight` absent when tied.
@@ -19,312 +19,31 @@
 //! Dimension legend: T positions, C hidden size, H query heads, K key/value heads, D head dim,
 //! F MLP width, V vocabulary.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor, D};
+use ingot_core::gguf::Value;
+use ingot_models::{LlamaConfig, Model};
+use ingot_test_support::gguf::{gpt2_gguf, llama_gguf, GgufParts, Storage};
+use ingot_test_support::models::{config as parse, hf_weights, random_model, GPT2, LLAMA, LLAMA_K_QUANT, QWEN2};
+use ingot_test_support::temp_dir;
 
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, Tensor, D};
-use candle_nn::{VarBuilder, VarMap};
-use ingot_core::gguf::{GgufWriter, Value};
-use ingot_models::{from_hf_config, HfConfig, LlamaConfig, Model};
-use ingot_nn::{RopeScaling, Weights};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
-// ---------------------------------------------------------------------------------------------
-// Tiny configs
-// ---------------------------------------------------------------------------------------------
-
-/// 3 layers, 6 query heads over 2 kv heads (D = 16), tied embeddings, Llama 3 rope scaling.
-/// C = 96 and F = 160 are multiples of 32, the Q8_0/Q4_0/Q4_1 block size.
-const LLAMA: &str = r#"{"model_type":"llama","vocab_size":101,"hidden_size":96,"intermediate_size":160,
-    "num_hidden_layers":3,"num_attention_heads":6,"num_key_value_heads":2,"rms_norm_eps":1e-5,
-    "rope_theta":500000.0,"max_position_embeddings":64,"tie_word_embeddings":true,
-    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
-    "original_max_position_embeddings":16}}"#;
-
-/// Q4_K blocks are 256 wide, so C and F are multiples of 256: 4 heads over 2 kv heads (D = 64).
-const LLAMA_K_QUANT: &str = r#"{"model_type":"llama","vocab_size":101,"hidden_size":256,"intermediate_size":512,
-    "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"rms_norm_eps":1e-5,
-    "rope_theta":10000.0,"max_position_embeddings":64,"tie_word_embeddings":true}"#;
-
-/// Qwen2: q/k/v biases, untied output head, 4 query heads over 2 kv heads (D = 16).
-const QWEN2: &str = r#"{"model_type":"qwen2","vocab_size":97,"hidden_size":64,"intermediate_size":96,
-    "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"rms_norm_eps":1e-6,
-    "rope_theta":10000.0,"max_position_embeddings":64,"tie_word_embeddings":false}"#;
-
-/// GPT-2: 2 layers, 4 heads (D = 8), MLP width 4C = 128.
-const GPT2: &str = r#"{"model_type":"gpt2","vocab_size":89,"n_positions":64,"n_embd":32,"n_layer":2,"n_head":4}"#;
-
-fn parse(json: &str) -> HfConfig {
-    serde_json::from_str(json).unwrap()
-}
-
-/// A model over fresh VarMap variables (HF key tree), every variable overwritten from a seeded
-/// generator (candle's CPU generator cannot be seeded). Norm weights near 1 and non-zero biases,
-/// so a layer wired to the wrong tensor, or skipped, changes the output.
-fn random_model(cfg: &HfConfig, seed: u64) -> (Model, VarMap) {
-    let dev = Device::Cpu;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let model = from_hf_config(cfg, &Weights::from_var_builder(vb), "test").unwrap();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let data = varmap.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
-        let is_norm = name.contains("norm") || name.contains("ln_");
-        let values: Vec<f32> = (0..var.elem_count())
-            .map(|_| {
-                let noise = rng.random::<f32>() * 2.0 - 1.0;
-                if is_norm && name.ends_with("weight") {
-                    1.0 + 0.1 * noise
-                } else {
-                    0.15 * noise
-                }
-            })
-            .collect();
-        var.set(&Tensor::from_vec(values, var.shape(), &dev).unwrap()).unwrap();
-    }
-    drop(data);
-    (model, varmap)
-}
-
-/// The VarMap's values by HF key.
-fn hf_weights(varmap: &VarMap) -> BTreeMap<String, Tensor> {
-    varmap.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Writing GGUF files the way llama.cpp's converter does
-// ---------------------------------------------------------------------------------------------
-
-/// How a file stores its 2-d weights. 1-d tensors (norms, biases, rope factors) stay F32 in every
-/// case, as llama.cpp keeps them.
-#[derive(Clone, Copy, Debug)]
-enum Storage {
-    F32,
-    /// Quantized by candle (the same block layouts as ggml).
-    Quantized(GgmlDType),
-    /// Quantized, then dequantized back to F32: the function the quantized file computes, exactly,
-    /// in plain f32 arithmetic.
-    Dequantized(GgmlDType),
-}
-
-/// A GGUF file's contents before writing, so that tests can break them on purpose.
-#[derive(Default)]
-struct GgufParts {
-    metadata: Vec<(String, Value)>,
-    tensors: Vec<(String, QTensor)>,
-}
-
-impl GgufParts {
-    /// Set a metadata key, replacing any earlier value.
-    fn set(&mut self, key: &str, value: Value) {
-        self.metadata.retain(|(k, _)| k != key);
-        self.metadata.push((key.to_string(), value));
-    }
-
-    fn put(&mut self, name: &str, t: &Tensor, storage: Storage) {
-        let t = t.contiguous().unwrap();
-        let q = match storage {
-            _ if t.rank() == 1 => QTensor::quantize(&t, GgmlDType::F32),
-            Storage::F32 => QTensor::quantize(&t, GgmlDType::F32),
-            Storage::Quantized(dtype) => QTensor::quantize(&t, dtype),
-            Storage::Dequantized(dtype) => {
-                let back = QTensor::quantize(&t, dtype).unwrap().dequantize(&Device::Cpu).unwrap();
-                QTensor::quantize(&back, GgmlDType::F32)
-            }
-        };
-        self.tensors.push((name.to_string(), q.unwrap()));
-    }
-
-    fn remove_tensor(&mut self, name: &str) {
-        let before = self.tensors.len();
-        self.tensors.retain(|(n, _)| n != name);
-        assert_eq!(self.tensors.len(), before - 1, "no tensor '{name}' to remove");
-    }
-
-    fn write(&self, path: &Path) {
-        let mut w = GgufWriter::new();
-        for (k, v) in &self.metadata {
-            w.metadata(k.clone(), v.clone());
-        }
-        for (name, q) in &self.tensors {
-            w.qtensor(name.clone(), q).unwrap();
-        }
-        w.write(path).unwrap();
-    }
-}
-
-/// gguf-py's name for an HF llama/qwen2 key: `model.layers.3.mlp.up_proj.weight` → `blk.3.ffn_up.weight`.
-fn llama_cpp_name(hf_key: &str) -> String {
-    const BLOCK: [(&str, &str); 9] = [
-        ("input_layernorm", "attn_norm"),
-        ("self_attn.q_proj", "attn_q"),
-        ("self_attn.k_proj", "attn_k"),
-        ("self_attn.v_proj", "attn_v"),
-        ("self_attn.o_proj", "attn_output"),
-        ("post_attention_layernorm", "ffn_norm"),
-        ("mlp.gate_proj", "ffn_gate"),
-        ("mlp.up_proj", "ffn_up"),
-        ("mlp.down_proj", "ffn_down"),
-    ];
-    let (module, leaf) = hf_key.rsplit_once('.').unwrap();
-    let base = match module {
-        "model.embed_tokens" => "token_embd".to_string(),
-        "model.norm" => "output_norm".to_string(),
-        "lm_head" => "output".to_string(),
-        _ => {
-            let (i, sub) = module.strip_prefix("model.layers.").and_then(|r| r.split_once('.')).unwrap();
-            let (_, name) = BLOCK.iter().find(|(hf, _)| *hf == sub).unwrap_or_else(|| panic!("unmapped key {hf_key}"));
-            format!("blk.{i}.{name}")
-        }
-    };
-    format!("{base}.{leaf}")
-}
-
-/// The converter's `permute`: within each head, HF's rotate-half pairs (rows i and i + D/2) become
-/// adjacent rows (2i, 2i + 1), so RoPE on adjacent pairs computes what HF's RoPE computes.
-/// w (heads·D, C) → (heads·D, C).
-fn permute_qk(w: &Tensor, heads: usize) -> Tensor {
-    let (out, inp) = w.dims2().unwrap();
-    w.reshape((heads, 2, out / heads / 2, inp)) // (heads, 2, D/2, C)
-        .unwrap()
-        .transpose(1, 2) // (heads, D/2, 2, C)
-        .unwrap()
-        .reshape((out, inp)) // (heads·D, C), copied into the new order
-        .unwrap()
-}
-
-/// llama.cpp's `rope_freqs.weight` for Llama 3 scaling: one divisor per frequency (D/2 of them),
-/// as `LlamaModel.generate_extra_tensors` computes it.
-fn llama3_rope_factors(cfg: &LlamaConfig) -> Option<Tensor> {
-    let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } = cfg.rope_scaling
-    else {
-        return None;
-    };
-    let old = original_max_position as f64;
-    let (low_wavelen, high_wavelen) = (old / low_freq_factor, old / high_freq_factor);
-    let d = cfg.head_dim;
-    let factors: Vec<f32> = (0..d / 2)
-        .map(|i| {
-            let freq = 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / d as f64);
-            let wavelen = 2.0 * std::f64::consts::PI / freq;
-            let f = if wavelen < high_wavelen {
-                1.0
-            } else if wavelen > low_wavelen {
-                factor
-            } else {
-                let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
-                1.0 / ((1.0 - smooth) / factor + smooth)
-            };
-            f as f32
-        })
-        .collect();
-    Some(Tensor::new(factors, &Device::Cpu).unwrap())
-}
-
-/// A llama-family GGUF ("llama" or "qwen2") of `weights` (HF keys); `permute` = false writes q/k
-/// as HF stores them (right for qwen2, a deliberate mistake for llama).
-fn llama_gguf(
-    arch: &str,
-    cfg: &LlamaConfig,
-    weights: &BTreeMap<String, Tensor>,
-    storage: Storage,
-    permute: bool,
-) -> GgufParts {
-    let mut g = GgufParts::default();
-    let key = |k: &str| format!("{arch}.{k}");
-    g.set("general.architecture", Value::String(arch.into()));
-    g.set(&key("block_count"), Value::U32(cfg.num_layers as u32));
-    g.set(&key("context_length"), Value::U32(cfg.max_position_embeddings as u32));
-    g.set(&key("embedding_length"), Value::U32(cfg.hidden_size as u32));
-    g.set(&key("feed_forward_length"), Value::U32(cfg.intermediate_size as u32));
-    g.set(&key("attention.head_count"), Value::U32(cfg.num_heads as u32));
-    g.set(&key("attention.head_count_kv"), Value::U32(cfg.num_kv_heads as u32));
-    g.set(&key("attention.layer_norm_rms_epsilon"), Value::F32(cfg.rms_norm_eps as f32));
-    g.set(&key("rope.freq_base"), Value::F32(cfg.rope_theta as f32));
-    g.set(&key("rope.dimension_count"), Value::U32(cfg.head_dim as u32));
-    g.set(&key("vocab_size"), Value::U32(cfg.vocab_size as u32));
-    g.set("general.file_type", Value::U32(0));
-    if let Some(factors) = llama3_rope_factors(cfg) {
-        g.put("rope_freqs.weight", &factors, Storage::F32); // (D/2)
-    }
-    for (hf, t) in weights {
-        let name = llama_cpp_name(hf);
-        let t = match (permute, hf.contains("q_proj"), hf.contains("k_proj")) {
-            (true, true, _) => permute_qk(t, cfg.num_heads),
-            (true, _, true) => permute_qk(t, cfg.num_kv_heads),
-            _ => t.clone(),
-        };
-        g.put(&name, &t, storage);
-    }
-    g
-}
-
-/// gguf-py's name for an HF GPT-2 key, and whether the weight is a Conv1D (stored (in, out)).
-fn gpt2_cpp_name(hf_key: &str) -> (String, bool) {
-    let (module, leaf) = hf_key.strip_prefix("transformer.").unwrap().rsplit_once('.').unwrap();
-    let (base, conv1d) = match module {
-        "wte" => ("token_embd".to_string(), false),
-        "wpe" => ("position_embd".to_string(), false),
-        "ln_f" => ("output_norm".to_string(), false),
-        _ => {
-            let (i, sub) = module.strip_prefix("h.").and_then(|r| r.split_once('.')).unwrap();
-            let (name, conv1d) = match sub {
-                "ln_1" => ("attn_norm", false),
-                "attn.c_attn" => ("attn_qkv", true),
-                "attn.c_proj" => ("attn_output", true),
-                "ln_2" => ("ffn_norm", false),
-                "mlp.c_fc" => ("ffn_up", true),
-                "mlp.c_proj" => ("ffn_down", true),
-                _ => panic!("unmapped key {hf_key}"),
-            };
-            (format!("blk.{i}.{name}"), conv1d)
-        }
-    };
-    (format!("{base}.{leaf}"), conv1d && leaf == "weight")
-}
-
-fn gpt2_gguf(cfg: &HfConfig, weights: &BTreeMap<String, Tensor>) -> GgufParts {
-    let cfg = cfg.gpt2("test").unwrap();
-    let mut g = GgufParts::default();
-    g.set("general.architecture", Value::String("gpt2".into()));
-    g.set("gpt2.block_count", Value::U32(cfg.n_layer as u32));
-    g.set("gpt2.context_length", Value::U32(cfg.n_positions as u32));
-    g.set("gpt2.embedding_length", Value::U32(cfg.n_embd as u32));
-    g.set("gpt2.feed_forward_length", Value::U32(cfg.n_inner as u32));
-    g.set("gpt2.attention.head_count", Value::U32(cfg.n_head as u32));
-    g.set("gpt2.attention.layer_norm_epsilon", Value::F32(cfg.layer_norm_epsilon as f32));
-    // No gpt2.vocab_size: the loader falls back to the embedding's rows, as for converter output
-    // without a tokenizer.
-    for (hf, t) in weights {
-        let (name, conv1d) = gpt2_cpp_name(hf);
-        // Conv1D (in, out) → (out, in)
-        let t = if conv1d { t.t().unwrap() } else { t.clone() };
-        g.put(&name, &t, Storage::F32);
-    }
-    g
-}
+// The tiny configs (ingot-test-support's `models`): LLAMA has 3 layers, 6 query heads over 2 kv
+// heads (D = 16), tied embeddings and Llama 3 rope scaling, C = 96 and F = 160 (multiples of 32,
+// the Q8_0/Q4_0/Q4_1 block size); LLAMA_K_QUANT has C = 256 and F = 512 for Q4_K's 256-wide
+// blocks; QWEN2 has q/k/v biases and an untied head; GPT2 has 2 layers of 4 heads.
 
 // ---------------------------------------------------------------------------------------------
 // Running and comparing
 // ---------------------------------------------------------------------------------------------
 
-/// A temporary file path unique to this process and test.
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("ingot-gguf-models-{}-{name}.gguf", std::process::id()))
-}
-
 /// Write `g`, load it as a model, delete the file (the model holds its own copies of the data:
 /// F32 tensors are dequantized, quantized ones copied into QTensor storage).
 fn load_gguf(g: &GgufParts, name: &str) -> Model {
-    let path = temp_path(name);
+    let dir = temp_dir(name);
+    let path = dir.join(format!("{name}.gguf"));
     g.write(&path);
     let loaded = ingot_models::load(&path, &Device::Cpu);
-    std::fs::remove_file(&path).ok();
+    drop(dir);
     match loaded {
         Ok((model, files)) => {
             assert!(files.gguf.is_some(), "{name}: loaded as something other than GGUF");
@@ -336,10 +55,11 @@ fn load_gguf(g: &GgufParts, name: &str) -> Model {
 
 /// Write `g` and load it, expecting an error; its message.
 fn load_error(g: &GgufParts, name: &str) -> String {
-    let path = temp_path(name);
+    let dir = temp_dir(name);
+    let path = dir.join(format!("{name}.gguf"));
     g.write(&path);
     let loaded = ingot_models::load(&path, &Device::Cpu);
-    std::fs::remove_file(&path).ok();
+    drop(dir);
     match loaded {
         Ok(_) => panic!("{name}: a broken GGUF loaded without error"),
         Err(e) => {

@@ -7,19 +7,8 @@
 //! logits of magnitude ~30. The tolerance, 2e-3, leaves 40x headroom for summation order on other
 //! CPUs and still fails on any real change (candle's 8-bit-activation path is off by ~0.8).
 
-use std::path::PathBuf;
-
 use candle_core::{Device, Tensor};
-
-fn model_path() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must fetch the default model first (scripts/fetch-assets)");
-    eprintln!("SKIPPED: {} missing; run scripts/fetch-assets", p.display());
-    None
-}
+use ingot_test_support::real_model;
 
 #[derive(serde::Deserialize)]
 struct Reference {
@@ -32,7 +21,7 @@ const TOLERANCE: f64 = 2e-3;
 
 #[test]
 fn logits_match_numpy_reference() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = real_model() else { return };
     let reference: Reference =
         serde_json::from_str(include_str!("data/smollm2_reference.json")).expect("reference fixture parses");
     let (model, _) = ingot_models::load(&path, &Device::Cpu).unwrap();

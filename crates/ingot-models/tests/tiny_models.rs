@@ -6,60 +6,23 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use ingot_models::{from_hf_config, HfConfig, Model};
 use ingot_nn::Weights;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use ingot_test_support::models::{config, GPT2, LLAMA, QWEN2};
+use ingot_test_support::temp_dir;
 
-fn tiny_config(model_type: &str) -> HfConfig {
-    let json = match model_type {
-        // 2 layers, GQA with 4 query heads over 2 kv heads, q/k/v bias on (Qwen2 style), untied.
-        "qwen2" => {
-            r#"{"model_type":"qwen2","vocab_size":97,"hidden_size":32,"intermediate_size":48,
-            "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"rms_norm_eps":1e-5,
-            "rope_theta":10000.0,"max_position_embeddings":64,"tie_word_embeddings":false}"#
-        }
-        // Llama 3 style rope scaling, tied embeddings, 3 query heads per kv head.
-        "llama" => {
-            r#"{"model_type":"llama","vocab_size":101,"hidden_size":48,"intermediate_size":64,
-            "num_hidden_layers":3,"num_attention_heads":6,"num_key_value_heads":2,"rms_norm_eps":1e-5,
-            "rope_theta":500000.0,"max_position_embeddings":64,"tie_word_embeddings":true,
-            "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
-            "original_max_position_embeddings":16}}"#
-        }
-        "gpt2" => r#"{"model_type":"gpt2","vocab_size":89,"n_positions":64,"n_embd":32,"n_layer":2,"n_head":4}"#,
+/// The shared tiny configs (ingot-test-support): llama with GQA and Llama 3 rope scaling, tied;
+/// Qwen2 with q/k/v biases, untied; GPT-2.
+fn tiny_config(arch: &str) -> HfConfig {
+    config(match arch {
+        "llama" => LLAMA,
+        "qwen2" => QWEN2,
+        "gpt2" => GPT2,
         other => panic!("no tiny config for {other}"),
-    };
-    serde_json::from_str(json).unwrap()
+    })
 }
 
-fn random_model(model_type: &str, seed: u64) -> (Model, VarMap) {
-    let dev = Device::Cpu;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let model = from_hf_config(&tiny_config(model_type), &Weights::from_var_builder(vb), "test").unwrap();
-    // candle's CPU generator cannot be seeded, so overwrite every variable from our own seeded
-    // one. Norm weights near 1 and non-zero biases, so that a layer wired to the wrong tensor, or
-    // skipped, changes the output.
-    let mut rng = StdRng::seed_from_u64(seed);
-    let data = varmap.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
-        let is_norm = name.contains("norm") || name.contains("ln_");
-        let values: Vec<f32> = (0..var.elem_count())
-            .map(|_| {
-                let noise = rng.random::<f32>() * 2.0 - 1.0;
-                if is_norm && name.ends_with("weight") {
-                    1.0 + 0.1 * noise
-                } else {
-                    0.15 * noise
-                }
-            })
-            .collect();
-        var.set(&Tensor::from_vec(values, var.shape(), &dev).unwrap()).unwrap();
-    }
-    drop(data);
-    (model, varmap)
+/// A seeded random model of `arch` (test-support's generator: norms near 1, non-zero biases).
+fn random_model(arch: &str, seed: u64) -> (Model, VarMap) {
+    ingot_test_support::random_model(&tiny_config(arch), seed)
 }
 
 fn ids(n: usize, vocab: usize) -> Vec<u32> {
@@ -170,8 +133,7 @@ fn untrained_loss_is_about_ln_vocab() {
 #[test]
 fn safetensors_round_trip() {
     let (model, varmap) = random_model("llama", 4);
-    let dir = std::env::temp_dir().join(format!("ingot-st-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("safetensors-round-trip");
     varmap.save(dir.join("model.safetensors")).unwrap();
     let w = Weights::from_safetensors(&[dir.join("model.safetensors")], &Device::Cpu).unwrap();
     let loaded = from_hf_config(&tiny_config("llama"), &w, "test").unwrap();
@@ -190,7 +152,6 @@ fn safetensors_round_trip() {
     let w = Weights::from_safetensors(&[dir.join("model.safetensors")], &Device::Cpu).unwrap();
     let err = from_hf_config(&tiny_config("llama"), &w, "test").err().unwrap().to_string();
     assert!(err.contains("model.embed_tokens.weight"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Prompt longer than the context is an input error, not a panic.

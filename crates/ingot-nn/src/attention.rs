@@ -5,6 +5,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::dropout::Dropout;
 use crate::norm::softmax_last_dim;
 
 /// Keys and values of past positions for one layer, in a buffer that grows by doubling so decode
@@ -129,6 +130,17 @@ fn matmul_strided(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 /// q (B, H, T, D); k, v (B, K, S, D) with S >= T, the last T of which are q's positions.
 /// Returns (B, H, T, D).
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+    causal_attention_with_dropout(q, k, v, None)
+}
+
+/// [`causal_attention`] with dropout on the attention probabilities (GPT-2's attn_pdrop, applied
+/// after the softmax as HF's `GPT2Attention` does); the identity outside training mode.
+pub fn causal_attention_with_dropout(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    dropout: Option<&Dropout>,
+) -> candle_core::Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let (_, kh, s, _) = k.dims4()?;
     if h % kh != 0 {
@@ -148,6 +160,10 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Resu
     };
     // Softmax in at least f32 (f64 stays f64, for gradient checks).
     let wide = if scores.dtype() == DType::F64 { scores } else { scores.to_dtype(DType::F32)? };
-    let probs = softmax_last_dim(&wide)?.to_dtype(v.dtype())?;
+    let probs = softmax_last_dim(&wide)?.to_dtype(v.dtype())?; // (B, K, R·T, S)
+    let probs = match dropout {
+        Some(dropout) => dropout.forward(&probs)?,
+        None => probs,
+    };
     matmul_strided(&probs, v)?.reshape((b, h, t, d)) // (B, K, R·T, D) -> (B, H, T, D)
 }

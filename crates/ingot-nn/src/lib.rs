@@ -14,7 +14,7 @@ pub mod norm;
 pub mod rope;
 pub mod weights;
 
-pub use attention::{causal_attention, KvCache};
+pub use attention::{causal_attention, causal_attention_with_dropout, KvCache};
 pub use dropout::Dropout;
 pub use init::SeededVarMap;
 pub use linear::{Embedding, Linear, SharedInput};

@@ -92,6 +92,12 @@ impl Rope {
                 "context length {max_positions} with head dim {head_dim} is not supported (context must be 1..={MAX_POSITIONS}, head dim even)"
             )));
         }
+        // cos and sin, (max_positions, D/2) f32 each: built in a Vec, then copied into a tensor.
+        ingot_core::limits::check_memory(
+            &format!("RoPE tables for context length {max_positions} x head dim {head_dim}"),
+            ingot_core::limits::product(&[2, 2, max_positions, half, 4]),
+        )
+        .map_err(|e| ingot_core::Error::Model(e.to_string()))?;
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
         for p in 0..max_positions {

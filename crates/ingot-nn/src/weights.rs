@@ -33,6 +33,8 @@ pub struct Weights {
     source: Source,
     prefix: Vec<String>,
     device: Device,
+    /// Refuse weights holding NaN or infinity (files; a training VarMap is made here).
+    check_finite: bool,
 }
 
 /// A weight as stored: dense (trainable when it comes from a VarMap) or quantized (inference only).
@@ -44,13 +46,13 @@ pub enum Stored {
 
 impl Weights {
     pub fn from_gguf(file: Arc<GgufFile>, names: GgufNames, device: &Device) -> Self {
-        Self { source: Source::Gguf { file, names }, prefix: Vec::new(), device: device.clone() }
+        Self { source: Source::Gguf { file, names }, prefix: Vec::new(), device: device.clone(), check_finite: true }
     }
 
     /// Weights read through a candle `VarBuilder` (safetensors files or a training `VarMap`).
     pub fn from_var_builder(vb: VarBuilder<'static>) -> Self {
         let device = vb.device().clone();
-        Self { source: Source::Vars(vb), prefix: Vec::new(), device }
+        Self { source: Source::Vars(vb), prefix: Vec::new(), device, check_finite: false }
     }
 
     /// Memory-map safetensors files (f32 compute; other stored dtypes are converted).
@@ -59,7 +61,7 @@ impl Weights {
         // renames it into place, so a mapped file is never modified underneath us.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, DType::F32, device) }
             .context(|| format!("opening safetensors {files:?}"))?;
-        Ok(Self::from_var_builder(vb))
+        Ok(Self { check_finite: true, ..Self::from_var_builder(vb) })
     }
 
     pub fn device(&self) -> &Device {
@@ -132,6 +134,17 @@ impl Weights {
                         info.shape
                     )));
                 }
+                if let Some(i) = ingot_core::limits::first_non_finite(info.ggml_type, file.tensor_bytes(info)) {
+                    let at = if info.ggml_type.is_float() {
+                        format!("element {i}")
+                    } else {
+                        format!("the scale of block {i}")
+                    };
+                    return Err(Error::Model(format!(
+                        "{}: tensor '{mapped}' holds NaN or infinity ({at}); the file is corrupt",
+                        file.path().display()
+                    )));
+                }
                 let q = file.qtensor(&mapped, &self.device)?;
                 if info.ggml_type.is_float() {
                     let t = q.dequantize(&self.device).context(|| format!("dequantizing '{mapped}'"))?;
@@ -151,6 +164,20 @@ impl Weights {
                     }
                     other => Error::Candle { context: format!("loading weight '{key}'"), source: other },
                 })?;
+                if self.check_finite {
+                    // A finite sum of weight-sized values cannot overflow f32; one NaN or infinity
+                    // makes it non-finite. Reads the tensor once, copies nothing.
+                    let sum = t
+                        .sum_all()
+                        .and_then(|s| s.to_dtype(DType::F64))
+                        .and_then(|s| s.to_scalar::<f64>())
+                        .context(|| format!("checking weight '{key}'"))?;
+                    if !sum.is_finite() {
+                        return Err(Error::Model(format!(
+                            "checkpoint weight '{key}' holds NaN or infinity; the file is corrupt"
+                        )));
+                    }
+                }
                 Ok(Stored::Dense(t))
             }
         }

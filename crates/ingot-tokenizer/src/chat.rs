@@ -8,8 +8,17 @@
 //! HTML-safe form, so tool descriptions look the way the model saw them in training.
 //! Variables: `messages`, `add_generation_prompt`, `bos_token`, `eos_token`, `tools` (none unless
 //! given).
+//!
+//! Which text may hold control tokens: only the template's own markup. A message's content (what a
+//! user typed, a tool returned, a document said) is text even where it spells `<|im_end|>`, or a
+//! tool result could forge a turn. [`ChatTemplate::render_prompt`] therefore returns a [`Prompt`]
+//! that knows which bytes are markup, and `Tokenizer::encode_prompt` recognises special tokens
+//! there only. The markup is found by rendering a second time with each content replaced by a
+//! placeholder: what the template writes around the placeholders is its markup, and it cannot
+//! depend on what the contents say.
 
 use std::io;
+use std::ops::Range;
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Serde};
@@ -41,6 +50,82 @@ impl Message {
 
     pub fn assistant(content: impl Into<String>) -> Self {
         Self::new("assistant", content)
+    }
+}
+
+/// Text for a model, with the byte ranges that are markup written by the program (a chat
+/// template's `<|im_start|>user\n`, ...). Only there may a special token's spelling become its
+/// id; everything else, content, is encoded as ordinary text. Unmarked means untrusted, so a
+/// mistake in marking can only turn a control token into text, never text into a control token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prompt {
+    text: String,
+    /// Sorted, disjoint, non-empty, each between char boundaries of `text`.
+    markup: Vec<Range<usize>>,
+}
+
+impl Prompt {
+    /// All content: special-token spellings in `text` stay text.
+    pub fn text_only(text: impl Into<String>) -> Self {
+        Self { text: text.into(), markup: Vec::new() }
+    }
+
+    /// All markup: for text the program wrote itself, never for anything a user supplied.
+    pub fn markup(text: impl Into<String>) -> Self {
+        let mut prompt = Self::default();
+        prompt.push_markup(&text.into());
+        prompt
+    }
+
+    /// Append program-written markup.
+    pub fn push_markup(&mut self, markup: &str) {
+        if markup.is_empty() {
+            return;
+        }
+        let start = self.text.len();
+        self.text.push_str(markup);
+        match self.markup.last_mut() {
+            Some(last) if last.end == start => last.end = self.text.len(),
+            _ => self.markup.push(start..self.text.len()),
+        }
+    }
+
+    /// Append content (user, tool or document text).
+    pub fn push_text(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// Keep the first `len` bytes (rounded down to a character boundary) and the markup in them.
+    pub fn truncate(&mut self, len: usize) {
+        let mut len = len.min(self.text.len());
+        while !self.text.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.text.truncate(len);
+        self.markup.retain_mut(|range| {
+            range.end = range.end.min(len);
+            range.start < range.end
+        });
+    }
+
+    /// The whole text, markup and content together.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn into_string(self) -> String {
+        self.text
+    }
+
+    /// The byte ranges of [`Prompt::as_str`] that are markup.
+    pub fn markup_ranges(&self) -> &[Range<usize>] {
+        &self.markup
+    }
+}
+
+impl std::fmt::Display for Prompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -92,6 +177,126 @@ impl ChatTemplate {
         };
         template.render(ctx).map_err(template_error)
     }
+
+    /// As [`ChatTemplate::render_with_tools`], knowing which text is the template's markup (see
+    /// the module docs). The text is exactly what `render_with_tools` gives whenever the template
+    /// writes each content as given or trimmed (every common template); one that reshapes content
+    /// in other ways gets the contents as given, placed where the template puts them.
+    pub fn render_prompt(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+        add_generation_prompt: bool,
+    ) -> Result<Prompt> {
+        let text = self.render_with_tools(messages, tools, add_generation_prompt)?;
+        let slotted: Vec<Message> =
+            messages.iter().enumerate().map(|(i, m)| Message::new(m.role.clone(), slot(i))).collect();
+        let skeleton = self.render_with_tools(&slotted, tools, add_generation_prompt)?;
+        let pieces = skeleton_pieces(&skeleton, messages.len());
+        Ok(align(&text, &pieces, messages).unwrap_or_else(|| fill(&pieces, messages)))
+    }
+}
+
+/// Placeholder delimiters: private-use characters, which no template alters (no case, no
+/// whitespace) and `tojson` keeps as they are.
+const SLOT_OPEN: char = '\u{E000}';
+const SLOT_CLOSE: char = '\u{E001}';
+
+fn slot(i: usize) -> String {
+    format!("{SLOT_OPEN}{i}{SLOT_CLOSE}")
+}
+
+/// A skeleton render cut into the template's markup and the places where a message's content goes.
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Markup(String),
+    Content(usize),
+}
+
+/// Cut `skeleton` at its placeholders; anything that only looks like one stays markup.
+fn skeleton_pieces(skeleton: &str, n_messages: usize) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut markup = String::new();
+    let mut rest = skeleton;
+    while let Some(open) = rest.find(SLOT_OPEN) {
+        let after = &rest[open + SLOT_OPEN.len_utf8()..];
+        let index = after
+            .find(SLOT_CLOSE)
+            .and_then(|close| after[..close].parse::<usize>().ok().map(|i| (i, close)))
+            .filter(|&(i, _)| i < n_messages);
+        match index {
+            Some((i, close)) => {
+                markup.push_str(&rest[..open]);
+                if !markup.is_empty() {
+                    pieces.push(Piece::Markup(std::mem::take(&mut markup)));
+                }
+                pieces.push(Piece::Content(i));
+                rest = &after[close + SLOT_CLOSE.len_utf8()..];
+            }
+            None => {
+                markup.push_str(&rest[..open + SLOT_OPEN.len_utf8()]);
+                rest = after;
+            }
+        }
+    }
+    markup.push_str(rest);
+    if !markup.is_empty() {
+        pieces.push(Piece::Markup(markup));
+    }
+    pieces
+}
+
+/// Match the real render against the skeleton: each markup piece must appear verbatim, and each
+/// content as given, trimmed, or JSON-escaped (a template's `tojson`). None when they disagree.
+fn align(text: &str, pieces: &[Piece], messages: &[Message]) -> Option<Prompt> {
+    let mut prompt = Prompt::default();
+    let mut rest = text;
+    for (k, piece) in pieces.iter().enumerate() {
+        match piece {
+            Piece::Markup(markup) => {
+                rest = rest.strip_prefix(markup.as_str())?;
+                prompt.push_markup(markup);
+            }
+            Piece::Content(i) => {
+                let next = match pieces.get(k + 1) {
+                    Some(Piece::Markup(m)) => Some(m.as_str()),
+                    Some(Piece::Content(_)) => Some(""),
+                    None => None,
+                };
+                let fits = |candidate: &str| match rest.strip_prefix(candidate) {
+                    Some(after) => next.map_or(after.is_empty(), |next| after.starts_with(next)),
+                    None => false,
+                };
+                let found = content_forms(&messages[*i].content).into_iter().find(|c| fits(c))?;
+                prompt.push_text(&found);
+                rest = &rest[found.len()..];
+            }
+        }
+    }
+    rest.is_empty().then_some(prompt)
+}
+
+/// The forms in which templates write a message's content, most faithful first.
+fn content_forms(content: &str) -> Vec<String> {
+    let mut forms = vec![content.to_string(), content.trim().to_string()];
+    forms.push(content.trim_start().to_string());
+    forms.push(content.trim_end().to_string());
+    if let Ok(json) = serde_json::to_string(content) {
+        forms.push(json[1..json.len() - 1].to_string());
+    }
+    forms
+}
+
+/// The skeleton with each placeholder replaced by its content as given.
+fn fill(pieces: &[Piece], messages: &[Message]) -> Prompt {
+    let mut prompt = Prompt::default();
+    for piece in pieces {
+        match piece {
+            Piece::Markup(markup) => prompt.push_markup(markup),
+            Piece::Content(i) => prompt.push_text(&messages[*i].content),
+        }
+    }
+    prompt
 }
 
 /// An environment configured like transformers' `ImmutableSandboxedEnvironment` for chat templates.

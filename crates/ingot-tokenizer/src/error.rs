@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use ingot_core::text::{escaped, quoted};
+
 /// Everything that can go wrong while building a tokenizer, encoding, decoding or rendering a
 /// chat template.
 #[derive(Debug, thiserror::Error)]
@@ -15,13 +17,14 @@ pub enum Error {
 
     /// The GGUF names a tokenizer model this crate cannot build.
     #[error(
-        "{path}: tokenizer model '{model}' (tokenizer.ggml.model) is not supported; supported: \
-         'gpt2' (byte-level BPE: GPT-2, Llama 3, Qwen2, SmolLM) and 'llama' (SentencePiece BPE: Llama 2, Mistral)"
+        "{path}: tokenizer model {} (tokenizer.ggml.model) is not supported; supported: \
+         'gpt2' (byte-level BPE: GPT-2, Llama 3, Qwen2, SmolLM) and 'llama' (SentencePiece BPE: Llama 2, Mistral)",
+        quoted(.model)
     )]
     UnsupportedModel { path: PathBuf, model: String },
 
     /// The GGUF names a pre-tokenizer (how text is split before BPE) this crate does not know.
-    #[error("{path}: pre-tokenizer '{pre}' (tokenizer.ggml.pre) is not supported; supported: {supported}")]
+    #[error("{path}: pre-tokenizer {} (tokenizer.ggml.pre) is not supported; supported: {supported}", quoted(.pre))]
     UnsupportedPreTokenizer { path: PathBuf, pre: String, supported: String },
 
     /// A metadata key the tokenizer needs is absent.
@@ -41,11 +44,11 @@ pub enum Error {
     UnknownId { id: u32, vocab_size: usize },
 
     /// The chat template failed to compile or to render.
-    #[error("chat template: {detail}")]
+    #[error("chat template: {}", escaped(.detail, 400))]
     Template { detail: String },
 
     /// The chat template itself rejected the conversation with `raise_exception(...)`.
-    #[error("chat template rejected the conversation: {message}")]
+    #[error("chat template rejected the conversation: {}", quoted(.message))]
     TemplateRaised { message: String },
 }
 

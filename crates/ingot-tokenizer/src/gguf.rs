@@ -10,7 +10,8 @@
 //!   merges are rebuilt from the scores as HF's `SentencePieceExtractor` does.
 //!
 //! Tokens of type control (and unknown) become special added tokens, user-defined ones plain added
-//! tokens, so text such as `<|im_start|>` encodes to its one id.
+//! tokens. A special token's spelling becomes its one id only in a chat template's markup
+//! (`Tokenizer::encode_prompt`); in text it is ordinary characters.
 
 use std::path::Path;
 
@@ -196,7 +197,10 @@ fn byte_level_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<(tokenizers::Token
                 Some(at) => Ok((line[..at].to_string(), line[at + 1..].to_string())),
                 None => Err(invalid(
                     path,
-                    format!("tokenizer.ggml.merges[{i}] = {line:?} is not two tokens separated by a space"),
+                    format!(
+                        "tokenizer.ggml.merges[{i}] = {} is not two tokens separated by a space",
+                        ingot_core::text::quoted(line)
+                    ),
                 )),
             }
         })

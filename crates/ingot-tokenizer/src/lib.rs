@@ -11,6 +11,10 @@
 //! - [`Tokenizer::eos_ids`] lists every token that ends a turn, since chat models stop on
 //!   `<|im_end|>` or `<|eot_id|>` rather than on EOS.
 //! - Chat templates are Jinja run by minijinja, configured to behave as transformers' renderer.
+//! - Only a chat template's own markup may become control tokens: [`Tokenizer::encode`] reads
+//!   every special-token spelling as text, and [`Tokenizer::encode_prompt`] parses them only in
+//!   the markup ranges of a [`Prompt`] (from [`ChatTemplate::render_prompt`]), so user, tool and
+//!   document text can never end or forge a turn.
 //! - Trained tokenizers (`train.rs`) are plain HF pipelines too, so their tokenizer.json loads anywhere.
 //!
 //! Files: `tokenizer.rs` (the type, tokenizer.json loading, saving), `gguf.rs` (building from
@@ -24,7 +28,7 @@ mod stream;
 mod tokenizer;
 mod train;
 
-pub use chat::{ChatTemplate, Message};
+pub use chat::{ChatTemplate, Message, Prompt};
 pub use error::{Error, Result};
 pub use stream::TokenStream;
 pub use tokenizer::Tokenizer;

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use ingot_core::assets::write_atomic;
 use serde::Deserialize;
 
-use crate::chat::ChatTemplate;
+use crate::chat::{ChatTemplate, Prompt};
 use crate::error::{Error, Result};
 
 /// Tokens that end a turn in common chat formats. Chat models stop on these rather than on the
@@ -43,6 +43,9 @@ pub struct Tokenizer {
     /// Cached: `tokenizers` rebuilds the whole vocabulary map to count it (~1 ms at 49k tokens),
     /// too slow to ask once per generated token.
     pub(crate) vocab_size: usize,
+    /// The special (control) tokens' spellings and ids, longest first, for finding them in the
+    /// markup of a [`Prompt`]; `inner` itself is set never to match them.
+    pub(crate) specials: Vec<(String, u32)>,
 }
 
 /// A summary: the derived form would print the whole vocabulary.
@@ -104,9 +107,10 @@ impl Tokenizer {
         Ok(Self::assemble(inner, [bos, eos, pad, unk], &extra_eos, add_bos, add_eos, chat_template))
     }
 
-    /// Fill in the derived fields (the end-of-turn ids). `roles` is `[bos, eos, pad, unk]`.
+    /// Fill in the derived fields (the end-of-turn ids, the special tokens) and stop `inner`
+    /// from reading special tokens in text. `roles` is `[bos, eos, pad, unk]`.
     pub(crate) fn assemble(
-        inner: tokenizers::Tokenizer,
+        mut inner: tokenizers::Tokenizer,
         roles: [Option<u32>; 4],
         extra_eos: &[u32],
         add_bos: bool,
@@ -125,27 +129,81 @@ impl Tokenizer {
             .collect();
         eos_ids.sort_unstable();
         eos_ids.dedup();
+        let mut specials: Vec<(String, u32)> = added
+            .iter()
+            .filter(|(_, t)| t.special && !t.content.is_empty())
+            .map(|(&id, t)| (t.content.clone(), id))
+            .collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        // From here on HF reads `<|im_end|>` in text as the characters it is made of (its
+        // `split_special_tokens`); `encode_prompt` finds special tokens in markup itself.
+        // Non-special added tokens (a vocabulary's `<tool_call>`) are still matched.
+        inner.set_encode_special_tokens(true);
         let vocab_size = inner.get_vocab_size(true);
-        Self { inner, bos, eos, pad, unk, eos_ids, add_bos, add_eos, chat_template, vocab_size }
+        Self { inner, bos, eos, pad, unk, eos_ids, add_bos, add_eos, chat_template, vocab_size, specials }
     }
 
-    /// Token ids of `text`. With `add_special`, BOS (and EOS) are added when the model's
-    /// tokenizer config asks for them; special-token text such as `<|im_start|>` is always
-    /// recognised as its single id.
+    /// Token ids of `text`, which is read as text: a special token's spelling such as
+    /// `<|im_end|>` becomes the ordinary tokens of its characters, never the control token, so
+    /// nothing a user, a tool or a document supplies can end a turn or forge one. With
+    /// `add_special`, BOS (and EOS) are added when the model's tokenizer config asks for them.
+    /// For a chat template's output use [`Tokenizer::encode_prompt`].
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        // The HF post-processor is bypassed so that GGUF- and JSON-built tokenizers add BOS/EOS
-        // by the same two flags.
-        let encoding =
-            self.inner.encode(text, false).map_err(Error::hf(format!("encoding {} bytes of text", text.len())))?;
-        let mut ids = Vec::with_capacity(encoding.len() + 2);
+        self.encode_prompt(&Prompt::text_only(text), add_special)
+    }
+
+    /// Token ids of a [`Prompt`]: special-token spellings become their ids inside its markup
+    /// only, content is read as text (as by [`Tokenizer::encode`]). With `add_special`, BOS/EOS
+    /// are added as for `encode`; a rendered chat template holds its own, so it passes false.
+    ///
+    /// The ids equal HF's encoding of the whole text with special tokens parsed, wherever the
+    /// content spells none: HF also cuts the text at special tokens and encodes the pieces
+    /// between them alone, which is what is done here, cutting at the markup's only.
+    pub fn encode_prompt(&self, prompt: &Prompt, add_special: bool) -> Result<Vec<u32>> {
+        let text = prompt.as_str();
+        let mut ids = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             ids.extend(self.bos);
         }
-        ids.extend_from_slice(encoding.get_ids());
+        let mut piece_start = 0;
+        for range in prompt.markup_ranges() {
+            let mut at = range.start;
+            while at < range.end {
+                let markup = &text[at..range.end];
+                match self.specials.iter().find(|(spelling, _)| markup.starts_with(spelling.as_str())) {
+                    Some((spelling, id)) => {
+                        self.encode_text_into(&text[piece_start..at], &mut ids)?;
+                        ids.push(*id);
+                        at += spelling.len();
+                        piece_start = at;
+                    }
+                    None => at += markup.chars().next().map_or(1, char::len_utf8),
+                }
+            }
+        }
+        self.encode_text_into(&text[piece_start..], &mut ids)?;
         if add_special && self.add_eos {
             ids.extend(self.eos);
         }
         Ok(ids)
+    }
+
+    /// As [`Tokenizer::encode`] but with every special-token spelling read as its id: for text
+    /// the program writes itself (markup, test fixtures), never for anything a user supplied.
+    pub fn encode_markup(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
+        self.encode_prompt(&Prompt::markup(text), add_special)
+    }
+
+    /// Append the ids of `text` read as text (no special tokens). The HF post-processor is
+    /// bypassed so that GGUF- and JSON-built tokenizers add BOS/EOS by the same two flags.
+    fn encode_text_into(&self, text: &str, ids: &mut Vec<u32>) -> Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        let encoding =
+            self.inner.encode(text, false).map_err(Error::hf(format!("encoding {} bytes of text", text.len())))?;
+        ids.extend_from_slice(encoding.get_ids());
+        Ok(())
     }
 
     /// Text of `ids`; with `skip_special`, special tokens (BOS, `<|im_end|>`, ...) are left out.
@@ -207,7 +265,8 @@ impl Tokenizer {
         self.chat_template.as_ref()
     }
 
-    /// The wrapped HF tokenizer, for what this type does not expose (offsets, training).
+    /// The wrapped HF tokenizer, for what this type does not expose (offsets, training). It is
+    /// set to read special-token spellings as text (`set_encode_special_tokens(true)`).
     pub fn hf(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
@@ -325,7 +384,7 @@ impl IdOrIds {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| ingot_core::Error::Io { path: path.to_path_buf(), source }.into())
+    std::fs::read_to_string(path).map_err(|source| ingot_core::Error::Io { op: "read", path: path.to_path_buf(), source }.into())
 }
 
 fn read_text_if_present(path: &Path) -> Result<Option<String>> {

@@ -64,6 +64,9 @@ where
     S: AsRef<str> + Send,
 {
     let specials = check_specials(&opts.special_tokens)?;
+    // HF's trainer reserves tables for the whole target vocabulary up front: check the size and
+    // the memory before it does (1e9 tokens asked for 71 GB and aborted).
+    ingot_core::limits::check_bpe_training("BPE vocab size", opts.vocab_size)?;
     let alphabet: HashSet<char> = ByteLevel::alphabet().into_iter().collect();
     let floor = alphabet.len() + specials.len();
     if opts.vocab_size < floor {

@@ -58,7 +58,7 @@ fn encodes_to_the_gguf_vocabulary_ids() {
 fn special_tokens_and_roles() {
     let Some((tok, _)) = load() else { return };
     let user = tok.token_to_id("user").unwrap();
-    assert_eq!(tok.encode("<|im_start|>user", true).unwrap(), [1, user]);
+    assert_eq!(tok.encode_markup("<|im_start|>user", true).unwrap(), [1, user]);
     assert_eq!(tok.id_to_token(1).as_deref(), Some("<|im_start|>"));
     assert_eq!(tok.decode(&[1, user, 2], false).unwrap(), "<|im_start|>user<|im_end|>");
     assert_eq!(tok.decode(&[1, user, 2], true).unwrap(), "user");
@@ -97,7 +97,7 @@ fn chat_template_renders_like_transformers() {
          <|im_start|>user\nHi<|im_end|>\n"
     );
     // The rendered prompt's markers encode as single special ids.
-    let ids = tok.encode(&template.render(&[Message::user("Hi")], true).unwrap(), true).unwrap();
+    let ids = tok.encode_markup(&template.render(&[Message::user("Hi")], true).unwrap(), true).unwrap();
     assert_eq!(ids.iter().filter(|&&id| id == 1).count(), 3);
     assert_eq!(ids.iter().filter(|&&id| id == 2).count(), 2);
 }
@@ -124,7 +124,7 @@ fn token_stream_emits_whole_characters_only() {
     assert_eq!(chunks.concat(), text);
 
     // Skipping specials: the stop token adds no text.
-    let ids = tok.encode("<|im_start|>assistant\nSure 👍<|im_end|>", false).unwrap();
+    let ids = tok.encode_markup("<|im_start|>assistant\nSure 👍<|im_end|>", false).unwrap();
     let mut stream = tok.stream(true);
     let mut out = String::new();
     for &id in &ids {
@@ -148,7 +148,7 @@ fn token_stream_finish_flushes_an_incomplete_character() {
 #[test]
 fn saves_and_reloads_through_tokenizer_json() {
     let Some((tok, _)) = load() else { return };
-    let dir = common::scratch_dir("smollm-save");
+    let dir = ingot_test_support::temp_dir("smollm-save");
     tok.save(dir.join("tokenizer.json")).unwrap();
     tok.save_config(dir.join("tokenizer_config.json")).unwrap();
 
@@ -165,5 +165,4 @@ fn saves_and_reloads_through_tokenizer_json() {
         reloaded.chat_template().unwrap().render(&messages, true).unwrap(),
         tok.chat_template().unwrap().render(&messages, true).unwrap()
     );
-    let _ = std::fs::remove_dir_all(dir);
 }

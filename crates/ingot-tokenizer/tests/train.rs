@@ -1,10 +1,6 @@
 //! Tokenizer training: byte-level BPE and character-level tokenizers round-trip Shakespeare,
 //! honour the vocabulary size and special tokens, and survive save/reload through tokenizer.json.
 
-mod common;
-
-use std::path::PathBuf;
-
 use ingot_tokenizer::{char_level, train_bpe, BpeOptions, Tokenizer, CHAR_UNK, ENDOFTEXT};
 
 /// Public-domain Shakespeare (Sonnet 18, Hamlet III.1, Macbeth V.5), with blank lines, indents,
@@ -37,7 +33,7 @@ fn round_trip(tok: &Tokenizer, text: &str) {
 
 /// Save to a scratch folder (tokenizer.json + tokenizer_config.json) and load back.
 fn reload(tok: &Tokenizer, name: &str) -> Tokenizer {
-    let dir = common::scratch_dir(name);
+    let dir = ingot_test_support::temp_dir(name);
     tok.save(dir.join("tokenizer.json")).unwrap();
     tok.save_config(dir.join("tokenizer_config.json")).unwrap();
     Tokenizer::from_file(dir.join("tokenizer.json")).unwrap()
@@ -59,8 +55,9 @@ fn char_level_round_trips_and_reloads() {
         round_trip(&tok, text);
         assert_eq!(tok.encode(text, false).unwrap().len(), text.chars().count(), "one token per character");
     }
-    round_trip(&tok, &format!("{}{ENDOFTEXT}{}", EXCERPTS[0], EXCERPTS[1]));
-    let with_eos = tok.encode(&format!("a{ENDOFTEXT}b"), false).unwrap();
+    let joined = format!("{}{ENDOFTEXT}{}", EXCERPTS[0], EXCERPTS[1]);
+    assert_eq!(tok.decode(&tok.encode_markup(&joined, true).unwrap(), false).unwrap(), joined);
+    let with_eos = tok.encode_markup(&format!("a{ENDOFTEXT}b"), false).unwrap();
     assert_eq!(with_eos[1], 0, "special token text encodes to its id: {with_eos:?}");
 
     let back = reload(&tok, "char-reload");
@@ -124,7 +121,7 @@ fn bpe_is_deterministic_and_orders_special_tokens() {
     let b = train_bpe(EXCERPTS, &opts).unwrap();
     assert_eq!(a.content_hash().unwrap(), b.content_hash().unwrap(), "same corpus and options, same tokenizer");
     assert_eq!(a.token_to_id("<|pad|>"), Some(1));
-    assert_eq!(a.encode("x<|pad|>y", false).unwrap()[1], 1);
+    assert_eq!(a.encode_markup("x<|pad|>y", false).unwrap()[1], 1);
 
     let other = train_bpe(EXCERPTS, &BpeOptions { vocab_size: 290, ..opts.clone() }).unwrap();
     assert_ne!(a.content_hash().unwrap(), other.content_hash().unwrap());
@@ -144,11 +141,9 @@ fn bpe_rejects_a_vocab_smaller_than_the_byte_alphabet() {
 /// The real corpus: one play, a 1024-token BPE.
 #[test]
 fn bpe_on_hamlet() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/corpus/shakespeare/hamlet_gut.txt");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipping: {} is missing (fetch it with `scripts/fetch-assets corpus`)", path.display());
-        return;
-    };
+    let Some(corpus) = ingot_test_support::corpus_dir() else { return };
+    let path = corpus.join("hamlet_gut.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let tok = train_bpe([text.as_str()], &BpeOptions { vocab_size: 1024, ..BpeOptions::default() }).unwrap();
     assert_eq!(tok.vocab_size(), 1024);
     round_trip(&tok, &text);

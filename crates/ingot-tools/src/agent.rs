@@ -21,10 +21,18 @@
 //! tags are the ones the system prompt names. The JSON is built with serde_json, so a tool result or
 //! an error message can never break out of its string.
 //!
+//! Nor out of its turn: the conversation is rendered as a [`ingot_tokenizer::Prompt`] and encoded
+//! with `encode_prompt`, so only the template's own markup becomes control tokens. A tool result,
+//! a document or a tool description that spells `<|im_end|>\n<|im_start|>assistant` is read by the
+//! model as those characters, not as the end of its turn.
+//!
 //! Errors: [`AgentError`]. A tool's failure, an unknown tool or an unreadable call is not an error
 //! of the loop: it becomes a result the model sees, so it can correct its next call.
 
-use ingot_generate::{generate, FinishReason, GenerateParams, Pipeline};
+use std::sync::atomic::AtomicBool;
+
+use ingot_generate::generate::generate_until;
+use ingot_generate::{FinishReason, GenerateParams, Pipeline};
 use ingot_tokenizer::Message;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -44,6 +52,9 @@ pub enum AgentError {
     /// The agent was set up in a way that cannot work; the message says how to fix it.
     #[error("{0}")]
     Config(String),
+    /// The cancel flag ([`Agent::with_cancel`]) was raised during a step.
+    #[error("the reply was stopped before it finished")]
+    Cancelled,
 }
 
 impl From<ingot_generate::Error> for AgentError {
@@ -108,12 +119,14 @@ pub struct Agent<'a> {
     params: GenerateParams,
     max_steps: usize,
     system: Option<String>,
+    on_prompt: Option<Box<dyn Fn(&[u32]) + 'a>>,
+    cancel: Option<&'a AtomicBool>,
 }
 
 impl<'a> Agent<'a> {
     /// An agent with greedy decoding, 256 tokens per step and at most 5 steps.
     pub fn new(pipeline: &'a Pipeline, tools: Vec<Box<dyn Tool>>) -> Self {
-        Self { pipeline, tools, params: GenerateParams::default(), max_steps: 5, system: None }
+        Self { pipeline, tools, params: GenerateParams::default(), max_steps: 5, system: None, on_prompt: None, cancel: None }
     }
 
     /// Generation settings for every step; `</tool_call>` is added to the stop strings.
@@ -132,6 +145,20 @@ impl<'a> Agent<'a> {
     /// message (templates that describe tools themselves).
     pub fn with_system(mut self, system: impl Into<String>) -> Self {
         self.system = Some(system.into());
+        self
+    }
+
+    /// Call `hook` with the token ids of each step's prompt, just before the model reads them
+    /// (to inspect exactly what the model is fed).
+    pub fn with_prompt_hook(mut self, hook: impl Fn(&[u32]) + 'a) -> Self {
+        self.on_prompt = Some(Box::new(hook));
+        self
+    }
+
+    /// Stop generating as soon as `cancel` is set (Ctrl-C); the run then fails with
+    /// [`AgentError::Cancelled`] and runs no tool the unfinished step may have named.
+    pub fn with_cancel(mut self, cancel: &'a AtomicBool) -> Self {
+        self.cancel = Some(cancel);
         self
     }
 
@@ -190,13 +217,18 @@ impl<'a> Agent<'a> {
         }
         let p = self.pipeline;
         let reply = |messages: &[Message]| -> Result<(String, FinishReason), AgentError> {
-            let prompt = if native_tools {
-                template.render_with_tools(messages, Some(&schemas), true)?
-            } else {
-                template.render(messages, true)?
-            };
-            let ids = p.tokenizer.encode(&prompt, false)?;
-            let generation = generate(&p.model, &p.tokenizer, &ids, &params, &p.device, |_| {})?;
+            let tools = if native_tools { Some(schemas.as_slice()) } else { None };
+            let prompt = template.render_prompt(messages, tools, true)?;
+            let ids = p.tokenizer.encode_prompt(&prompt, false)?;
+            if let Some(hook) = &self.on_prompt {
+                hook(&ids);
+            }
+            let never = AtomicBool::new(false);
+            let cancel = self.cancel.unwrap_or(&never);
+            let generation = generate_until(&p.model, &p.tokenizer, &ids, &params, &p.device, cancel, |_| {})?;
+            if generation.finish_reason == FinishReason::Cancelled {
+                return Err(AgentError::Cancelled);
+            }
             Ok((generation.text, generation.finish_reason))
         };
         run_loop(&self.tools, self.max_steps, tool_role, messages, reply, on_step)

@@ -24,10 +24,10 @@
 //! colons, parentheses, `AND OR`, emoji) never fails to parse: the worst case is fewer matches.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use ingot_core::atomic::{self, StagedDir};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tantivy::collector::TopDocs;
@@ -70,6 +70,9 @@ pub enum SearchError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing the index (the output-path policy, the atomic swap).
+    #[error(transparent)]
+    Core(#[from] ingot_core::Error),
     #[error("search index {op} failed: {source}")]
     Tantivy {
         op: &'static str,
@@ -159,18 +162,25 @@ impl std::fmt::Debug for SearchIndex {
 }
 
 impl SearchIndex {
-    /// Indexes `docs_dir` into `index_dir`, replacing any index there atomically.
+    /// Indexes `docs_dir` into `index_dir`, replacing any index there atomically. Refuses an
+    /// `index_dir` that holds anything but an Ingot index (see [`build_staged`]).
     pub fn build(docs_dir: &Path, index_dir: &Path) -> Result<BuildReport> {
-        build_staged(docs_dir, index_dir)?.commit()
+        build_staged(docs_dir, index_dir, false)?.commit()
+    }
+
+    /// [`SearchIndex::build`] that replaces whatever is at `index_dir` (`--force`); it still
+    /// refuses an `index_dir` that is or contains `docs_dir`.
+    pub fn build_replacing(docs_dir: &Path, index_dir: &Path) -> Result<BuildReport> {
+        build_staged(docs_dir, index_dir, true)?.commit()
     }
 
     /// Opens the index at `index_dir`. If a build crashed between its two renames, the previous
-    /// index is still complete in `<index_dir>.old-<pid>` and is opened from there.
+    /// index is still complete beside it and is opened from there.
     pub fn open(index_dir: &Path) -> Result<Self> {
         if index_dir.is_dir() {
             return Self::open_complete(index_dir);
         }
-        match newest_sibling(index_dir, ".old-", true) {
+        match atomic::previous_copy(index_dir) {
             Some(old) => Self::open_complete(&old),
             None => Err(SearchError::IndexMissing { path: index_dir.to_path_buf() }),
         }
@@ -233,75 +243,43 @@ impl SearchIndex {
 // Building and the atomic swap
 
 /// A complete index built in its temporary folder, not yet swapped into place. Dropping it removes
-/// the temporary folder; `std::mem::forget` on it is how tests simulate a crash before the swap.
+/// the temporary folder; a process killed before the commit leaves it for the next build to remove.
 #[derive(Debug)]
 pub struct StagedIndex {
-    tmp_dir: PathBuf,
-    index_dir: PathBuf,
+    dir: StagedDir,
     report: BuildReport,
 }
 
 impl StagedIndex {
     /// Path of the temporary folder holding the staged index.
     pub fn tmp_dir(&self) -> &Path {
-        &self.tmp_dir
+        self.dir.path()
     }
 
     /// Swaps the staged index into place and deletes the previous one.
     pub fn commit(self) -> Result<BuildReport> {
-        let old = sibling(&self.index_dir, &format!(".old-{}", std::process::id()));
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(io_err("removing stale index", &old))?;
-        }
-        let had_previous = self.index_dir.exists();
-        if had_previous {
-            fs::rename(&self.index_dir, &old).map_err(io_err("moving aside old index", &self.index_dir))?;
-        }
-        // A crash here leaves no `index_dir`, but the previous index is complete in `old`.
-        if let Err(e) = fs::rename(&self.tmp_dir, &self.index_dir) {
-            if had_previous {
-                let _ = fs::rename(&old, &self.index_dir);
-            }
-            return Err(io_err("moving new index into place", &self.index_dir)(e));
-        }
-        sync_parent(&self.index_dir);
-        if had_previous {
-            // The new index is live; failing to delete the old copy wastes disk but loses nothing.
-            let _ = fs::remove_dir_all(&old);
-        }
-        let report = self.report.clone();
-        std::mem::forget(self); // the tmp folder is now the index; Drop must not delete it
-        Ok(report)
+        self.dir.commit()?;
+        Ok(self.report)
     }
 }
 
-impl Drop for StagedIndex {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.tmp_dir);
-    }
-}
-
-/// Builds a complete index of `docs_dir` in `<index_dir>.tmp-<pid>` without touching `index_dir`.
-/// [`StagedIndex::commit`] swaps it in. Exposed so tests can stop between the two steps.
-pub fn build_staged(docs_dir: &Path, index_dir: &Path) -> Result<StagedIndex> {
+/// Builds a complete index of `docs_dir` in a temporary folder beside `index_dir` without touching
+/// `index_dir`; [`StagedIndex::commit`] swaps it in. Exposed so tests can stop between the steps.
+///
+/// `index_dir` must be absent, empty, or an Ingot index (it has [`MANIFEST_FILE`]), unless `force`;
+/// and it may never be `docs_dir` or a folder containing it (replacing it would delete the
+/// documents).
+pub fn build_staged(docs_dir: &Path, index_dir: &Path, force: bool) -> Result<StagedIndex> {
     let started = Instant::now();
     if !docs_dir.is_dir() {
         return Err(SearchError::DocsDirMissing { path: docs_dir.to_path_buf() });
     }
-    if let Some(parent) = index_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(io_err("creating folder", parent))?;
-    }
-    recover_and_clean(index_dir)?;
-
-    let tmp_dir = sibling(index_dir, &format!(".tmp-{}", std::process::id()));
-    if tmp_dir.exists() {
-        fs::remove_dir_all(&tmp_dir).map_err(io_err("removing stale temporary index", &tmp_dir))?;
-    }
-    fs::create_dir_all(&tmp_dir).map_err(io_err("creating temporary index", &tmp_dir))?;
+    atomic::check_not_inside(index_dir, docs_dir, "documents folder")?;
+    atomic::check_output(index_dir, "search index", MANIFEST_FILE, force)?;
+    let dir = StagedDir::create(index_dir)?;
     // From here on, an error drops `staged`, which removes the temporary folder.
     let mut staged = StagedIndex {
-        tmp_dir,
-        index_dir: index_dir.to_path_buf(),
+        dir,
         report: BuildReport {
             manifest: Manifest {
                 format_version: FORMAT_VERSION,
@@ -314,15 +292,16 @@ pub fn build_staged(docs_dir: &Path, index_dir: &Path) -> Result<StagedIndex> {
             skipped: Vec::new(),
         },
     };
+    let tmp_dir = staged.tmp_dir().to_path_buf();
 
     let (schema, fields) = schema();
-    let index = Index::create_in_dir(&staged.tmp_dir, schema).map_err(tv_err("create"))?;
+    let index = Index::create_in_dir(&tmp_dir, schema).map_err(tv_err("create"))?;
     // One thread: document folders are small, and one thread keeps passage order deterministic.
     let mut writer: IndexWriter =
         index.writer_with_num_threads(1, WRITER_MEMORY_BYTES).map_err(tv_err("opening writer"))?;
 
     let mut files = Vec::new();
-    collect_files(docs_dir, index_dir, &staged.tmp_dir, &mut files)?;
+    collect_files(docs_dir, index_dir, &tmp_dir, &mut files)?;
     files.sort();
     let (mut documents, mut passages) = (0, 0);
     for path in files {
@@ -353,88 +332,8 @@ pub fn build_staged(docs_dir: &Path, index_dir: &Path) -> Result<StagedIndex> {
     m.passages = passages;
     m.built_at_unix_secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
     m.build_millis = started.elapsed().as_millis() as u64;
-    write_manifest(&staged.tmp_dir, m)?;
+    write_manifest(&tmp_dir, m)?;
     Ok(staged)
-}
-
-/// Undoes a crash between the two renames of a swap (no `index_dir`, a complete `.old-*` beside
-/// it) and removes leftovers of dead builds, so every build starts from a clean state.
-fn recover_and_clean(index_dir: &Path) -> Result<()> {
-    if !index_dir.exists() {
-        if let Some(old) = newest_sibling(index_dir, ".old-", true) {
-            fs::rename(&old, index_dir).map_err(io_err("restoring previous index", &old))?;
-        }
-    }
-    for (path, pid) in siblings(index_dir, ".old-").into_iter().chain(siblings(index_dir, ".tmp-")) {
-        if pid != std::process::id() && !process_alive(pid) {
-            let _ = fs::remove_dir_all(&path);
-        }
-    }
-    Ok(())
-}
-
-/// `<index_dir><suffix>` in the same parent folder (renames within one folder are atomic).
-fn sibling(index_dir: &Path, suffix: &str) -> PathBuf {
-    let mut name = index_dir.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    index_dir.with_file_name(name)
-}
-
-/// Sibling folders named `<index_dir><prefix><pid>`, with the pid.
-fn siblings(index_dir: &Path, prefix: &str) -> Vec<(PathBuf, u32)> {
-    let Some(base) = index_dir.file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
-    };
-    let parent = match index_dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let Ok(entries) = fs::read_dir(parent) else {
-        return Vec::new();
-    };
-    let want = format!("{base}{prefix}");
-    let mut out: Vec<(PathBuf, u32)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let pid = name.strip_prefix(&want)?.parse().ok()?;
-            Some((e.path(), pid))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// The most recently modified `<index_dir><prefix>*` sibling, optionally only complete ones.
-fn newest_sibling(index_dir: &Path, prefix: &str, complete: bool) -> Option<PathBuf> {
-    siblings(index_dir, prefix)
-        .into_iter()
-        .map(|(p, _)| p)
-        .filter(|p| !complete || p.join(MANIFEST_FILE).is_file())
-        .max_by_key(|p| fs::metadata(p).and_then(|m| m.modified()).ok())
-}
-
-/// Whether a build with this pid may still be running. Where that can't be known, assume it is,
-/// so a concurrent build's folder is never deleted from under it.
-fn process_alive(pid: u32) -> bool {
-    let proc_root = Path::new("/proc");
-    if proc_root.join("self").exists() {
-        proc_root.join(pid.to_string()).exists()
-    } else {
-        true
-    }
-}
-
-/// Makes the renames in `path`'s parent durable (Unix only; elsewhere a no-op).
-fn sync_parent(path: &Path) {
-    #[cfg(unix)]
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(dir) = fs::File::open(parent) {
-            let _ = dir.sync_all();
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
@@ -444,9 +343,8 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
         path: path.clone(),
         source: e.into(),
     })?;
-    let mut file = fs::File::create(&path).map_err(io_err("creating", &path))?;
-    file.write_all(&json).map_err(io_err("writing", &path))?;
-    file.sync_all().map_err(io_err("syncing", &path))
+    // Inside the staged folder, whose commit syncs every file.
+    fs::write(&path, json).map_err(io_err("writing", &path))
 }
 
 fn read_manifest(dir: &Path) -> std::result::Result<Manifest, String> {

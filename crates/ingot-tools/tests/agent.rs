@@ -1,8 +1,6 @@
 //! The tool-calling loop: its dispatch step (calls → results → message) tested without a model, and
 //! the whole loop run on the real default model (SmolLM2-135M-Instruct) with the calculator.
 
-use std::path::PathBuf;
-
 use candle_core::Device;
 use ingot_generate::{FinishReason, GenerateParams, Pipeline};
 use ingot_tokenizer::Message;
@@ -141,16 +139,6 @@ fn loop_feeds_errors_back_then_answers() {
     assert!(err.to_string().contains("max_steps"));
 }
 
-fn model_path() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI is set but the default model is missing at {}", path.display());
-    println!("skipping: {} is missing (run `ingot download` to fetch it)", path.display());
-    None
-}
-
 fn print_step(i: usize, step: &Step) {
     println!("--- step {i} (finish: {:?}, step_limit_reached: {})", step.finish_reason, step.step_limit_reached);
     println!("model: {:?}", step.model_text);
@@ -161,7 +149,7 @@ fn print_step(i: usize, step: &Step) {
 
 #[test]
 fn real_model_loop_terminates_and_records_every_step() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = ingot_test_support::real_model() else { return };
     let pipeline = Pipeline::load(&path, &Device::Cpu).unwrap();
     let native = pipeline.tokenizer.chat_template().is_some_and(|t| t.source().contains("tools"));
     println!("template describes tools itself: {native}");
@@ -203,7 +191,7 @@ fn real_model_loop_terminates_and_records_every_step() {
 
 #[test]
 fn duplicate_tool_names_are_a_config_error() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = ingot_test_support::real_model() else { return };
     let pipeline = Pipeline::load(&path, &Device::Cpu).unwrap();
     let err = Agent::new(&pipeline, vec![Box::new(Calculator), Box::new(Calculator)]).run("hi").unwrap_err();
     assert!(err.to_string().contains("unique"), "{err}");
@@ -211,7 +199,7 @@ fn duplicate_tool_names_are_a_config_error() {
 
 #[test]
 fn real_model_conversation_runs_over_the_history() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = ingot_test_support::real_model() else { return };
     let pipeline = Pipeline::load(&path, &Device::Cpu).unwrap();
     let agent = Agent::new(&pipeline, vec![Box::new(Calculator)])
         .with_params(GenerateParams { max_tokens: 16, ..Default::default() })

@@ -1,9 +1,8 @@
 //! Tool-call parsing: well-formed calls, each kind of damage the repairs handle, and hostile input
-//! (which must give a sensible result quickly, never a panic).
+//! (which must give a sensible result, bounded by the parser's limits, never a panic).
 
-use std::time::{Duration, Instant};
-
-use ingot_tools::calls::MAX_SCAN_BYTES;
+use ingot_test_support::finishes;
+use ingot_tools::calls::{ParsedReply, MAX_SCAN_BYTES};
 use ingot_tools::{parse_calls, CallError, ToolCall};
 use serde_json::json;
 
@@ -169,12 +168,13 @@ fn missing_arguments_means_no_arguments() {
     assert_eq!(p.calls, vec![call("now", json!({}))]);
 }
 
-fn quick<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let out = f();
-    let took = start.elapsed();
-    assert!(took < Duration::from_secs(2), "{what} took {took:?}");
-    out
+/// `parse_calls` on hostile input. Its work is bounded by counts, which the callers assert: only
+/// the first `MAX_SCAN_BYTES` are searched (the rest comes back as text) and at most `MAX_CALLS`
+/// calls are read. No speed assertion (the machine may be busy): a hang guard far above the
+/// milliseconds this takes catches a runaway scan.
+fn parse_guarded(what: &str, reply: &str) -> ParsedReply {
+    let reply = reply.to_string();
+    finishes(what, move || parse_calls(&reply))
 }
 
 #[test]
@@ -182,11 +182,11 @@ fn hostile_huge_garbage() {
     // 1 MB of brackets, quotes and tags: only the first 64 KB is searched, the rest is kept as text.
     let unit = "{'\"<tool_call>[,:}\\x";
     let garbage: String = unit.repeat(1_000_000 / unit.len());
-    let p = quick("1 MB garbage", || parse_calls(&garbage));
+    let p = parse_guarded("1 MB garbage", &garbage);
     assert!(p.calls.len() <= ingot_tools::calls::MAX_CALLS);
     assert!(p.calls.iter().all(|c| c.is_err()));
     let plain: String = "a{".repeat(500_000);
-    let p = quick("1 MB of a{", || parse_calls(&plain));
+    let p = parse_guarded("1 MB of a{", &plain);
     assert!(p.calls.is_empty());
     assert!(p.text.len() > MAX_SCAN_BYTES);
 }
@@ -195,13 +195,13 @@ fn hostile_huge_garbage() {
 fn hostile_deep_nesting() {
     for depth in [200, 10_000, 100_000] {
         let nested = format!(r#"{{"name": "f", "arguments": {}{}}}"#, "[".repeat(depth), "]".repeat(depth));
-        let p = quick("deep nesting, bare", || parse_calls(&nested));
+        let p = parse_guarded("deep nesting, bare", &nested);
         assert!(p.calls.is_empty(), "depth {depth}: deep JSON must not read as a call");
         let tagged = format!("<tool_call>{nested}</tool_call>");
-        let p = quick("deep nesting, tagged", || parse_calls(&tagged));
+        let p = parse_guarded("deep nesting, tagged", &tagged);
         assert!(matches!(&p.calls[..], [Err(CallError::InvalidJson { .. })]), "depth {depth}: {:?}", p.calls);
         let open_only = format!("<tool_call>{}", "{".repeat(depth));
-        let p = quick("deep unclosed nesting", || parse_calls(&open_only));
+        let p = parse_guarded("deep unclosed nesting", &open_only);
         assert!(matches!(&p.calls[..], [Err(_)]));
     }
 }
@@ -209,11 +209,11 @@ fn hostile_deep_nesting() {
 #[test]
 fn hostile_many_tags() {
     let many = "<tool_call>".repeat(10_000);
-    let p = quick("many empty tags", || parse_calls(&many));
+    let p = parse_guarded("many empty tags", &many);
     assert_eq!(p.calls.len(), ingot_tools::calls::MAX_CALLS);
     assert!(p.calls.iter().all(|c| *c == Err(CallError::NoJson)));
     let many_calls = r#"<tool_call>{"name": "f", "arguments": {}}</tool_call>"#.repeat(1_000);
-    let p = quick("many calls", || parse_calls(&many_calls));
+    let p = parse_guarded("many calls", &many_calls);
     assert_eq!(p.calls.len(), ingot_tools::calls::MAX_CALLS);
 }
 
@@ -241,7 +241,7 @@ fn odd_escapes_and_unicode() {
     let p = parse_calls("<tool_call>{\"name\": \"echo\u{0}\", \"arguments\": {\"t\": \"\u{0}\u{7f}\"}}</tool_call>");
     assert_eq!(p.calls.len(), 1);
     let wide = "é".repeat(MAX_SCAN_BYTES); // 2 bytes each: the cut falls inside the text
-    let p = quick("multi-byte text past the cut", || parse_calls(&wide));
+    let p = parse_guarded("multi-byte text past the cut", &wide);
     assert_eq!(p.text, wide);
     let p = parse_calls("<tool_call>{\"name\": \"\\");
     assert!(matches!(&p.calls[..], [Err(_)]));

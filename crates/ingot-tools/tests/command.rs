@@ -3,50 +3,24 @@
 //! stdin, timeout, output cap, exit status, and every load-time and call-time check.
 #![cfg(unix)]
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ingot_test_support::temp_dir;
 use ingot_tools::{execute_calls, load_tool_file, load_tool_files, CommandTool, Tool, ToolCall, ToolError};
 use serde_json::{json, Value};
 
-/// A fresh folder under the system temp folder, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ingot-command-test-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Loads a TOML tool file holding exactly one tool.
 fn one_tool(toml: &str) -> CommandTool {
-    let dir = TempDir::new();
-    let mut tools = load_tool_file(&dir.file("tools.toml", toml)).unwrap();
+    let dir = temp_dir("command");
+    let mut tools = load_tool_file(&dir.write("tools.toml", toml)).unwrap();
     assert_eq!(tools.len(), 1);
     tools.pop().unwrap()
 }
 
 /// The error message of loading `toml` as `tools.toml`.
 fn load_error(toml: &str) -> String {
-    let dir = TempDir::new();
-    let path = dir.file("tools.toml", toml);
+    let dir = temp_dir("command");
+    let path = dir.write("tools.toml", toml);
     let err = load_tool_file(&path).err().unwrap_or_else(|| panic!("loading should fail:\n{toml}")).to_string();
     assert!(err.contains(&path.display().to_string()), "the error names the file: {err}");
     err
@@ -79,8 +53,8 @@ type = "string"
 
 #[test]
 fn toml_file_loads_and_its_tools_run() {
-    let dir = TempDir::new();
-    let path = dir.file("tools.toml", WORD_COUNT_TOML);
+    let dir = temp_dir("command");
+    let path = dir.write("tools.toml", WORD_COUNT_TOML);
     let tools = load_tool_file(&path).unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
     assert_eq!(names, ["word_count", "say"]);
@@ -94,8 +68,8 @@ fn toml_file_loads_and_its_tools_run() {
 
 #[test]
 fn json_file_loads_the_same_tree() {
-    let dir = TempDir::new();
-    let path = dir.file(
+    let dir = temp_dir("command");
+    let path = dir.write(
         "tools.json",
         r#"{"tool": [{
             "name": "word_count",
@@ -243,11 +217,15 @@ fn timeout_kills_the_program() {
         type = "integer"
         "#,
     );
+    // A 300 s sleep: the message says it was killed at the timeout, and the call coming back long
+    // before the sleep would end shows it really was (60 s is a hang guard, not a speed test).
     let start = Instant::now();
-    let msg = failed_message(tool.call(&json!({"secs": 30})).unwrap_err());
+    let msg = failed_message(tool.call(&json!({"secs": 300})).unwrap_err());
     let took = start.elapsed();
     assert!(msg.contains("did not finish within 0.5 s and was killed"), "{msg}");
-    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(5), "took {took:?}");
+    // Not killed before its time: a lower bound, which a busy machine can only make safer.
+    assert!(took >= Duration::from_millis(500), "killed after {took:?}, before the 0.5 s timeout");
+    assert!(took < Duration::from_secs(60), "the sleep was not killed: the call took {took:?}");
     assert_eq!(tool.call(&json!({"secs": 0})).unwrap(), "(the command printed nothing)");
 }
 
@@ -260,14 +238,14 @@ fn output_past_the_cap_is_cut_and_the_program_stopped() {
         description = "Endless output"
         command = ["yes", "{word}"]
         max_output_bytes = 100
-        timeout_secs = 20
+        timeout_secs = 60
         [tool.parameters.word]
         type = "string"
         "#,
     );
-    let start = Instant::now();
+    // The cap stops `yes` by byte count: had it not, the call would end at the 60 s timeout (the
+    // hang guard) as a timeout error, not return the cut output and the note.
     let out = tool.call(&json!({"word": "spam"})).unwrap();
-    assert!(start.elapsed() < Duration::from_secs(5), "`yes` was not stopped: took {:?}", start.elapsed());
     let (kept, note) = out.rsplit_once('\n').unwrap();
     assert_eq!(note, "[output cut at 100 bytes: the command was stopped there]");
     assert_eq!(kept.len(), 99, "100 bytes of `spam\\n` lines, the last newline moved before the note: {out:?}");
@@ -289,14 +267,17 @@ fn a_background_process_holding_the_output_does_not_hang_the_call() {
         [[tool]]
         name = "bg"
         description = "d"
-        command = ["sh", "-c", "sleep 3 & echo started"]
+        command = ["sh", "-c", "sleep 60 & echo started"]
         timeout_secs = 0.5
         "#,
     );
+    // Returning by the 0.5 s timeout, not when the 60 s sleep closes the pipe: 30 s tells the two
+    // apart on any machine, however busy.
     let start = Instant::now();
     let out = tool.call(&json!({})).unwrap();
     assert_eq!(out, "started\n");
-    assert!(start.elapsed() < Duration::from_millis(2500), "waited for the background process: {:?}", start.elapsed());
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(30), "waited for the background process: {took:?}");
 }
 
 #[test]
@@ -391,8 +372,8 @@ fn arguments_are_checked_before_anything_runs() {
 
 #[test]
 fn the_agent_dispatch_reports_tool_errors_to_the_model() {
-    let dir = TempDir::new();
-    let tools: Vec<Box<dyn Tool>> = load_tool_file(&dir.file("tools.toml", WORD_COUNT_TOML))
+    let dir = temp_dir("command");
+    let tools: Vec<Box<dyn Tool>> = load_tool_file(&dir.write("tools.toml", WORD_COUNT_TOML))
         .unwrap()
         .into_iter()
         .map(|t| Box::new(t) as Box<dyn Tool>)
@@ -409,10 +390,10 @@ fn the_agent_dispatch_reports_tool_errors_to_the_model() {
 #[test]
 fn a_relative_program_path_is_taken_from_the_tool_file_folder() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new();
-    let script = dir.file("hello.sh", "#!/bin/sh\nprintf 'hello %s' \"$1\"\n");
+    let dir = temp_dir("command");
+    let script = dir.write("hello.sh", "#!/bin/sh\nprintf 'hello %s' \"$1\"\n");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.file(
+    let path = dir.write(
         "tools.toml",
         "[[tool]]\nname = \"hello\"\ndescription = \"d\"\ncommand = [\"./hello.sh\", \"{who}\"]\n\
          [tool.parameters.who]\ntype = \"string\"\n",
@@ -520,29 +501,29 @@ fn load_errors_name_the_file_the_tool_and_the_problem() {
 
 #[test]
 fn file_level_errors() {
-    let dir = TempDir::new();
-    let yaml = dir.file("tools.yaml", "tool: []");
+    let dir = temp_dir("command");
+    let yaml = dir.write("tools.yaml", "tool: []");
     let err = load_tool_file(&yaml).unwrap_err().to_string();
     assert!(err.contains("tools.yaml must end in .toml or .json"), "{err}");
-    let err = load_tool_file(&dir.0.join("absent.toml")).unwrap_err().to_string();
+    let err = load_tool_file(&dir.join("absent.toml")).unwrap_err().to_string();
     assert!(err.starts_with("cannot read tool file") && err.contains("absent.toml"), "{err}");
-    let json = dir.file("bad.json", "{\"tool\": [}");
+    let json = dir.write("bad.json", "{\"tool\": [}");
     let err = load_tool_file(&json).unwrap_err().to_string();
     assert!(err.contains("bad.json is not valid JSON") && err.contains("line 1"), "{err}");
-    let json = dir.file("extra.json", r#"{"tool": [{"name": "t", "description": "d", "command": ["echo"], "x": 1}]}"#);
+    let json = dir.write("extra.json", r#"{"tool": [{"name": "t", "description": "d", "command": ["echo"], "x": 1}]}"#);
     let err = load_tool_file(&json).unwrap_err().to_string();
     assert!(err.contains("extra.json, tool `t`: unknown field `x`"), "{err}");
-    let json = dir.file("number.json", r#"{"tool": [5]}"#);
+    let json = dir.write("number.json", r#"{"tool": [5]}"#);
     let err = load_tool_file(&json).unwrap_err().to_string();
     assert!(err.contains("number.json, tool `#1`: a tool must be a table, got a number"), "{err}");
 }
 
 #[test]
 fn a_name_defined_in_two_files_is_refused() {
-    let dir = TempDir::new();
+    let dir = temp_dir("command");
     let tool = "[[tool]]\nname = \"t\"\ndescription = \"d\"\ncommand = [\"echo\"]\n";
-    let a = dir.file("a.toml", tool);
-    let b = dir.file("b.toml", tool);
+    let a = dir.write("a.toml", tool);
+    let b = dir.write("b.toml", tool);
     assert_eq!(load_tool_files(&[&a]).unwrap().len(), 1);
     let err = load_tool_files(&[&a, &b]).unwrap_err().to_string();
     assert_eq!(
@@ -558,8 +539,8 @@ fn readme_example_is_a_valid_tool_file() {
     let start = readme.find("```toml\n[[tool]]\nname = \"word_count\"").expect("the README has the tool file example");
     let block = &readme[start + "```toml\n".len()..];
     let block = &block[..block.find("```").unwrap()];
-    let dir = TempDir::new();
-    let tools = load_tool_file(&dir.file("tools.toml", block)).unwrap();
+    let dir = temp_dir("command");
+    let tools = load_tool_file(&dir.write("tools.toml", block)).unwrap();
     assert_eq!(tools.len(), 2);
     assert_eq!(tools[0].call(&json!({"text": "one two"})).unwrap().trim(), "2");
     // `notes/` is relative to the current folder, which has none here: grep's own error comes back,

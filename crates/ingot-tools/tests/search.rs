@@ -1,42 +1,13 @@
 //! Tests for the `search` tool: build, reopen, ranking, rebuilds, crash safety, hostile queries.
-//! Each test works in its own temporary folder and removes it at the end.
+//! Each test works in its own temporary folder (`docs/` and `index/` inside it), removed at the end.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
+use ingot_test_support::temp_dir;
 use ingot_tools::search::{build_staged, split_passages, MANIFEST_FILE, MAX_PASSAGE_WORDS};
 use ingot_tools::{SearchError, SearchIndex, SearchTool, Tool, ToolError};
 use serde_json::json;
-
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "ingot-search-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-    fn docs(&self) -> PathBuf {
-        self.0.join("docs")
-    }
-    fn index(&self) -> PathBuf {
-        self.0.join("index")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
@@ -60,14 +31,14 @@ fn sample_docs(root: &Path) {
 
 #[test]
 fn build_reopen_and_find_unique_fact() {
-    let t = TempDir::new("basic");
-    sample_docs(&t.docs());
-    let report = SearchIndex::build(&t.docs(), &t.index()).unwrap();
+    let t = temp_dir("search-basic");
+    sample_docs(&t.join("docs"));
+    let report = SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
     assert_eq!(report.manifest.documents, 3, "{report:?}");
     assert_eq!(report.skipped.len(), 1, "the non-UTF-8 .txt is skipped: {report:?}");
-    assert!(t.index().join(MANIFEST_FILE).is_file());
+    assert!(t.join("index").join(MANIFEST_FILE).is_file());
 
-    let index = SearchIndex::open(&t.index()).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     assert_eq!(index.manifest().documents, 3);
     let hits = index.search("hotel confirmation code", 3).unwrap();
     assert!(!hits.is_empty());
@@ -85,17 +56,17 @@ fn build_reopen_and_find_unique_fact() {
 
 #[test]
 fn more_specific_passage_ranks_first() {
-    let t = TempDir::new("rank");
-    write(&t.docs(), "a.md", "The quarterly budget meeting covered many topics, including lunch.");
+    let t = temp_dir("search-rank");
+    write(&t.join("docs"), "a.md", "The quarterly budget meeting covered many topics, including lunch.");
     write(
-        &t.docs(),
+        &t.join("docs"),
         "b.md",
         "Budget review: the marketing budget for the quarterly campaign was cut; the budget \
          committee approved the quarterly budget revision.",
     );
-    write(&t.docs(), "c.md", "An unrelated note about cats and dogs.");
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
-    let index = SearchIndex::open(&t.index()).unwrap();
+    write(&t.join("docs"), "c.md", "An unrelated note about cats and dogs.");
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     let hits = index.search("quarterly budget", 3).unwrap();
     assert_eq!(hits.len(), 2, "{hits:?}");
     assert_eq!(hits[0].source, "b.md");
@@ -104,95 +75,95 @@ fn more_specific_passage_ranks_first() {
 
 #[test]
 fn rebuild_reflects_edits_deletions_and_additions() {
-    let t = TempDir::new("rebuild");
-    sample_docs(&t.docs());
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
+    let t = temp_dir("search-rebuild");
+    sample_docs(&t.join("docs"));
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
 
-    write(&t.docs(), "notes/travel.txt", "The hotel confirmation code is OKAPI-9090.");
-    fs::remove_file(t.docs().join("projects/deep/ideas.md")).unwrap();
-    write(&t.docs(), "new/recipe.md", "Pistachio gelato needs a pinch of salt.");
-    let report = SearchIndex::build(&t.docs(), &t.index()).unwrap();
+    write(&t.join("docs"), "notes/travel.txt", "The hotel confirmation code is OKAPI-9090.");
+    fs::remove_file(t.join("docs").join("projects/deep/ideas.md")).unwrap();
+    write(&t.join("docs"), "new/recipe.md", "Pistachio gelato needs a pinch of salt.");
+    let report = SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
     assert_eq!(report.manifest.documents, 3);
 
-    let index = SearchIndex::open(&t.index()).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     assert!(index.search("ZEBRA", 5).unwrap().is_empty(), "edited text is gone");
     assert_eq!(index.search("OKAPI", 5).unwrap()[0].source, "notes/travel.txt");
     assert!(index.search("sourdough", 5).unwrap().is_empty(), "deleted file is gone");
     assert_eq!(index.search("pistachio", 5).unwrap()[0].source, "new/recipe.md");
 
     // No temporary or old folders are left beside the index.
-    let leftovers: Vec<_> = fs::read_dir(&t.0)
+    let leftovers: Vec<_> = fs::read_dir(t.path())
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("index."))
+        .filter(|n| n.contains("index."))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
 fn crash_before_swap_keeps_previous_index() {
-    let t = TempDir::new("crash");
-    sample_docs(&t.docs());
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
+    let t = temp_dir("search-crash");
+    sample_docs(&t.join("docs"));
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
 
-    write(&t.docs(), "notes/travel.txt", "The hotel confirmation code is OKAPI-9090.");
-    let staged = build_staged(&t.docs(), &t.index()).unwrap();
+    write(&t.join("docs"), "notes/travel.txt", "The hotel confirmation code is OKAPI-9090.");
+    let staged = build_staged(&t.join("docs"), &t.join("index"), false).unwrap();
     let tmp = staged.tmp_dir().to_path_buf();
     assert!(tmp.join(MANIFEST_FILE).is_file(), "staged index is complete");
     std::mem::forget(staged); // the process "dies" here, before the swap
 
-    let index = SearchIndex::open(&t.index()).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     assert_eq!(index.search("ZEBRA", 3).unwrap()[0].source, "notes/travel.txt");
     assert!(index.search("OKAPI", 3).unwrap().is_empty());
     drop(index);
 
     // The next build ignores the leftover temporary folder and succeeds.
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
-    let index = SearchIndex::open(&t.index()).unwrap();
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     assert_eq!(index.search("OKAPI", 3).unwrap()[0].source, "notes/travel.txt");
 }
 
 #[test]
 fn leftover_tmp_from_dead_build_is_harmless_and_cleaned() {
-    let t = TempDir::new("leftover");
-    sample_docs(&t.docs());
+    let t = temp_dir("search-leftover");
+    sample_docs(&t.join("docs"));
     // A half-written folder from a build whose process is gone (pid far above any real one).
-    let stale = t.0.join("index.tmp-4000000000");
+    let stale = t.join(".index.tmp-4000000000");
     write(&stale, "meta.json", "{ truncated");
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
     assert!(!stale.exists(), "stale temporary folder is removed");
-    let index = SearchIndex::open(&t.index()).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     assert_eq!(index.search("sourdough", 3).unwrap().len(), 1);
 }
 
 #[test]
 fn crash_between_renames_falls_back_to_old_index() {
-    let t = TempDir::new("between");
-    sample_docs(&t.docs());
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
+    let t = temp_dir("search-between");
+    sample_docs(&t.join("docs"));
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
     // The swap moved the live index aside and then the process died.
-    let old = t.0.join("index.old-4000000001");
-    fs::rename(t.index(), &old).unwrap();
+    let old = t.join(".index.old-4000000001");
+    fs::rename(t.join("index"), &old).unwrap();
 
-    let index = SearchIndex::open(&t.index()).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     assert_eq!(index.search("sourdough", 3).unwrap().len(), 1);
     drop(index);
 
     // The next build restores and then replaces it.
-    write(&t.docs(), "extra.md", "Quokka sighting on Rottnest.");
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
+    write(&t.join("docs"), "extra.md", "Quokka sighting on Rottnest.");
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
     assert!(!old.exists());
-    let index = SearchIndex::open(&t.index()).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     assert_eq!(index.search("quokka", 3).unwrap()[0].source, "extra.md");
 }
 
 #[test]
 fn hostile_queries_never_fail() {
-    let t = TempDir::new("hostile");
-    sample_docs(&t.docs());
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
-    let index = SearchIndex::open(&t.index()).unwrap();
+    let t = temp_dir("search-hostile");
+    sample_docs(&t.join("docs"));
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
+    let index = SearchIndex::open(&t.join("index")).unwrap();
     let long = "hotel ".repeat(10_000);
     let queries = [
         "",
@@ -238,36 +209,36 @@ fn hostile_queries_never_fail() {
 
 #[test]
 fn missing_index_says_how_to_build_one() {
-    let t = TempDir::new("missing");
-    let err = SearchIndex::open(&t.index()).unwrap_err();
+    let t = temp_dir("search-missing");
+    let err = SearchIndex::open(&t.join("index")).unwrap_err();
     assert!(matches!(err, SearchError::IndexMissing { .. }), "{err:?}");
     assert!(err.to_string().contains("ingot index build"), "{err}");
 }
 
 #[test]
 fn corrupt_index_is_reported_clearly() {
-    let t = TempDir::new("corrupt");
-    write(&t.index(), "meta.json", "not json");
-    let err = SearchIndex::open(&t.index()).unwrap_err();
+    let t = temp_dir("search-corrupt");
+    write(&t.join("index"), "meta.json", "not json");
+    let err = SearchIndex::open(&t.join("index")).unwrap_err();
     assert!(matches!(err, SearchError::IndexCorrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("ingot index build"), "{err}");
 
     // A manifest but broken tantivy files.
-    sample_docs(&t.docs());
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
-    fs::write(t.index().join("meta.json"), "{ garbage").unwrap();
-    let err = SearchIndex::open(&t.index()).unwrap_err();
+    sample_docs(&t.join("docs"));
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
+    fs::write(t.join("index").join("meta.json"), "{ garbage").unwrap();
+    let err = SearchIndex::open(&t.join("index")).unwrap_err();
     assert!(matches!(err, SearchError::IndexCorrupt { .. }), "{err:?}");
 }
 
 #[test]
 fn missing_docs_dir_is_an_error_and_leaves_index_alone() {
-    let t = TempDir::new("nodocs");
-    sample_docs(&t.docs());
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
-    let err = SearchIndex::build(&t.0.join("nope"), &t.index()).unwrap_err();
+    let t = temp_dir("search-nodocs");
+    sample_docs(&t.join("docs"));
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
+    let err = SearchIndex::build(&t.join("nope"), &t.join("index")).unwrap_err();
     assert!(matches!(err, SearchError::DocsDirMissing { .. }), "{err:?}");
-    assert_eq!(SearchIndex::open(&t.index()).unwrap().manifest().documents, 3);
+    assert_eq!(SearchIndex::open(&t.join("index")).unwrap().manifest().documents, 3);
 }
 
 #[test]
@@ -288,11 +259,11 @@ fn passages_are_bounded_and_cover_the_text() {
 
 #[test]
 fn tool_formats_hits_and_validates_arguments() {
-    let t = TempDir::new("tool");
-    sample_docs(&t.docs());
-    write(&t.docs(), "long.md", &format!("walrus {}", "filler ".repeat(250)));
-    SearchIndex::build(&t.docs(), &t.index()).unwrap();
-    let tool = SearchTool::new(SearchIndex::open(&t.index()).unwrap());
+    let t = temp_dir("search-tool");
+    sample_docs(&t.join("docs"));
+    write(&t.join("docs"), "long.md", &format!("walrus {}", "filler ".repeat(250)));
+    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
+    let tool = SearchTool::new(SearchIndex::open(&t.join("index")).unwrap());
     assert_eq!(tool.name(), "search");
     assert_eq!(tool.parameters()["required"], json!(["query"]));
 

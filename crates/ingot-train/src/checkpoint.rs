@@ -15,20 +15,19 @@
 //! config.json and safetensors (optimizer.safetensors comes along; its keys cannot collide with
 //! model keys, which never start with `m.` or `v.`).
 //!
-//! Crash safety: everything is written into `<out>/.tmp-step-<N>-<pid>/`, each file and the folder
-//! fsync'd, the folder renamed to `step-<N>`, and only then `latest` replaced (write a temporary
-//! file, fsync, rename). A run killed at any point leaves `latest` naming a complete checkpoint;
-//! the half-written temporary folder is removed by the next save in that output folder. Old
-//! checkpoints are pruned only after the new one is in place, and never the one `latest` names.
-//! One process writes to an output folder at a time.
+//! Crash safety (`ingot_core::atomic`): each checkpoint is written into a hidden temporary folder
+//! beside `step-<N>`, every file and the folder fsync'd, the folder swapped into place, and only
+//! then `latest` replaced (an atomic file write). A run killed at any point leaves `latest` naming
+//! a complete checkpoint; the half-written temporary folder is removed by the next save in that
+//! output folder. Old checkpoints are pruned only after the new one is in place, and never the one
+//! `latest` names. One process writes to an output folder at a time.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use ingot_core::assets::write_atomic;
+use ingot_core::atomic::{self, StagedDir};
 use ingot_tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -42,8 +41,6 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
 /// The pointer file in the output folder naming the newest complete checkpoint.
 pub const LATEST_FILE: &str = "latest";
-
-const TMP_PREFIX: &str = ".tmp-step-";
 
 /// What goes into a checkpoint.
 pub struct CheckpointContents<'a> {
@@ -103,43 +100,33 @@ pub fn save(out: &Path, step: u64, contents: &CheckpointContents, keep_last: usi
     staged.commit(keep_last)
 }
 
-/// A checkpoint fully written and synced into its temporary folder, not yet visible.
+/// A checkpoint fully written into its temporary folder, not yet visible.
 ///
 /// [`save`] is `stage` then [`Staged::commit`]; they are separate so that tests can stop between
-/// the two, as a crash would. Dropping a `Staged` leaves the temporary folder for the next save to
-/// remove.
+/// the two. Dropping a `Staged` removes the temporary folder; a process killed before the commit
+/// leaves it for the next save in that output folder to remove.
 #[derive(Debug)]
 pub struct Staged {
     out: PathBuf,
     step: u64,
-    tmp: PathBuf,
+    dir: StagedDir,
 }
 
 impl Staged {
     /// The temporary folder holding the checkpoint.
     pub fn path(&self) -> &Path {
-        &self.tmp
+        self.dir.path()
     }
 
-    /// Move the checkpoint into place, point `latest` at it, and prune old checkpoints.
+    /// Swap the checkpoint into place, point `latest` at it, and prune old checkpoints.
     pub fn commit(self, keep_last: usize) -> Result<PathBuf> {
         let name = step_dir_name(self.step);
-        let dest = self.out.join(&name);
-        if dest.exists() {
-            // rename() will not replace a non-empty folder: move the old one aside first. A crash
-            // between these two renames leaves `latest` naming a missing folder, which `latest()`
-            // reports; the old copy is still in the `.tmp-step-` folder until the next save.
-            let aside = self.out.join(format!("{TMP_PREFIX}{:08}-{}-old", self.step, std::process::id()));
-            std::fs::rename(&dest, &aside).map_err(Error::io(format!("moving aside {}", dest.display()), &aside))?;
-            std::fs::rename(&self.tmp, &dest)
-                .map_err(Error::io(format!("renaming {} to", self.tmp.display()), &dest))?;
-            remove_dir_logged(&aside);
-        } else {
-            std::fs::rename(&self.tmp, &dest)
-                .map_err(Error::io(format!("renaming {} to", self.tmp.display()), &dest))?;
-        }
-        sync_dir(&self.out)?;
-        write_atomic(&self.out.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
+        let dest = self.dir.dest().to_path_buf();
+        // A kill between the swap's two renames leaves `latest` naming a missing folder for a
+        // moment; the old copy beside it is put back by the next write here (and `latest()`
+        // names the problem if that never comes).
+        self.dir.commit()?;
+        atomic::write_file(&self.out.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
         if keep_last > 0 {
             prune(&self.out, keep_last, &name)?;
         }
@@ -148,26 +135,18 @@ impl Staged {
     }
 }
 
-/// Write a checkpoint into a fresh temporary folder under `out` and sync it (the first half of
-/// [`save`]). Also removes temporary folders left by earlier runs that were killed mid-save.
+/// Write a checkpoint into a fresh temporary folder under `out` (the first half of [`save`]).
+/// Also cleans up after earlier runs that were killed mid-save.
 pub fn stage(out: &Path, step: u64, contents: &CheckpointContents) -> Result<Staged> {
-    std::fs::create_dir_all(out).map_err(Error::io("creating output folder", out))?;
-    remove_stale_tmp(out)?;
-    let tmp = out.join(format!("{TMP_PREFIX}{step:08}-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(Error::io("removing", &tmp))?;
-    }
-    std::fs::create_dir(&tmp).map_err(Error::io("creating", &tmp))?;
-
+    let dir = StagedDir::create(&out.join(step_dir_name(step)))?;
+    let tmp = dir.path();
     write_safetensors(&tmp.join(MODEL_FILE), contents.weights, "model weights")?;
     write_safetensors(&tmp.join(OPTIMIZER_FILE), contents.optimizer, "optimizer state")?;
     write_json(&tmp.join(CONFIG_FILE), contents.config)?;
     write_json(&tmp.join(TRAINER_STATE_FILE), contents.trainer_state)?;
-    // Both write via a synced temporary file and rename.
     contents.tokenizer.save(tmp.join(TOKENIZER_FILE))?;
     contents.tokenizer.save_config(tmp.join(TOKENIZER_CONFIG_FILE))?;
-    sync_dir(&tmp)?;
-    Ok(Staged { out: out.to_path_buf(), step, tmp })
+    Ok(Staged { out: out.to_path_buf(), step, dir })
 }
 
 /// The checkpoint folder `<out>/latest` names, or `None` when there is no `latest` yet (a fresh
@@ -260,47 +239,12 @@ fn prune(out: &Path, keep_last: usize, keep: &str) -> Result<()> {
     Ok(())
 }
 
-/// Remove `.tmp-step-*` folders whose writer is gone (killed mid-save).
-fn remove_stale_tmp(out: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(out).map_err(Error::io("listing", out))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TMP_PREFIX)) else { continue };
-        // rest = "<step>-<pid>" or "<step>-<pid>-old"
-        let pid = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|pid| pid != std::process::id() && process_alive(pid)) {
-            continue; // another live process is writing here: leave its folder alone
-        }
-        tracing::info!("removing {} left by an interrupted save", entry.path().display());
-        remove_dir_logged(&entry.path());
-    }
-    Ok(())
-}
-
-/// Whether a process with this id is running. Only Linux can tell cheaply; elsewhere assume not,
-/// which is right for the one-writer-per-folder rule.
-fn process_alive(pid: u32) -> bool {
-    cfg!(target_os = "linux") && Path::new("/proc").join(pid.to_string()).exists()
-}
-
 /// Deleting an old checkpoint or a leftover temporary folder is housekeeping: a failure is
 /// logged, not fatal to the run.
 fn remove_dir_logged(path: &Path) {
     if let Err(e) = std::fs::remove_dir_all(path) {
         tracing::warn!("could not remove {}: {e}", path.display());
     }
-}
-
-fn sync_file(path: &Path) -> Result<()> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(Error::io("syncing", path))
-}
-
-fn sync_dir(path: &Path) -> Result<()> {
-    // Directories cannot be opened for syncing on Windows; there the rename is what we have.
-    if cfg!(unix) {
-        std::fs::File::open(path).and_then(|f| f.sync_all()).map_err(Error::io("syncing folder", path))?;
-    }
-    Ok(())
 }
 
 fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], what: &str) -> Result<()> {
@@ -316,22 +260,19 @@ fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], what: &str) -> R
         .map(|(k, t)| t.contiguous().map(|t| (k, t)))
         .collect::<candle_core::Result<_>>()
         .context(|| format!("preparing {what}"))?;
+    // Inside a staged folder, whose commit syncs every file: a plain write is enough here.
     safetensors::serialize_to_file(contiguous, Some(metadata), path)
-        .map_err(|e| Error::Corrupt { path: path.to_path_buf(), detail: format!("writing {what}: {e}") })?;
-    sync_file(path)
+        .map_err(|e| Error::Corrupt { path: path.to_path_buf(), detail: format!("writing {what}: {e}") })
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(value).map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
-    let mut f = std::fs::File::create(path).map_err(Error::io("creating", path))?;
-    f.write_all(text.as_bytes()).and_then(|_| f.write_all(b"\n")).map_err(Error::io("writing", path))?;
-    f.sync_all().map_err(Error::io("syncing", path))
+    let text = serde_json::to_string_pretty(value).map_err(Error::json(path))?;
+    std::fs::write(path, format!("{text}\n")).map_err(Error::io("writing", path))
 }
 
 fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(Error::io("reading", path))?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map_err(Error::json(path))
 }
 
 /// Read a whole safetensors file. When candle refuses it, look at the file ourselves to say

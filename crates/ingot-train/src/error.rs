@@ -2,8 +2,8 @@
 //!
 //! Each message names the file or the operation, and for a checkpoint that cannot be used, why
 //! and what to do (pick another checkpoint, start afresh). Errors from the crates below
-//! (file formats, tokenizer) pass through unchanged; candle errors always carry what Ingot was
-//! doing when they happened.
+//! (file formats, tokenizer, data, generation) pass through unchanged; OS, JSON and candle errors
+//! are ingot-core's, so candle errors always carry what Ingot was doing when they happened.
 
 use std::path::PathBuf;
 
@@ -19,14 +19,6 @@ pub enum Error {
     #[error(transparent)]
     Tokenizer(#[from] ingot_tokenizer::Error),
 
-    /// An OS-level file operation failed; `op` says which ("creating", "renaming to ...").
-    #[error("{op} {path}: {source}")]
-    Io { op: String, path: PathBuf, source: std::io::Error },
-
-    /// An error from candle's tensor code, with what Ingot was doing when it happened.
-    #[error("{context}: {source}")]
-    Candle { context: String, source: candle_core::Error },
-
     /// A file a checkpoint must have is absent.
     #[error("checkpoint {dir} has no {file} (the folder is incomplete or not an Ingot checkpoint; pick another checkpoint or start afresh)")]
     MissingFile { dir: PathBuf, file: &'static str },
@@ -38,10 +30,6 @@ pub enum Error {
     /// A file is structurally invalid in some other way.
     #[error("{path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
-
-    /// A JSON file (config.json, trainer_state.json) failed to parse or serialize.
-    #[error("cannot parse {path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
 
     /// The `latest` pointer of an output folder names a checkpoint that is not there.
     #[error("{pointer} names checkpoint '{name}', but {missing} does not exist (was it deleted? edit or remove {pointer} to resume from another checkpoint)")]
@@ -71,21 +59,20 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Attach "what we were doing" to a candle error.
-pub trait Context<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> Context<T> for candle_core::Result<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Candle { context: what(), source: ingot_core::error::strip_backtrace(source) })
-    }
-}
+/// Attach "what we were doing" to a candle error: ingot-core's, whose error converts into this
+/// crate's with `?`.
+pub use ingot_core::CandleContext as Context;
 
 impl Error {
-    /// A closure for `map_err` on an `io::Result`: "`op` `path`: cause".
-    pub(crate) fn io(op: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
-        let (op, path) = (op.into(), path.into());
-        move |source| Error::Io { op, path, source }
+    /// A closure for `map_err` on an `io::Result`: "cannot `op` `path`: cause" (ingot-core's `Io`).
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let wrap = ingot_core::Error::io(op, path);
+        move |source| Error::Core(wrap(source))
+    }
+
+    /// A JSON file that failed to parse (ingot-core's `Json`).
+    pub(crate) fn json(path: impl Into<PathBuf>) -> impl FnOnce(serde_json::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Core(ingot_core::Error::Json { path, source })
     }
 }

@@ -78,7 +78,7 @@ impl AdamWConfig {
             return Err(Error::Config(format!("AdamW eps must be positive and finite; got {}", self.eps)));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return Err(Error::Config(format!("weight_decay must be >= 0; got {}", self.weight_decay)));
+            return Err(Error::Config(format!("weight_decay must be a finite number >= 0; got {}", self.weight_decay)));
         }
         Ok(())
     }
@@ -266,9 +266,9 @@ impl AdamW {
                         p.var.dims()
                     )));
                 }
-                t.to_dtype(DType::F32)
+                Ok(t.to_dtype(DType::F32)
                     .and_then(|t| t.to_device(p.var.device()))
-                    .context(|| format!("restoring moment '{key}'"))
+                    .context(|| format!("restoring moment '{key}'"))?)
             };
             restored.push((take("m")?, take("v")?));
         }

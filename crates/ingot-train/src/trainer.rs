@@ -111,7 +111,7 @@ impl TrainConfig {
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) || self.min_lr < 0.0 || self.min_lr > self.lr {
             return bad(format!(
-                "train.lr must be > 0 and train.min_lr in [0, lr]; got lr {} min_lr {}",
+                "train.lr must be a finite number above 0 and train.min_lr in [0, lr]; got lr {} min_lr {}",
                 self.lr, self.min_lr
             ));
         }
@@ -218,6 +218,20 @@ pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
     Ok(vars)
 }
 
+/// f32 bytes per trainable parameter while training: the weight, its gradient and AdamW's two
+/// moments. Activations come on top, so this is a floor, checked before the moments are made.
+const TRAINING_BYTES_PER_PARAM: u128 = 16;
+
+/// Refuse a model whose weights, gradients and optimizer state cannot fit in memory.
+fn check_training_memory(vars: &[(String, Var)]) -> Result<()> {
+    let n: u128 = vars.iter().map(|(_, v)| v.elem_count() as u128).sum();
+    ingot_core::limits::check_memory(
+        &format!("training {:.3e} parameters (weights, gradients and AdamW moments in f32)", n as f64),
+        n.saturating_mul(TRAINING_BYTES_PER_PARAM),
+    )?;
+    Ok(())
+}
+
 /// Everything a run needs besides the objective.
 pub struct Trainer<'a> {
     pub model: &'a Model,
@@ -240,6 +254,7 @@ impl Trainer<'_> {
         self.cfg.schedule().validate()?;
         std::fs::create_dir_all(&self.out_dir).map_err(Error::io("creating", &self.out_dir))?;
         let vars = named_vars(self.varmap)?;
+        check_training_memory(&vars)?;
         let mut optimizer = AdamW::new(vars.clone(), self.cfg.adamw())?;
         let mut start_step = 0u64;
         let mut history: Vec<Metrics> = Vec::new();
@@ -254,6 +269,14 @@ impl Trainer<'_> {
                         })?;
                     let opt_steps = ck.trainer_state.get("optimizer_steps").and_then(Value::as_u64).unwrap_or(step);
                     optimizer.load_state(ck.optimizer, opt_steps)?;
+                    if step >= self.cfg.max_steps {
+                        // Nothing would run: the report would hold no loss (it printed "NaN").
+                        return Err(Error::Config(format!(
+                            "train.max_steps = {} but {} is already at step {step}; raise train.max_steps above {step} to train further",
+                            self.cfg.max_steps,
+                            dir.display()
+                        )));
+                    }
                     history = read_metrics(&self.out_dir.join("metrics.jsonl"), step);
                     start_step = step;
                     eprintln!("resuming from {} (step {step})", dir.display());

@@ -7,28 +7,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use ingot_models::{from_hf_config, HfConfig};
 use ingot_nn::Weights;
+use ingot_test_support::temp_dir;
 use ingot_tokenizer::Tokenizer;
 use ingot_train::checkpoint::{self, weights_of, CheckpointContents};
 use ingot_train::{AdamW, AdamWConfig, Error};
 use serde_json::{json, Value};
-
-/// A fresh folder under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ingot-ckpt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config() -> Value {
     json!({
@@ -86,9 +69,9 @@ fn same(a: &Tensor, b: &Tensor) -> bool {
 
 #[test]
 fn round_trip_and_loads_as_a_model() {
-    let tmp = TempDir::new("roundtrip");
-    let out = tmp.0.join("run");
-    let tok = tokenizer(&tmp.0);
+    let tmp = temp_dir("ckpt-roundtrip");
+    let out = tmp.join("run");
+    let tok = tokenizer(tmp.path());
     let (varmap, opt) = model();
     assert!(checkpoint::latest(&out).unwrap().is_none(), "no checkpoint yet");
     let dir = save(&out, 1200, &varmap, &opt, &tok, 3);
@@ -127,9 +110,9 @@ fn round_trip_and_loads_as_a_model() {
 
 #[test]
 fn keep_last_deletes_older_checkpoints() {
-    let tmp = TempDir::new("keep");
-    let out = tmp.0.join("run");
-    let tok = tokenizer(&tmp.0);
+    let tmp = temp_dir("ckpt-keep");
+    let out = tmp.join("run");
+    let tok = tokenizer(tmp.path());
     let (varmap, opt) = model();
     for step in [100, 200, 300, 400] {
         save(&out, step, &varmap, &opt, &tok, 2);
@@ -149,9 +132,9 @@ fn keep_last_deletes_older_checkpoints() {
 
 #[test]
 fn crash_mid_save_leaves_previous_checkpoint() {
-    let tmp = TempDir::new("crash");
-    let out = tmp.0.join("run");
-    let tok = tokenizer(&tmp.0);
+    let tmp = temp_dir("ckpt-crash");
+    let out = tmp.join("run");
+    let tok = tokenizer(tmp.path());
     let (varmap, opt) = model();
     let first = save(&out, 10, &varmap, &opt, &tok, 3);
 
@@ -189,9 +172,9 @@ fn crash_mid_save_leaves_previous_checkpoint() {
 
 #[test]
 fn damaged_files_give_clear_errors() {
-    let tmp = TempDir::new("damaged");
-    let out = tmp.0.join("run");
-    let tok = tokenizer(&tmp.0);
+    let tmp = temp_dir("ckpt-damaged");
+    let out = tmp.join("run");
+    let tok = tokenizer(tmp.path());
     let (varmap, opt) = model();
     let dir = save(&out, 5, &varmap, &opt, &tok, 3);
 

@@ -235,10 +235,10 @@ fn resume_from_saved_state_is_bit_identical() {
     run_steps(&mut first, &resumed, 0..2);
     // Through safetensors bytes, as a checkpoint does.
     let state: HashMap<String, Tensor> = first.state_tensors().into_iter().collect();
-    let path = std::env::temp_dir().join(format!("ingot-optim-{}.safetensors", std::process::id()));
+    let dir = ingot_test_support::temp_dir("optim-state");
+    let path = dir.join("optimizer.safetensors");
     candle_core::safetensors::save(&state, &path).unwrap();
     let loaded = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
-    let _ = std::fs::remove_file(&path);
     let step_count = first.step_count();
     drop(first);
 

@@ -91,7 +91,7 @@ fn empty_nan_and_degenerate_series_do_not_panic() {
 
 #[test]
 fn writes_atomically() {
-    let dir = std::env::temp_dir().join(format!("ingot-plot-{}", std::process::id()));
+    let dir = ingot_test_support::temp_dir("plot");
     let path = dir.join("loss.svg");
     let train = curve(300, 1.0);
     let val: Vec<(f64, f64)> = curve(300, 1.08).into_iter().step_by(25).collect();
@@ -102,5 +102,4 @@ fn writes_atomically() {
     if let Some(keep) = std::env::var_os("INGOT_PLOT_OUT") {
         std::fs::copy(&path, keep).unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

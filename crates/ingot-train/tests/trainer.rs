@@ -1,40 +1,15 @@
 //! The trainer end to end on tiny models: exact resume, gradient accumulation, finite-difference
 //! gradient checks, and the pretrain recipe's checkpoints loading for generation.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use ingot_models::Model;
 use ingot_nn::{SeededVarMap, Weights};
+use ingot_test_support::{dialogue_corpus, temp_dir, write_txt};
 use ingot_train::recipes::pretrain::{self, lm_loss, PretrainConfig};
 use ingot_train::trainer::{gradients, named_vars, Objective};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ingot-trainer-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A small corpus: a few "plays" of generated dialogue lines.
-fn write_corpus(dir: &Path) -> PathBuf {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    let names = ["ROMEO", "JULIET", "NURSE", "MERCUTIO", "TYBALT"];
-    let words = ["love", "night", "sword", "fair", "death", "moon", "heart", "name", "rose", "light"];
-    for d in 0..6 {
-        let mut text = String::new();
-        for i in 0..120 {
-            let who = names[(i * 7 + d) % names.len()];
-            let a = words[(i * 3 + d) % words.len()];
-            let b = words[(i * 5 + 2 * d + 1) % words.len()];
-            text.push_str(&format!("{who}.\nO {a}, thou art my {b}.\n\n"));
-        }
-        std::fs::write(corpus.join(format!("play{d}.txt")), text).unwrap();
-    }
-    corpus
-}
 
 fn config(corpus: &Path, max_steps: u64, extra: &str) -> PretrainConfig {
     let text = format!(
@@ -86,18 +61,19 @@ fn read_weights(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// masks must be reproduced too).
 #[test]
 fn resume_is_bit_identical() {
-    let dir = temp_dir("resume");
-    let corpus = write_corpus(&dir);
+    let dir = temp_dir("trainer-resume");
+    // Six generated plays of 120 speeches: a few thousand characters, enough for 8 steps.
+    let corpus = write_txt(&dir.join("corpus"), &dialogue_corpus(6, 120));
     let straight = dir.join("straight");
     let split = dir.join("split");
     let data = dir.join("data");
     let mut cfg = config(&corpus, 8, "");
     cfg.data.dir = Some(data.clone());
-    pretrain::run(&cfg, &straight, false, false).unwrap();
+    pretrain::run(&cfg, &straight, false, false, false).unwrap();
     let mut half = config(&corpus, 4, "");
     half.data.dir = Some(data.clone());
-    pretrain::run(&half, &split, false, false).unwrap();
-    pretrain::run(&cfg, &split, true, false).unwrap();
+    pretrain::run(&half, &split, false, false, false).unwrap();
+    pretrain::run(&cfg, &split, true, false, false).unwrap();
     let a = read_weights(&straight.join("step-00000008"));
     let b = read_weights(&split.join("step-00000008"));
     assert_eq!(a.len(), b.len());
@@ -113,7 +89,7 @@ fn resume_is_bit_identical() {
     // A different seed trains differently (the comparison above can fail).
     let mut other = config(&corpus, 8, "seed = 7");
     other.data.dir = Some(data);
-    pretrain::run(&other, &dir.join("other"), false, false).unwrap();
+    pretrain::run(&other, &dir.join("other"), false, false, false).unwrap();
     assert_ne!(a, read_weights(&dir.join("other/step-00000008")));
     // The checkpoint folder is a model folder: generation loads it.
     let p = ingot_generate::Pipeline::load(&straight.join("step-00000008"), &Device::Cpu).unwrap();
@@ -128,7 +104,6 @@ fn resume_is_bit_identical() {
         serde_json::from_str::<serde_json::Value>(log.lines().last().unwrap()).unwrap()["loss"].as_f64().unwrap();
     assert!(last < first, "loss {first} -> {last}");
     assert!(std::fs::read_to_string(split.join("loss.svg")).unwrap().starts_with("<svg"));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Fixed rows of token ids; micro-batch m of k takes rows [m·4/k, (m+1)·4/k).

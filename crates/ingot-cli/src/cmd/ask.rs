@@ -90,7 +90,7 @@ pub fn run(cmd: AskCmd) -> Result<()> {
         println!("{}", vote.winner().unwrap_or("(no answer extracted)"));
         return Ok(());
     }
-    let prompt = p.tokenizer.encode(&p.chat_prompt(&messages)?, false)?;
+    let prompt = p.encode_chat(&messages)?;
     let mut stdout = std::io::stdout().lock();
     ingot_generate::generate(&p.model, &p.tokenizer, &prompt, &params, &p.device, |piece| {
         let _ = stdout.write_all(piece.as_bytes());

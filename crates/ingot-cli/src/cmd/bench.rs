@@ -32,7 +32,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(cmd: BenchCmd) -> Result<()> {
-    anyhow::ensure!(cmd.repeats > 0 && cmd.prompt_tokens > 0 && cmd.decode_tokens > 0, "counts must be at least 1");
+    anyhow::ensure!(cmd.prompt_tokens > 0, "--prompt-tokens must be at least 1");
+    anyhow::ensure!(cmd.decode_tokens > 0, "--decode-tokens must be at least 1");
+    anyhow::ensure!(cmd.repeats > 0, "--repeats must be at least 1");
     let p = cmd.model.load()?;
     let ctx = p.model.context_length();
     anyhow::ensure!(

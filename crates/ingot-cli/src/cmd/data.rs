@@ -20,13 +20,14 @@ pub enum DataAction {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("vocabulary").args(["tokenizer", "model"]).required(true)))]
 pub struct PrepareArgs {
     /// A folder of .txt / .jsonl files (one level), or one such file.
     /// Default: the Shakespeare corpus (`scripts/fetch-assets corpus`).
     #[arg(long, value_name = "PATH")]
     pub corpus: Option<PathBuf>,
-    /// The tokenizer.json to use (e.g. from `ingot tokenizer train`).
-    #[arg(long, value_name = "FILE", conflicts_with = "model", required_unless_present = "model")]
+    /// The tokenizer.json to use (e.g. from `ingot tokenizer train`); give this or --model.
+    #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
     /// Use a model's tokenizer instead: a GGUF file or a folder with tokenizer.json.
     #[arg(long, short = 'm', value_name = "PATH")]
@@ -43,6 +44,9 @@ pub struct PrepareArgs {
     /// Tokens per shard file before starting the next.
     #[arg(long, default_value_t = 1 << 28, value_name = "N")]
     pub max_tokens_per_shard: u64,
+    /// Write into --out even if it holds something that is not a prepared dataset.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(cmd: DataCmd) -> Result<()> {
@@ -52,11 +56,19 @@ pub fn run(cmd: DataCmd) -> Result<()> {
 }
 
 fn prepare(args: PrepareArgs) -> Result<()> {
+    // Checked here too so the message names the flags (the library names its option fields).
+    anyhow::ensure!(
+        (0.0..1.0).contains(&args.val_fraction),
+        "--val-fraction must be in [0, 1), got {}",
+        args.val_fraction
+    );
+    anyhow::ensure!(args.max_tokens_per_shard > 0, "--max-tokens-per-shard must be at least 1");
     let opts = PrepareOptions {
         val_fraction: args.val_fraction,
         seed: args.seed,
         max_tokens_per_shard: args.max_tokens_per_shard,
         show_progress: true,
+        force: args.force,
     };
     let tokenizer = match (&args.tokenizer, &args.model) {
         (Some(path), _) => Tokenizer::from_file(path)?,

@@ -78,7 +78,7 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     if cfg.chat {
         anyhow::ensure!(p.is_chat(), "--chat needs a model with a chat template");
     }
-    let started = Instant::now();
+    let started = ingot_eval::report::rfc3339(std::time::SystemTime::now());
     let show = std::io::stderr().is_terminal();
     let mut results = Vec::new();
     for task in &tasks {
@@ -116,8 +116,10 @@ pub fn run(cmd: EvalCmd) -> Result<()> {
     let report = Report {
         model: model_path.display().to_string(),
         config: cfg,
-        started: format!("{:?}", std::time::SystemTime::now()),
-        seconds: started.elapsed().as_secs_f64(),
+        started,
+        // Scoring time, each task's including the runs it resumed: a resumed report keeps the
+        // true duration rather than the seconds it took to read the samples back.
+        seconds: results.iter().map(|r| r.seconds).sum(),
         groups: group_metrics(&results),
         tasks: results,
     };

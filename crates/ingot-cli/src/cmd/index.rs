@@ -16,15 +16,24 @@ pub struct IndexCmd {
 pub enum IndexAction {
     /// Index every .txt/.md file under DIR (default index folder: DIR/.ingot-index).
     Build {
+        /// The documents folder: every .txt/.md file under it is indexed (hidden entries skipped).
         dir: PathBuf,
-        #[arg(long)]
+        /// The index folder to write (default: DIR/.ingot-index). It must be absent, empty or an
+        /// earlier Ingot index; it is never DIR itself or a folder containing DIR.
+        #[arg(long, value_name = "INDEX_DIR")]
         out: Option<PathBuf>,
+        /// Replace whatever is at --out, even if it is not an Ingot index.
+        #[arg(long)]
+        force: bool,
     },
     /// Search an index from the command line.
     Search {
+        /// The words to search for (BM25 ranking, no query syntax).
         query: String,
-        #[arg(long)]
+        /// The index folder made by `ingot index build` (DIR/.ingot-index by default).
+        #[arg(long, value_name = "INDEX_DIR")]
         index: PathBuf,
+        /// How many passages to show, best first.
         #[arg(long, default_value_t = 3)]
         k: usize,
     },
@@ -32,9 +41,13 @@ pub enum IndexAction {
 
 pub fn run(cmd: IndexCmd) -> Result<()> {
     match cmd.action {
-        IndexAction::Build { dir, out } => {
+        IndexAction::Build { dir, out, force } => {
             let out = out.unwrap_or_else(|| dir.join(".ingot-index"));
-            let r = ingot_tools::SearchIndex::build(&dir, &out)?;
+            let r = if force {
+                ingot_tools::SearchIndex::build_replacing(&dir, &out)?
+            } else {
+                ingot_tools::SearchIndex::build(&dir, &out)?
+            };
             println!(
                 "indexed {} documents, {} passages into {} in {} ms",
                 r.manifest.documents,
@@ -42,8 +55,8 @@ pub fn run(cmd: IndexCmd) -> Result<()> {
                 out.display(),
                 r.manifest.build_millis
             );
-            for s in &r.skipped {
-                eprintln!("skipped {s:?}");
+            for (path, why) in &r.skipped {
+                eprintln!("skipped {}: {why}", ingot_core::text::escaped(&path.display().to_string(), 300));
             }
         }
         IndexAction::Search { query, index, k } => {

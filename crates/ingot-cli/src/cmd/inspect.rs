@@ -1,24 +1,32 @@
 //! `ingot inspect MODEL`: what a model file is, without running it.
+//!
+//! Everything shown that the file itself supplies (its name, tensor names, token strings, the chat
+//! template) goes through `ingot_core::text`, so a hostile file cannot put escape sequences on the
+//! terminal or flood it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use ingot_core::text::{escaped, quoted};
 
 use crate::args::ModelArgs;
 
 #[derive(Args, Debug)]
 pub struct InspectCmd {
-    /// A GGUF file or checkpoint folder (default: the default model).
+    /// A GGUF file or checkpoint folder (default: the default model); the same as --model.
+    #[arg(value_name = "PATH", conflicts_with = "model")]
     pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Also list every tensor with its shape and type.
     #[arg(long)]
     pub tensors: bool,
 }
 
 pub fn run(cmd: InspectCmd) -> Result<()> {
-    let args = ModelArgs { model: cmd.path.clone(), threads: None };
+    let args = ModelArgs { model: cmd.path.clone().or(cmd.model.model.clone()), threads: cmd.model.threads };
     let p = args.load()?;
     let m = &p.model;
     println!("path:            {}", p.files.path.display());
@@ -30,7 +38,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             println!("hidden size:     {}", c.hidden_size);
             println!("mlp size:        {}", c.intermediate_size);
             println!("heads:           {} query, {} key/value (head dim {})", c.num_heads, c.num_kv_heads, c.head_dim);
-            println!("rope:            theta {} scaling {:?}", c.rope_theta, c.rope_scaling);
+            println!("rope:            theta {} scaling {}", c.rope_theta, rope_scaling(&c.rope_scaling));
             println!("tied embeddings: {}", c.tie_word_embeddings);
         }
         ingot_models::Model::Gpt2(g) => {
@@ -54,11 +62,11 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             e.1 += t.elem_count();
             params += t.elem_count();
             bytes += t.n_bytes;
-            listing.push(format!("{:<40} {:>16} {}", t.name, format!("{:?}", t.shape), t.ggml_type.name()));
+            listing.push(format!("{:<40} {:>16} {}", quoted(&t.name).to_string(), shape(&t.shape), t.ggml_type.name()));
         }
         println!("format:          GGUF v{}", g.version());
         if let Ok(Some(name)) = g.get_str("general.name") {
-            println!("name:            {name}");
+            println!("name:            {}", quoted(name));
         }
     } else {
         let files = ingot_models::safetensors_files(&p.files.path)?;
@@ -72,7 +80,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
             e.1 += n;
             params += n;
             bytes += view.data().len();
-            listing.push(format!("{:<40} {:>16} {}", name, format!("{:?}", view.shape()), ty));
+            listing.push(format!("{:<40} {:>16} {}", quoted(&name).to_string(), shape(view.shape()), ty));
         }
         println!("format:          safetensors ({} file(s))", files.len());
     }
@@ -86,15 +94,18 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
         types.iter().map(|(t, (n, e))| format!("{t}: {n} tensors, {:.1} M params", *e as f64 / 1e6)).collect();
     println!("tensor types:    {}", summary.join("; "));
     let tk = &p.tokenizer;
-    let name = |id: Option<u32>| id.and_then(|i| tk.id_to_token(i)).unwrap_or_else(|| "-".into());
+    let name = |id: Option<u32>| match id.and_then(|i| tk.id_to_token(i)) {
+        Some(token) => quoted(&token).to_string(),
+        None => "-".into(),
+    };
     println!(
-        "special tokens:  bos {} eos {} (stop on {:?})",
+        "special tokens:  bos {} eos {} (stop on {})",
         name(tk.bos_id()),
         name(tk.eos_id()),
-        tk.eos_ids().iter().map(|&i| name(Some(i))).collect::<Vec<_>>()
+        tk.eos_ids().iter().map(|&i| name(Some(i))).collect::<Vec<_>>().join(", ")
     );
     match tk.chat_template() {
-        Some(t) => println!("chat template:\n{}", indent(t.source())),
+        Some(t) => println!("chat template:\n{}", template(t.source())),
         None => println!("chat template:   none"),
     }
     if cmd.tensors {
@@ -106,6 +117,33 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
     Ok(())
 }
 
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+/// A chat template as its lines, indented, with control characters escaped; at most
+/// `TEMPLATE_LINES` lines of at most `TEMPLATE_LINE_CHARS` characters (real templates are a few
+/// dozen short lines), saying how much was left out.
+fn template(source: &str) -> String {
+    const TEMPLATE_LINES: usize = 200;
+    const TEMPLATE_LINE_CHARS: usize = 400;
+    let lines: Vec<&str> = source.lines().collect();
+    let mut out: Vec<String> =
+        lines.iter().take(TEMPLATE_LINES).map(|l| format!("  {}", escaped(l, TEMPLATE_LINE_CHARS))).collect();
+    if lines.len() > TEMPLATE_LINES {
+        out.push(format!("  … ({} more lines)", lines.len() - TEMPLATE_LINES));
+    }
+    out.join("\n")
+}
+
+/// A tensor shape as `[576, 49152]`.
+fn shape(dims: &[usize]) -> String {
+    format!("[{}]", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+}
+
+fn rope_scaling(s: &ingot_nn::RopeScaling) -> String {
+    match s {
+        ingot_nn::RopeScaling::None => "none".into(),
+        ingot_nn::RopeScaling::Linear { factor } => format!("linear (factor {factor})"),
+        ingot_nn::RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => format!(
+            "llama3 (factor {factor}, low/high frequency factors {low_freq_factor}/{high_freq_factor}, original context {original_max_position})"
+        ),
+        ingot_nn::RopeScaling::FreqFactors(f) => format!("{} per-frequency factors (rope_freqs.weight)", f.len()),
+    }
 }

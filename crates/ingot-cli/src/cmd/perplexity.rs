@@ -25,11 +25,18 @@ pub struct PerplexityCmd {
 }
 
 pub fn run(cmd: PerplexityCmd) -> Result<()> {
+    // Checked before the model loads: a 0 used to become 1 silently (stride) or fail late.
+    if let Some(c) = cmd.context {
+        ingot_core::limits::at_least("--context", c, 2)?;
+    }
+    if let Some(s) = cmd.stride {
+        ingot_core::limits::at_least("--stride", s, 1)?;
+    }
     let p = cmd.model.load()?;
     let text = std::fs::read_to_string(&cmd.file).with_context(|| format!("cannot read {}", cmd.file.display()))?;
     let ids = p.tokenizer.encode(&text, false)?;
     let context = cmd.context.unwrap_or_else(|| p.model.context_length().min(1024));
-    let stride = cmd.stride.unwrap_or(context / 2).max(1);
+    let stride = cmd.stride.unwrap_or((context / 2).max(1));
     let start = Instant::now();
     let r = ingot_eval::perplexity(&p.model, &ids, context, stride, &p.device)?;
     let secs = start.elapsed().as_secs_f64();

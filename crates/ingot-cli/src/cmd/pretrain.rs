@@ -16,9 +16,14 @@ pub struct PretrainCmd {
     /// Default: runs/<config file name>.
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    /// Continue from the latest checkpoint in the run folder.
-    #[arg(long)]
+    /// Continue from the latest checkpoint in the run folder (its config, tokenizer and data must
+    /// be the ones it was started with; only lengths, intervals and sampling may change).
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Start afresh in a run folder that holds another run: deletes that run's checkpoints,
+    /// metrics and plot, and prepares its data again if the [data] settings changed.
+    #[arg(long)]
+    pub force: bool,
     /// Override a config field, e.g. --set train.max_steps=500 --set model.n_layer=6 (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub overrides: Vec<String>,
@@ -28,6 +33,7 @@ pub struct PretrainCmd {
     /// Print the resolved config and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Worker threads for tensor kernels (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -50,7 +56,8 @@ pub fn run(cmd: PretrainCmd) -> Result<()> {
         println!("{}: validation loss {loss:.4} over the whole validation split", dir.display());
         return Ok(());
     }
-    let report = pretrain::run(&cfg, &out, cmd.resume, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
+    let report =
+        pretrain::run(&cfg, &out, cmd.resume, cmd.force, std::io::IsTerminal::is_terminal(&std::io::stderr()))?;
     println!(
         "trained {} steps ({} tokens) in {:.1} s: {:.0} tokens/s; final loss {:.4}{}",
         report.steps_run,

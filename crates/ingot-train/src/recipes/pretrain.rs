@@ -162,7 +162,7 @@ pub fn lm_loss(model: &Model, inputs: &[u32], targets: &[u32], b: usize, t: usiz
         let v = logits.dim(2)?;
         candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &y)
     };
-    ce().context(|| "language-model loss".into())
+    Ok(ce().context(|| "language-model loss".into())?)
 }
 
 impl Objective for LmObjective<'_> {
@@ -230,12 +230,60 @@ pub fn full_loss(model: &Model, ds: &TokenDataset, context: usize, batch_size: u
     Ok(total / count as f64)
 }
 
+/// `<data dir>/ingot-data-source.json`: the settings a run's data folder was prepared from, so a
+/// later run with other corpus or tokenizer settings does not silently train on the old shards.
+const DATA_SOURCE_FILE: &str = "ingot-data-source.json";
+
+/// The `[data]` settings that decide which tokens are in the shards.
+fn data_source(cfg: &DataSection, seed: u64) -> Result<Value> {
+    let tokenizer_hash = match &cfg.tokenizer {
+        Some(path) => Some(Tokenizer::from_file(path)?.content_hash()?),
+        None => None,
+    };
+    Ok(serde_json::json!({
+        "corpus": cfg.corpus,
+        "tokenizer": cfg.tokenizer,
+        "tokenizer_hash": tokenizer_hash,
+        "tokenizer_kind": if cfg.tokenizer.is_some() { None } else { Some(&cfg.tokenizer_kind) },
+        "vocab_size": if cfg.tokenizer.is_none() && cfg.tokenizer_kind == "bpe" { Some(cfg.vocab_size) } else { None },
+        "val_fraction": cfg.val_fraction,
+        "seed": seed,
+    }))
+}
+
 /// Get (or make) the tokenizer and the prepared data folder.
-pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64) -> Result<(Tokenizer, PathBuf)> {
+///
+/// A folder prepared earlier is reused only if it was prepared from the same `[data]` settings
+/// (corpus, tokenizer, vocabulary size, split); otherwise this is an error naming what changed,
+/// or, with `rebuild` (a fresh run with `--force`), the run's own data folder is prepared again.
+pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64, rebuild: bool) -> Result<(Tokenizer, PathBuf)> {
+    let own = cfg.dir.is_none();
     let dir = cfg.dir.clone().unwrap_or_else(|| out.join("data"));
-    if dir.join("dataset.json").exists() {
-        let tok = Tokenizer::from_file(dir.join("tokenizer.json"))?;
-        return Ok((tok, dir));
+    let wanted = if cfg.corpus.is_some() { Some(data_source(cfg, seed)?) } else { None };
+    if dir.join(ingot_data::MANIFEST_FILE).exists() {
+        let recorded = std::fs::read_to_string(dir.join(DATA_SOURCE_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+        let changed = match (&wanted, &recorded) {
+            (Some(w), Some(r)) => differences("data", r, w),
+            // Prepared by `ingot data prepare` (no record): the user pointed at it; use it as is.
+            _ => Vec::new(),
+        };
+        if changed.is_empty() {
+            let tok = Tokenizer::from_file(dir.join("tokenizer.json"))?;
+            return Ok((tok, dir));
+        }
+        if !(rebuild && own) {
+            return Err(Error::Config(format!(
+                "{} was prepared from other [data] settings ({}); it would train on the old tokens. \
+                 Use another --out (or data.dir) for the new settings{}",
+                dir.display(),
+                changed.join(", "),
+                if own { ", or pass --force to prepare it again" } else { "" }
+            )));
+        }
+        eprintln!("preparing {} again: the [data] settings changed ({})", dir.display(), changed.join(", "));
+        std::fs::remove_dir_all(&dir).map_err(Error::io("removing the old prepared data", &dir))?;
     }
     let corpus = cfg.corpus.as_ref().ok_or_else(|| {
         Error::Config(format!(
@@ -271,6 +319,10 @@ pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64) -> Result<(Tokeniz
         &dir,
         &ingot_data::PrepareOptions { val_fraction: cfg.val_fraction, seed, show_progress: true, ..Default::default() },
     )?;
+    if let Some(source) = &wanted {
+        let text = serde_json::to_string_pretty(source).unwrap_or_default();
+        ingot_core::atomic::write_file(&dir.join(DATA_SOURCE_FILE), text.as_bytes())?;
+    }
     eprintln!(
         "prepared {}: {} train / {} validation tokens, vocabulary {}",
         dir.display(),
@@ -279,6 +331,147 @@ pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64) -> Result<(Tokeniz
         tok.vocab_size()
     );
     Ok((tok, dir))
+}
+
+/// `section.key was -> now` for every top-level key of two JSON objects that differs.
+fn differences(section: &str, was: &Value, now: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (was.as_object().unwrap_or(&empty), now.as_object().unwrap_or(&empty));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
+            (x != y).then(|| format!("{section}.{k} {} -> {}", short(x), short(y)))
+        })
+        .collect()
+}
+
+/// A JSON value for a message, cut to 60 characters.
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 60 {
+        format!("{}...", text.chars().take(57).collect::<String>())
+    } else {
+        text
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run folder
+
+/// `<out>/ingot-run.json`: what a run was started with. It marks the folder as an Ingot training
+/// run, and `--resume` checks the current config, tokenizer and data against it.
+pub const RUN_MANIFEST: &str = "ingot-run.json";
+
+/// Settings that may differ between a run and its resumption: how long to train, how often to
+/// report and save, what to sample. Everything else decides the model and the data.
+const RESUMABLE: &[&str] = &[
+    "train.max_steps",
+    "train.eval_interval",
+    "train.sample_interval",
+    "train.log_interval",
+    "train.checkpoint_interval",
+    "train.keep_last",
+    "data.eval_batches",
+];
+
+/// The config with the resumable settings and the `[sample]` section removed, by section.
+fn fingerprint(cfg: &PretrainConfig) -> Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("sample");
+        for path in RESUMABLE {
+            if let Some((section, key)) = path.split_once('.') {
+                if let Some(table) = obj.get_mut(section).and_then(Value::as_object_mut) {
+                    table.remove(key);
+                }
+            }
+        }
+    }
+    v
+}
+
+/// What a run records in [`RUN_MANIFEST`].
+fn run_manifest(cfg: &PretrainConfig, tokenizer: &Tokenizer, data_dir: &Path) -> Result<Value> {
+    let dataset = std::fs::read(data_dir.join(ingot_data::MANIFEST_FILE))
+        .map_err(Error::io("reading", data_dir.join(ingot_data::MANIFEST_FILE)))?;
+    Ok(serde_json::json!({
+        "format_version": 1,
+        "config": fingerprint(cfg),
+        "tokenizer_hash": tokenizer.content_hash()?,
+        "dataset_hash": format!("{:016x}", ingot_core::hash::fnv1a64(&dataset)),
+        "data_dir": data_dir,
+    }))
+}
+
+/// Is `out` a fresh place for a new run? A folder holding a run (its manifest or a checkpoint) is
+/// refused unless `force`, which then removes that run's checkpoints, metrics and plot (never
+/// anything Ingot did not write). A non-empty folder that is not a run is refused unless `force`.
+fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
+    let is_run = out.join(RUN_MANIFEST).is_file() || out.join(crate::checkpoint::LATEST_FILE).is_file();
+    if is_run {
+        if !force {
+            let at = crate::checkpoint::list(out)?.last().map(|(step, _)| format!(" (checkpoint at step {step})"));
+            return Err(Error::Config(format!(
+                "{} already holds a training run{}; continue it with --resume, choose another --out, \
+                 or pass --force to delete its checkpoints and start afresh",
+                out.display(),
+                at.unwrap_or_default()
+            )));
+        }
+        for (_, dir) in crate::checkpoint::list(out)? {
+            std::fs::remove_dir_all(&dir).map_err(Error::io("removing the old checkpoint", &dir))?;
+        }
+        for name in [crate::checkpoint::LATEST_FILE, RUN_MANIFEST, "metrics.jsonl", "loss.svg"] {
+            let path = out.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(Error::io("removing the old run's", &path))?;
+            }
+        }
+        return Ok(());
+    }
+    // Data prepared into the run's default data folder beforehand (`ingot data prepare --out
+    // <out>/data`) is the one thing a new run's folder may already hold.
+    let only_data = std::fs::read_dir(out).is_ok_and(|entries| {
+        entries.flatten().all(|e| e.file_name() == "data" && e.path().join(ingot_data::MANIFEST_FILE).is_file())
+    });
+    if only_data {
+        return Ok(());
+    }
+    ingot_core::atomic::check_output(out, "training run", RUN_MANIFEST, force).map_err(Error::Core)
+}
+
+/// Refuse to resume a run with another config, tokenizer or data than it was made with.
+fn check_resumable(out: &Path, now: &Value) -> Result<()> {
+    let path = out.join(RUN_MANIFEST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        // Runs from before the manifest: nothing to compare against.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("reading", &path)(e)),
+    };
+    let was: Value = serde_json::from_str(&text).map_err(Error::json(&path))?;
+    let mut changed = Vec::new();
+    for section in ["model", "data", "train"] {
+        changed.extend(differences(section, &was["config"][section], &now["config"][section]));
+    }
+    for (key, what) in [("tokenizer_hash", "the tokenizer"), ("dataset_hash", "the prepared data")] {
+        if was[key] != now[key] {
+            changed.push(format!("{what} ({} -> {})", short(&was[key]), short(&now[key])));
+        }
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "cannot resume {}: it was made with other settings: {}. Resume with the original settings \
+         (only {} may change), or start a new run in another --out",
+        out.display(),
+        changed.join(", "),
+        RESUMABLE.join(", ")
+    )))
 }
 
 /// The HF config of `cfg` for `vocab_size` tokens, checked, and the model's context length.
@@ -309,8 +502,9 @@ pub fn build_model(
     Ok((model, varmap, config))
 }
 
-/// Run the recipe: the whole of `ingot pretrain`.
-pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, progress: bool) -> Result<TrainReport> {
+/// Run the recipe: the whole of `ingot pretrain`. A fresh run needs an unused `out` (or `force`,
+/// which replaces the run there); `resume` continues the run in `out` if its settings match.
+pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, force: bool, progress: bool) -> Result<TrainReport> {
     let device = Device::Cpu;
     // Check the model config before the (slower) data preparation, so typos fail fast.
     let (_, _, model_context) = resolve_model_config(&cfg.model, 256)?;
@@ -320,8 +514,18 @@ pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, progress: bool) -> Re
             cfg.data.context
         )));
     }
+    if !resume {
+        claim_run_folder(out, force)?;
+    }
     std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
-    let (tokenizer, data_dir) = prepare_data(&cfg.data, out, cfg.train.seed)?;
+    let (tokenizer, data_dir) = prepare_data(&cfg.data, out, cfg.train.seed, force && !resume)?;
+    let manifest = run_manifest(cfg, &tokenizer, &data_dir)?;
+    if resume {
+        check_resumable(out, &manifest)?;
+    } else {
+        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+        ingot_core::atomic::write_file(&out.join(RUN_MANIFEST), text.as_bytes())?;
+    }
     let train = TokenDataset::open(&data_dir, Split::Train)?;
     let val = TokenDataset::open(&data_dir, Split::Val)?;
     train.check_tokenizer(&tokenizer)?;
