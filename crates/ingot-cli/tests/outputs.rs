@@ -16,25 +16,13 @@ fn ingot(args: &[&str]) -> Run {
     cli::run(env!("CARGO_BIN_EXE_ingot"), args)
 }
 
-fn ingot_killed_at(fault: &str, args: &[&str]) {
-    let run = cli::run_with(env!("CARGO_BIN_EXE_ingot"), args, "", &[("INGOT_FAULT", fault)]);
-    assert_eq!(run.code, -1, "expected an abort at {fault}:\n{}", run.dump());
-    assert!(run.stderr.contains("INGOT_FAULT: aborting"), "{}", run.dump());
+/// `ingot ARGS`, aborted at `fault` (see `cli::run_killed_at`).
+fn kill_at(fault: &str, args: &[&str]) {
+    cli::run_killed_at(env!("CARGO_BIN_EXE_ingot"), fault, args);
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Hidden entries of a folder: temporary and old copies a killed write left behind.
-fn litter(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
 }
 
 fn notes(dir: &TempDir) -> std::path::PathBuf {
@@ -75,7 +63,7 @@ fn index_build_never_replaces_what_ingot_did_not_make() {
     dir.write("file-out", "precious");
     ingot(&["index", "build", s(&docs), "--out", s(&dir.join("file-out"))]).fails_with("is a file");
     assert_eq!(fs::read_to_string(dir.join("file-out")).unwrap(), "precious");
-    assert_eq!(litter(dir.path()), Vec::<String>::new(), "nothing was renamed aside");
+    assert_eq!(cli::hidden_entries(dir.path()), Vec::<String>::new(), "nothing was renamed aside");
 
     // What Ingot made it may rebuild; --force replaces the user's folder when asked to.
     let index = dir.join("index");
@@ -101,18 +89,22 @@ fn index_build_killed_mid_swap_keeps_the_previous_index() {
     ingot(&build).ok();
     dir.write("notes/new.txt", "The okapi lives in the Ituri forest.");
 
-    ingot_killed_at("before-rename@idx", &build);
+    kill_at("before-rename@idx", &build);
     assert!(search("founded").contains("kalomer.txt"));
     assert!(!search("okapi").contains("new.txt"), "the killed build was not swapped in");
-    assert!(litter(dir.path()).iter().any(|n| n.starts_with(".idx.tmp-")), "{:?}", litter(dir.path()));
+    assert!(
+        cli::hidden_entries(dir.path()).iter().any(|n| n.starts_with(".idx.tmp-")),
+        "{:?}",
+        cli::hidden_entries(dir.path())
+    );
 
-    ingot_killed_at("between-renames@idx", &build);
+    kill_at("between-renames@idx", &build);
     assert!(!index.exists(), "killed after moving the old index aside");
     assert!(search("founded").contains("kalomer.txt"), "the old copy is still searched");
 
     ingot(&build).ok();
     assert!(search("okapi").contains("new.txt"));
-    assert_eq!(litter(dir.path()), Vec::<String>::new());
+    assert_eq!(cli::hidden_entries(dir.path()), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -149,16 +141,16 @@ fn data_prepare_killed_mid_write_keeps_the_previous_dataset() {
     let shard_before = fs::read(data.join("train_00000.bin")).unwrap();
 
     let args = prepare("0.5");
-    ingot_killed_at("before-rename@val_00000.bin", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    kill_at("before-rename@val_00000.bin", &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(fs::read(data.join("dataset.json")).unwrap(), before, "the old manifest is intact");
     assert_eq!(fs::read(data.join("train_00000.bin")).unwrap(), shard_before, "the old shards are intact");
-    assert!(!litter(dir.path()).is_empty(), "the kill left its temporary folder");
+    assert!(!cli::hidden_entries(dir.path()).is_empty(), "the kill left its temporary folder");
 
     // The next prepare cleans up after the killed one and replaces the dataset.
     ingot(&args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
     assert_ne!(fs::read(data.join("dataset.json")).unwrap(), before);
-    assert_eq!(litter(dir.path()), Vec::<String>::new());
-    assert_eq!(litter(&data), Vec::<String>::new());
+    assert_eq!(cli::hidden_entries(dir.path()), Vec::<String>::new());
+    assert_eq!(cli::hidden_entries(&data), Vec::<String>::new());
 
     // A user's folder is not a dataset to replace.
     dir.write("mine/keep.txt", "mine");
@@ -254,4 +246,35 @@ fn pretrain_run_folder_is_one_run() {
     // A folder that is not a run (and not empty) is refused without --force.
     dir.write("mine/keep.txt", "mine");
     ingot(&["pretrain", "--config", s(&cfg), "--out", s(&dir.join("mine"))]).fails_with("not an Ingot training run");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ingot tokenizer train, ingot eval
+// ---------------------------------------------------------------------------------------------
+
+/// A single-file output replaces only a file of its own kind; a report folder only a report.
+#[test]
+fn tokenizer_and_eval_outputs_replace_only_their_own() {
+    let dir = temp_dir("out-files");
+    let corpus = corpus(&dir);
+    let train = |out: &Path, force: bool| {
+        let mut a = vec!["tokenizer", "train", "--kind", "char", "--corpus", s(&corpus), "--out", s(out)];
+        if force {
+            a.push("--force");
+        }
+        ingot(&a)
+    };
+    let essay = dir.write("essay.txt", "my thesis");
+    train(&essay, false).fails_with("not an Ingot tokenizer.json");
+    assert_eq!(fs::read_to_string(&essay).unwrap(), "my thesis");
+    let tok = dir.join("tok.json");
+    train(&tok, false).ok();
+    train(&tok, false).ok(); // a tokenizer replaces a tokenizer
+    train(&dir.join("corpus"), true).fails_with("a folder");
+    train(&essay, true).ok();
+
+    dir.write("mine/keep.txt", "mine");
+    let mine = dir.join("mine");
+    ingot(&["eval", "--tasks", "piqa", "--limit", "1", "--out", s(&mine)]).fails_with("not an Ingot evaluation report");
+    assert_eq!(dir.list("mine"), vec!["keep.txt"]);
 }

@@ -15,6 +15,11 @@ fn run(args: &[&str]) -> (i32, String, String) {
     (r.code, r.stdout, r.stderr)
 }
 
+/// `ingot ARGS`, aborted at `fault` (see `cli::run_killed_at`).
+fn kill_at(fault: &str, args: &[&str]) {
+    cli::run_killed_at(env!("CARGO_BIN_EXE_ingot"), fault, args);
+}
+
 fn temp_dir(tag: &str) -> ingot_test_support::TempDir {
     ingot_test_support::temp_dir(&format!("cli-pretrain-{tag}"))
 }
@@ -114,25 +119,6 @@ fn tokenizer_train_and_data_prepare() {
     assert!(err.contains("truncated") && err.lines().count() == 1, "{err}");
 }
 
-/// `ingot ARGS` with `INGOT_FAULT=fault`: the process aborts (no destructors, no cleanup, as
-/// under SIGKILL) at that point of the atomic write named there.
-fn run_killed_at(fault: &str, args: &[&str]) {
-    let run = run_env(args, &[("INGOT_FAULT", fault)]);
-    assert_eq!(run.code, -1, "expected an abort at {fault}:\n{}", run.dump());
-    assert!(run.stderr.contains("INGOT_FAULT: aborting"), "{}", run.dump());
-}
-
-/// Hidden entries of a folder: temporary and old copies a killed write left behind.
-fn litter(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    names.sort();
-    names
-}
-
 /// A run killed at each point of a checkpoint save (the new step complete but not renamed in; the
 /// step in place but `latest` not yet pointing at it; a re-save of an existing step between its
 /// two renames) keeps a loadable `latest`, resumes from it, and leaves nothing behind once resumed.
@@ -153,31 +139,43 @@ fn pretrain_killed_while_saving_resumes() {
     };
 
     // 1. Killed with step 2 complete in its temporary folder: latest is still step 1.
-    run_killed_at("before-rename@step-00000002", &fresh);
+    kill_at("before-rename@step-00000002", &fresh);
     assert_eq!(latest(), "step-00000001");
     loads("step-00000001");
-    assert!(litter(&out).iter().any(|n| n.starts_with(".step-00000002.tmp-")), "{:?}", litter(&out));
+    assert!(
+        cli::hidden_entries(&out).iter().any(|n| n.starts_with(".step-00000002.tmp-")),
+        "{:?}",
+        cli::hidden_entries(&out)
+    );
 
     // 2. Resumed, killed with step 2 in place but before `latest` moves to it.
-    run_killed_at("before-rename@latest", &resume);
+    kill_at("before-rename@latest", &resume);
     assert_eq!(latest(), "step-00000001");
     assert!(out.join("step-00000002").is_dir());
-    assert!(!litter(&out).iter().any(|n| n.starts_with(".step-")), "the next save cleaned up: {:?}", litter(&out));
+    assert!(
+        !cli::hidden_entries(&out).iter().any(|n| n.starts_with(".step-")),
+        "the next save cleaned up: {:?}",
+        cli::hidden_entries(&out)
+    );
 
     // 3. Resumed from step 1 again, so step 2 is saved over itself: killed between the two renames
     //    (the old step 2 moved aside, the new one not yet in).
-    run_killed_at("between-renames@step-00000002", &resume);
+    kill_at("between-renames@step-00000002", &resume);
     assert_eq!(latest(), "step-00000001");
     loads("step-00000001");
     assert!(!out.join("step-00000002").exists());
-    assert!(litter(&out).iter().any(|n| n.starts_with(".step-00000002.old-")), "{:?}", litter(&out));
+    assert!(
+        cli::hidden_entries(&out).iter().any(|n| n.starts_with(".step-00000002.old-")),
+        "{:?}",
+        cli::hidden_entries(&out)
+    );
 
     // 4. Resumed to the end: steps 1..=3 logged once each, the last checkpoint loads, no litter.
     let (code, _, err) = run(&["pretrain", "--config", cfg_s, "--out", out_s, "--resume"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(latest(), "step-00000003");
     loads("step-00000003");
-    assert_eq!(litter(&out), Vec::<String>::new());
+    assert_eq!(cli::hidden_entries(&out), Vec::<String>::new());
     let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
     let steps: Vec<u64> =
         log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();

@@ -53,9 +53,3 @@ pub fn find_asset(relative: &str, fetch_group: &str) -> Result<PathBuf> {
 pub fn default_model() -> Result<PathBuf> {
     find_asset(&format!("models/{DEFAULT_MODEL}"), "model")
 }
-
-/// Write `bytes` to `path` so that readers see the old file or the new one, never a mix
-/// (see [`crate::atomic::write_file`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::atomic::write_file(path, bytes)
-}

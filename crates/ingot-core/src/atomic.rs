@@ -299,6 +299,21 @@ pub fn check_output(dest: &Path, what: &str, marker: &str, force: bool) -> Resul
     })
 }
 
+/// May a command write the file `what` at `dest`? Yes if nothing is there or `looks_ours` says the
+/// file there is one Ingot writes (e.g. a tokenizer.json), or with `force`; a folder is never
+/// replaced by a file.
+pub fn check_output_file(dest: &Path, what: &str, looks_ours: impl Fn(&Path) -> bool, force: bool) -> Result<()> {
+    let Ok(meta) = fs::symlink_metadata(dest) else { return Ok(()) };
+    let detail = if meta.is_dir() {
+        format!("a folder; give a file path for the {what}")
+    } else if force || looks_ours(dest) {
+        return Ok(());
+    } else {
+        format!("a file that is not an Ingot {what}; choose another output path, or pass --force to replace it")
+    };
+    Err(Error::OutputExists { path: dest.to_path_buf(), detail })
+}
+
 /// Refuse to write `output` where replacing it would delete `input` (the same folder or one that
 /// contains it). An output inside the input folder is fine.
 pub fn check_not_inside(output: &Path, input: &Path, input_what: &str) -> Result<()> {

@@ -328,30 +328,8 @@ impl Chart {
             }
         }
         let (scale, fixed) = if self.horizontal { (self.x_scale, self.x_range) } else { (self.y_scale, self.y_range) };
-        let drawable = |b: &Bar| scale.usable(b.value);
 
-        // Value range: bars grow from 0 on a linear axis, so 0 is always in it; headroom only on
-        // the side(s) the bars grow towards.
-        let mut values = Extent::default();
-        for b in groups.iter().flat_map(|g| g.1).filter(|b| drawable(b)) {
-            values.add(b.value);
-            if let Some(e) = b.err.filter(|e| e.is_finite()) {
-                for end in [b.value - e.abs(), b.value + e.abs()] {
-                    if scale.usable(end) {
-                        values.add(end);
-                    }
-                }
-            }
-        }
-        let has_data = !values.is_empty();
-        let (lo, hi) = if scale == Scale::Linear && has_data && fixed.is_none() {
-            let (lo, hi) = (values.lo.min(0.0), values.hi.max(0.0));
-            let (lo, hi) = widen(lo, hi, scale);
-            let pad = PAD * (hi - lo);
-            (if lo < 0.0 { lo - pad } else { lo }, if hi > 0.0 { hi + pad } else { hi })
-        } else {
-            resolve_range(scale, fixed, &values, PAD)
-        };
+        let (lo, hi, has_data) = bar_range(scale, fixed, groups.iter().flat_map(|g| g.1));
         let base = if scale == Scale::Linear { 0.0f64.clamp(lo, hi) } else { lo };
 
         // Margins: room for the category labels, the value labels and a row of legend entries.
@@ -372,7 +350,7 @@ impl Chart {
             if CHAR_W * longest > slot - 4.0 {
                 // Long names under narrow slots: slant them, and make room below.
                 rotate = true;
-                bottom = (BOTTOM + 0.6 * CHAR_W * longest).min(0.45 * h);
+                bottom = (BOTTOM + 0.5 * CHAR_W * longest).min(0.45 * h);
             }
         }
         let plot = Rect { x: left, y: top, w: (w - left - right).max(20.0), h: (h - top - bottom).max(20.0) };
@@ -393,98 +371,30 @@ impl Chart {
         // Each category gets a slot along the category axis; its groups share 80% of it.
         let slot = if self.horizontal { plot.h } else { plot.w } / n_cat;
         let thick = 0.8 * slot / n_groups;
-        let mut labels = String::new();
-        let mut whiskers = String::new();
+        let place = Place { plot, horizontal: self.horizontal };
+        let mut layers = BarLayers::default();
         for (g, (group, bars)) in groups.iter().enumerate() {
-            let colour = PALETTE[g % PALETTE.len()];
-            let _ = writeln!(svg, r#"<g fill="{colour}" clip-path="url(#plot)">"#);
-            for b in bars.iter().filter(|b| drawable(b)) {
+            let _ = writeln!(layers.bars, r#"<g fill="{}" clip-path="url(#plot)">"#, PALETTE[g % PALETTE.len()]);
+            for b in bars.iter().filter(|b| scale.usable(b.value)) {
                 let Some(c) = categories.iter().position(|c| *c == b.category) else { continue };
-                // Start of this bar along the category axis, and its value end and base in pixels.
                 let along = slot * c as f64 + 0.1 * slot + thick * g as f64;
-                let (v, v0) = (value.px(b.value), value.px(base));
-                let (lo_px, len) = (v.min(v0), (v - v0).abs());
-                let title = if group.is_empty() { b.category.clone() } else { format!("{group}: {}", b.category) };
-                let tip = format!(
-                    "{}: {}{}",
-                    title,
-                    value_label(b.value),
-                    b.err.map_or(String::new(), |e| format!(" ± {}", value_label(e)))
-                );
-                if self.horizontal {
-                    let y0 = plot.y + along;
-                    let _ = writeln!(
-                        svg,
-                        r#"<rect class="bar" x="{lo_px:.1}" y="{y0:.1}" width="{len:.1}" height="{thick:.1}"><title>{}</title></rect>"#,
-                        escape(&tip)
-                    );
-                } else {
-                    let x0 = plot.x + along;
-                    let _ = writeln!(
-                        svg,
-                        r#"<rect class="bar" x="{x0:.1}" y="{lo_px:.1}" width="{thick:.1}" height="{len:.1}"><title>{}</title></rect>"#,
-                        escape(&tip)
-                    );
-                }
-                // The whisker, clamped to the plot, with caps at its ends.
-                let mut outer = v;
-                let centre = along + thick / 2.0;
-                if let Some(e) = b.err.filter(|e| e.is_finite() && *e != 0.0).map(f64::abs) {
-                    let (a, z) = (b.value - e, b.value + e);
-                    let (pa, pz) = (
-                        if scale.usable(a) { value.px(a) } else { value.from },
-                        if scale.usable(z) { value.px(z) } else { value.to },
-                    );
-                    let (pa, pz) = (value.clamp_px(pa), value.clamp_px(pz));
-                    let cap = (thick * 0.25).min(5.0);
-                    outer = if (pz - v0).abs() > (pa - v0).abs() { pz } else { pa };
-                    if self.horizontal {
-                        let cy = plot.y + centre;
-                        let _ = write!(
-                            whiskers,
-                            r#"<path d="M{pa:.1},{cy:.1}H{pz:.1}M{pa:.1},{:.1}V{:.1}M{pz:.1},{:.1}V{:.1}"/>"#,
-                            cy - cap,
-                            cy + cap,
-                            cy - cap,
-                            cy + cap
-                        );
-                    } else {
-                        let cx = plot.x + centre;
-                        let _ = write!(
-                            whiskers,
-                            r#"<path d="M{cx:.1},{pa:.1}V{pz:.1}M{:.1},{pa:.1}H{:.1}M{:.1},{pz:.1}H{:.1}"/>"#,
-                            cx - cap,
-                            cx + cap,
-                            cx - cap,
-                            cx + cap
-                        );
-                    }
-                }
-                // The value beside (or above) the bar's outer end, where it fits.
-                let text = value_label(b.value);
-                if self.horizontal && thick >= 11.0 {
-                    let (dx, anchor) = if v >= v0 { (5.0, "start") } else { (-5.0, "end") };
-                    let _ = write!(
-                        labels,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}">{text}</text>"#,
-                        outer + dx,
-                        plot.y + centre + 4.0
-                    );
-                } else if !self.horizontal && CHAR_W * text.len() as f64 <= thick + 6.0 {
-                    let dy = if v <= v0 { -5.0 } else { 13.0 }; // above a bar that grows up
-                    let _ = write!(
-                        labels,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{text}</text>"#,
-                        plot.x + centre,
-                        outer + dy
-                    );
-                }
+                let name = if group.is_empty() { b.category.clone() } else { format!("{group}: {}", b.category) };
+                draw_bar(&mut layers, &place, &value, base, b, (along, thick), &name);
             }
-            svg.push_str("</g>\n");
+            layers.bars.push_str("</g>\n");
         }
-        let _ =
-            writeln!(svg, r#"<g stroke="{INK}" stroke-width="1.2" fill="none" clip-path="url(#plot)">{whiskers}</g>"#);
-        let _ = writeln!(svg, r#"<g fill="{INK}" font-size="11">{labels}</g>"#);
+        svg.push_str(&layers.bars);
+        if lo < base && base < hi {
+            // The zero line, so bars hanging below it read as negative.
+            let ((x1, y1), (x2, y2)) = (place.xy(0.0, value.px(base)), place.xy(slot * n_cat, value.px(base)));
+            let _ = writeln!(svg, r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{INK}"/>"#);
+        }
+        let _ = writeln!(
+            svg,
+            r#"<g stroke="{INK}" stroke-width="1.2" fill="none" clip-path="url(#plot)">{}</g>"#,
+            layers.whiskers
+        );
+        let _ = writeln!(svg, r#"<g fill="{INK}" font-size="11">{}</g>"#, layers.labels);
 
         // Category names along the category axis.
         svg.push_str(&format!("<g fill=\"{INK}\">"));
@@ -531,6 +441,108 @@ impl Chart {
         }
         svg.push_str("</svg>\n");
         svg
+    }
+}
+
+/// The value range of a bar chart: bars grow from 0 on a linear axis, so 0 is always in it, with
+/// headroom only on the side(s) the bars grow towards. Also whether any bar can be drawn.
+fn bar_range<'a>(scale: Scale, fixed: Option<(f64, f64)>, bars: impl Iterator<Item = &'a Bar>) -> (f64, f64, bool) {
+    let mut values = Extent::default();
+    for b in bars.filter(|b| scale.usable(b.value)) {
+        values.add(b.value);
+        for end in b.err.filter(|e| e.is_finite()).map_or([None, None], |e| [Some(b.value - e), Some(b.value + e)]) {
+            if let Some(end) = end.filter(|v| scale.usable(*v)) {
+                values.add(end);
+            }
+        }
+    }
+    let has_data = !values.is_empty();
+    if scale == Scale::Linear && has_data && fixed.is_none() {
+        let (lo, hi) = widen(values.lo.min(0.0), values.hi.max(0.0), scale);
+        let pad = 2.0 * PAD * (hi - lo); // more than lines get: value labels sit beyond the bars
+        return (if lo < 0.0 { lo - pad } else { lo }, if hi > 0.0 { hi + pad } else { hi }, true);
+    }
+    let (lo, hi) = resolve_range(scale, fixed, &values, PAD);
+    (lo, hi, has_data)
+}
+
+/// Turns bar coordinates into pixels: `along` runs down the category axis from the plot's edge,
+/// `across` is a pixel on the value axis.
+struct Place {
+    plot: Rect,
+    horizontal: bool,
+}
+
+impl Place {
+    fn xy(&self, along: f64, across: f64) -> (f64, f64) {
+        if self.horizontal {
+            (across, self.plot.y + along)
+        } else {
+            (self.plot.x + along, across)
+        }
+    }
+}
+
+/// A bar chart's layers, drawn in this order: bars, whiskers over them, value labels.
+#[derive(Default)]
+struct BarLayers {
+    bars: String,
+    whiskers: String,
+    labels: String,
+}
+
+/// One bar at `along` (its start and thickness on the category axis), its whisker clamped to the
+/// plot with caps at the ends, and its value beside (or above) its outer end where that fits.
+fn draw_bar(
+    out: &mut BarLayers,
+    place: &Place,
+    value: &Axis,
+    base: f64,
+    b: &Bar,
+    (along, thick): (f64, f64),
+    name: &str,
+) {
+    let (v, v0) = (value.px(b.value), value.px(base));
+    let (x, y) = place.xy(along, v.min(v0));
+    let (w, h) = if place.horizontal { ((v - v0).abs(), thick) } else { (thick, (v - v0).abs()) };
+    let err = b.err.filter(|e| e.is_finite() && *e != 0.0).map(f64::abs);
+    let tip =
+        format!("{name}: {}{}", value_label(b.value), err.map_or(String::new(), |e| format!(" ± {}", value_label(e))));
+    let _ = writeln!(
+        out.bars,
+        r#"<rect class="bar" x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}"><title>{}</title></rect>"#,
+        escape(&tip)
+    );
+
+    let centre = along + thick / 2.0;
+    let mut outer = v;
+    if let Some(e) = err {
+        // An end the scale cannot place (below 0 on a log axis) runs to the axis' end.
+        let end = |t: f64, fallback: f64| value.clamp_px(if value.scale.usable(t) { value.px(t) } else { fallback });
+        let (pa, pz) = (end(b.value - e, value.from), end(b.value + e, value.to));
+        outer = if (pz - v0).abs() > (pa - v0).abs() { pz } else { pa };
+        let cap = (thick * 0.25).min(5.0);
+        let mut d = String::new();
+        for (from, to) in [
+            ((centre, pa), (centre, pz)),
+            ((centre - cap, pa), (centre + cap, pa)),
+            ((centre - cap, pz), (centre + cap, pz)),
+        ] {
+            let ((x1, y1), (x2, y2)) = (place.xy(from.0, from.1), place.xy(to.0, to.1));
+            let _ = write!(d, "M{x1:.1},{y1:.1}L{x2:.1},{y2:.1}");
+        }
+        let _ = write!(out.whiskers, r#"<path d="{d}"/>"#);
+    }
+
+    let text = value_label(b.value);
+    if place.horizontal && thick >= 11.0 {
+        let (dx, anchor) = if v >= v0 { (5.0, "start") } else { (-5.0, "end") };
+        let (x, y) = place.xy(centre, outer + dx);
+        let _ = write!(out.labels, r#"<text x="{x:.1}" y="{:.1}" text-anchor="{anchor}">{text}</text>"#, y + 4.0);
+    } else if !place.horizontal && CHAR_W * text.len() as f64 <= thick + 6.0 {
+        let dy = if v <= v0 { -5.0 } else { 13.0 }; // above a bar that grows up, below one that hangs
+        let (x, y) = place.xy(centre, outer + dy);
+        let _ = write!(out.labels, r#"<text x="{x:.1}" y="{y:.1}" text-anchor="middle">{text}</text>"#);
     }
 }
 

@@ -785,7 +785,7 @@ impl GgufWriter {
 
     /// Write atomically: temporary file, fsync, rename.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        crate::assets::write_atomic(path.as_ref(), &self.to_bytes())
+        crate::atomic::write_file(path.as_ref(), &self.to_bytes())
     }
 }
 

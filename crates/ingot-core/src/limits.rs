@@ -71,7 +71,8 @@ fn parse_size(raw: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v > 0.0 && v * (mult as f64) < u64::MAX as f64).then(|| (v * mult as f64) as u64)
+    let bytes = v * mult as f64;
+    (v.is_finite() && v > 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// Bytes in a human unit: "1.5 GiB".

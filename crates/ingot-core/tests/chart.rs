@@ -129,6 +129,11 @@ fn every_kind_is_well_formed() {
         .bars("after", bars(-12.0))
         .bars("after dedup", bars(-20.0));
 
+    // Long names under narrow slots are slanted; negative values hang below 0.
+    let filters = ["length", "language id", "repetition (n-grams)", "perplexity filter", "near-duplicates", "pii"];
+    let slanted = Chart::new("Change per filter")
+        .y_label("documents (%)")
+        .bars("", filters.iter().enumerate().map(|(i, f)| Bar::new(*f, 12.0 - 5.0 * i as f64, Some(2.0))).collect());
     let runs: Vec<(f64, f64)> = [1e6, 3e6, 1e7, 3e7, 1e8, 3e8, 1e9]
         .iter()
         .enumerate()
@@ -147,6 +152,7 @@ fn every_kind_is_well_formed() {
         ("line_log.svg", line_log),
         ("bars_horizontal.svg", horizontal),
         ("bars_grouped.svg", grouped),
+        ("bars_slanted.svg", slanted),
         ("scatter_fit.svg", scatter),
         ("empty.svg", empty),
     ] {

@@ -80,7 +80,8 @@ fn non_finite_floats_are_found_by_element() {
     f32s[4..8].copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
     assert_eq!(limits::first_non_finite(GgmlType::F32, &f32s), Some(1));
 
-    let halves = |vals: &[f32]| -> Vec<u8> { vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect() };
+    let halves =
+        |vals: &[f32]| -> Vec<u8> { vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect() };
     assert_eq!(limits::first_non_finite(GgmlType::F16, &halves(&[0.5, 65504.0])), None);
     assert_eq!(limits::first_non_finite(GgmlType::F16, &halves(&[0.5, f32::INFINITY])), Some(1));
     let bf = |vals: &[f32]| -> Vec<u8> { vals.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect() };
@@ -128,8 +129,7 @@ fn quantized_blocks_with_a_non_finite_scale_are_found_as_candle_decodes_them() {
         for pos in (0..size).step_by(2) {
             let info = file.tensor_info(&format!("p{pos}")).unwrap();
             let found = limits::first_non_finite(ty, file.tensor_bytes(info));
-            let decoded: Vec<f32> =
-                file.tensor(&info.name, &dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let decoded: Vec<f32> = file.tensor(&info.name, &dev).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let broken = decoded.iter().any(|v| !v.is_finite());
             assert_eq!(found.is_some(), broken, "{ty:?}: f16 infinity at byte {pos} of a block");
             if let Some(block) = found {

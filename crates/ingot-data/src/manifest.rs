@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ingot_core::assets::write_atomic;
+use ingot_core::atomic::write_file;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -114,7 +114,7 @@ impl Manifest {
         let path = dir.join(MANIFEST_FILE);
         let json = serde_json::to_string_pretty(self)
             .map_err(|e| Error::BadManifest { path: path.clone(), detail: format!("cannot serialize: {e}") })?;
-        write_atomic(&path, json.as_bytes())?;
+        write_file(&path, json.as_bytes())?;
         Ok(path)
     }
 }

@@ -103,6 +103,7 @@ fn rotates_shards_and_reads_across_them() {
     let split = temp_dir("prepare-many-shards");
     prepare(&docs, &tok, &whole, &opts(3)).unwrap();
     // A stale shard from an earlier, bigger run is removed.
+    prepare(&docs, &tok, &split, &opts(3)).unwrap();
     std::fs::write(split.join("train_00099.bin"), b"old").unwrap();
     let small = PrepareOptions { max_tokens_per_shard: 50, ..opts(3) };
     let report = prepare(&docs, &tok, &split, &small).unwrap();

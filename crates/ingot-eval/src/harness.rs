@@ -680,7 +680,7 @@ mod tests {
         let old: Sample =
             serde_json::from_str(r#"{"doc":3,"gold":0,"loglik":[-1.0],"greedy":[true],"lens":[1]}"#).unwrap();
         assert_eq!(old.seconds(), 0.0);
-        assert_eq!(timing(&[old.clone()]), (0.0, 0.0));
+        assert_eq!(timing(std::slice::from_ref(&old)), (0.0, 0.0));
         assert_eq!(timing(&[resumed[0].clone(), old]), (1.5, 1.0 / 1.5));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -105,9 +105,9 @@ impl Report {
     /// Write results.json, report.md and report.svg into `dir`, each atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::Input(e.to_string()))?;
-        ingot_core::assets::write_atomic(&dir.join("results.json"), &json)?;
-        ingot_core::assets::write_atomic(&dir.join("report.md"), self.markdown().as_bytes())?;
-        ingot_core::assets::write_atomic(&dir.join("report.svg"), self.svg().as_bytes())?;
+        ingot_core::atomic::write_file(&dir.join("results.json"), &json)?;
+        ingot_core::atomic::write_file(&dir.join("report.md"), self.markdown().as_bytes())?;
+        ingot_core::atomic::write_file(&dir.join("report.svg"), self.svg().as_bytes())?;
         Ok(())
     }
 }

@@ -141,9 +141,7 @@ impl LlamaConfig {
         limits::non_negative_finite("rms_norm_eps", self.rms_norm_eps).map_err(&wrap)?;
         limits::positive_finite("rope_theta", self.rope_theta).map_err(&wrap)?;
         match self.rope_scaling {
-            RopeScaling::Linear { factor } => {
-                limits::positive_finite("rope_scaling.factor", factor).map_err(&wrap)?
-            }
+            RopeScaling::Linear { factor } => limits::positive_finite("rope_scaling.factor", factor).map_err(&wrap)?,
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
                 limits::positive_finite("rope_scaling.factor", factor).map_err(&wrap)?;
                 limits::positive_finite("rope_scaling.low_freq_factor", low_freq_factor).map_err(&wrap)?;

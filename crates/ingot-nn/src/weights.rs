@@ -155,7 +155,10 @@ impl Weights {
             }
             Source::Vars(vb) => {
                 let key = self.key(name);
-                let t = vb.get_with_hints(shape, &key, init).map_err(|e| match e {
+                // With RUST_BACKTRACE set candle wraps its errors in WithBacktrace: unwrap first, so
+                // the message does not depend on the environment.
+                let t = vb.get_with_hints(shape, &key, init);
+                let t = t.map_err(ingot_core::error::strip_backtrace).map_err(|e| match e {
                     candle_core::Error::CannotFindTensor { .. } => {
                         Error::Model(format!("checkpoint has no weight '{key}'"))
                     }

@@ -66,3 +66,24 @@ pub fn run_with(bin: impl AsRef<Path>, args: &[&str], stdin: &str, env: &[(&str,
 pub fn run(bin: impl AsRef<Path>, args: &[&str]) -> Run {
     run_with(bin, args, "", &[])
 }
+
+/// Run `bin ARGS` with `INGOT_FAULT=fault` and check that it aborted there: the process dies at
+/// that point of the atomic write it names (no destructors, no cleanup, as under SIGKILL).
+pub fn run_killed_at(bin: impl AsRef<Path>, fault: &str, args: &[&str]) -> Run {
+    let run = run_with(bin, args, "", &[("INGOT_FAULT", fault)]);
+    assert_eq!(run.code, -1, "expected an abort at {fault}:\n{}", run.dump());
+    assert!(run.stderr.contains("INGOT_FAULT: aborting"), "{}", run.dump());
+    run
+}
+
+/// The hidden entries of a folder, sorted: the temporary and old copies a killed write leaves.
+pub fn hidden_entries(dir: impl AsRef<Path>) -> Vec<String> {
+    let dir = dir.as_ref();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.expect("a folder entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}

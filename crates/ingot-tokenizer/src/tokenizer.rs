@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use ingot_core::assets::write_atomic;
+use ingot_core::atomic::write_file;
 use serde::Deserialize;
 
 use crate::chat::{ChatTemplate, Prompt};
@@ -279,7 +279,7 @@ impl Tokenizer {
             .inner
             .to_string(true)
             .map_err(Error::hf(format!("serializing the tokenizer for {}", path.display())))?;
-        Ok(write_atomic(path, json.as_bytes())?)
+        Ok(write_file(path, json.as_bytes())?)
     }
 
     /// Write an HF-style `tokenizer_config.json` (atomically) that [`Tokenizer::from_file`]
@@ -298,7 +298,7 @@ impl Tokenizer {
         });
         let json = serde_json::to_string_pretty(&config)
             .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), source })?;
-        Ok(write_atomic(path, json.as_bytes())?)
+        Ok(write_file(path, json.as_bytes())?)
     }
 }
 
@@ -384,7 +384,8 @@ impl IdOrIds {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| ingot_core::Error::Io { op: "read", path: path.to_path_buf(), source }.into())
+    std::fs::read_to_string(path)
+        .map_err(|source| ingot_core::Error::Io { op: "read", path: path.to_path_buf(), source }.into())
 }
 
 fn read_text_if_present(path: &Path) -> Result<Option<String>> {

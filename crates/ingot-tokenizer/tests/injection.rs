@@ -120,9 +120,9 @@ fn prompt_truncation_keeps_markup_up_to_the_cut() {
     prompt.push_markup("<|im_end|>");
     prompt.truncate(19);
     assert_eq!(prompt.as_str(), "<|im_start|>user\nhi");
-    assert_eq!(prompt.markup_ranges(), [0..17]);
+    assert_eq!(prompt.markup_ranges().to_vec(), vec![0..17]);
     prompt.truncate(5);
-    assert_eq!(prompt.markup_ranges(), [0..5]);
+    assert_eq!(prompt.markup_ranges().to_vec(), vec![0..5]);
 }
 
 #[test]

@@ -112,6 +112,9 @@ pub struct AgentAnswer {
     pub steps: Vec<Step>,
 }
 
+/// Sees each step's prompt ids ([`Agent::with_prompt_hook`]).
+type PromptHook<'a> = Box<dyn Fn(&[u32]) + 'a>;
+
 /// A model, the tools it may call, and the loop's limits.
 pub struct Agent<'a> {
     pipeline: &'a Pipeline,
@@ -119,14 +122,22 @@ pub struct Agent<'a> {
     params: GenerateParams,
     max_steps: usize,
     system: Option<String>,
-    on_prompt: Option<Box<dyn Fn(&[u32]) + 'a>>,
+    on_prompt: Option<PromptHook<'a>>,
     cancel: Option<&'a AtomicBool>,
 }
 
 impl<'a> Agent<'a> {
     /// An agent with greedy decoding, 256 tokens per step and at most 5 steps.
     pub fn new(pipeline: &'a Pipeline, tools: Vec<Box<dyn Tool>>) -> Self {
-        Self { pipeline, tools, params: GenerateParams::default(), max_steps: 5, system: None, on_prompt: None, cancel: None }
+        Self {
+            pipeline,
+            tools,
+            params: GenerateParams::default(),
+            max_steps: 5,
+            system: None,
+            on_prompt: None,
+            cancel: None,
+        }
     }
 
     /// Generation settings for every step; `</tool_call>` is added to the stop strings.

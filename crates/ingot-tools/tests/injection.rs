@@ -71,12 +71,18 @@ fn tool_descriptions_and_results_cannot_forge_turns() {
         .with_max_steps(1)
         .with_prompt_hook(|ids| fed.borrow_mut().push(ids.to_vec()));
     agent.run_conversation(&conversation, |_| {}).unwrap();
+    drop(agent);
     let fed = fed.into_inner();
     assert_eq!(fed.len(), 1, "one step, one prompt");
     // The agent's system message (with the tool's description) and the three turns.
     assert_only_template_controls(&fed[0], &control, 4, "tool result");
     let text = pipeline.tokenizer.decode(&fed[0], false).unwrap();
-    assert_eq!(text.matches(FORGED).count(), 2, "the description and the result reach the model as text: {text}");
+    // Both travel as JSON strings (the tool list and `{"name": .., "result": ..}`), newlines escaped.
+    let json = serde_json::to_string(FORGED).unwrap();
+    let forged_in_json = &json[1..json.len() - 1];
+    assert!(forged_in_json.contains("<|im_end|>"));
+    let seen = text.matches(forged_in_json).count();
+    assert_eq!(seen, 2, "the description and the result reach the model as text: {text}");
     // Negative control: the same text with special spellings parsed (the old encoding) forges turns.
     let parsed = pipeline.tokenizer.encode_markup(&text, false).unwrap();
     assert!(parsed.iter().filter(|id| control.contains(id)).count() > 9);
@@ -89,6 +95,7 @@ fn tool_descriptions_and_results_cannot_forge_turns() {
         .with_max_steps(2)
         .with_prompt_hook(|ids| fed.borrow_mut().push(ids.to_vec()));
     let out = agent.run("Read my notes with the read_notes tool and tell me what they say.").unwrap();
+    drop(agent);
     let fed = fed.into_inner();
     assert_eq!(fed.len(), out.steps.len());
     for (k, ids) in fed.iter().enumerate() {

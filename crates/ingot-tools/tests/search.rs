@@ -225,7 +225,9 @@ fn corrupt_index_is_reported_clearly() {
 
     // A manifest but broken tantivy files.
     sample_docs(&t.join("docs"));
-    SearchIndex::build(&t.join("docs"), &t.join("index")).unwrap();
+    // The broken folder above is not an Ingot index (no manifest): a plain build refuses it.
+    assert!(matches!(SearchIndex::build(&t.join("docs"), &t.join("index")), Err(SearchError::Core(_))));
+    SearchIndex::build_replacing(&t.join("docs"), &t.join("index")).unwrap();
     fs::write(t.join("index").join("meta.json"), "{ garbage").unwrap();
     let err = SearchIndex::open(&t.join("index")).unwrap_err();
     assert!(matches!(err, SearchError::IndexCorrupt { .. }), "{err:?}");

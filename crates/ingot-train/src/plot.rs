@@ -35,7 +35,7 @@ pub fn loss_curve_svg(series: &[(&str, &[(f64, f64)])], title: &str, x_label: &s
 
 /// Write an SVG atomically (temporary file, fsync, rename).
 pub fn write_svg(path: &Path, svg: &str) -> Result<()> {
-    Ok(ingot_core::assets::write_atomic(path, svg.as_bytes())?)
+    Ok(ingot_core::atomic::write_file(path, svg.as_bytes())?)
 }
 
 /// A line chart of `series` with the given options; "no data" when nothing can be drawn.

@@ -297,7 +297,7 @@ impl Trainer<'_> {
             log.push_str(&serde_json::to_string(m).unwrap_or_default());
             log.push('\n');
         }
-        ingot_core::assets::write_atomic(&metrics_path, log.as_bytes())?;
+        ingot_core::atomic::write_file(&metrics_path, log.as_bytes())?;
         let mut metrics_file = std::fs::OpenOptions::new()
             .append(true)
             .open(&metrics_path)

@@ -151,9 +151,11 @@ fn crash_mid_save_leaves_previous_checkpoint() {
     };
     let staged = checkpoint::stage(&out, 20, &contents).unwrap();
     let staged_dir = staged.path().to_path_buf();
-    drop(staged);
+    assert!(staged_dir.join("model.safetensors").is_file(), "staged in full");
+    drop(staged); // a save abandoned on an error removes its own temporary folder at once
+    assert!(!staged_dir.exists());
     // ...and one from another (dead) process killed half-way through writing model.safetensors.
-    let dead = out.join(".tmp-step-00000030-999999999");
+    let dead = out.join(".step-00000030.tmp-999999999");
     std::fs::create_dir_all(&dead).unwrap();
     std::fs::write(dead.join("model.safetensors"), b"\x10\x00\x00").unwrap();
 

@@ -54,10 +54,8 @@ pub fn run(cmd: ChatCmd) -> Result<()> {
     let agent = if tools.is_empty() {
         None
     } else {
-        let mut agent = Agent::new(&p, tools)
-            .with_params(params.clone())
-            .with_max_steps(cmd.tools.max_steps)
-            .with_cancel(cancel);
+        let mut agent =
+            Agent::new(&p, tools).with_params(params.clone()).with_max_steps(cmd.tools.max_steps).with_cancel(cancel);
         if let Some(s) = &cmd.system {
             agent = agent.with_system(s.clone());
         }
@@ -88,7 +86,9 @@ pub fn run(cmd: ChatCmd) -> Result<()> {
             None => break,
             Some(Line::Text(text)) => text,
             Some(Line::NotUtf8 { valid_up_to }) => {
-                eprintln!("error: line {line_no} is not UTF-8 text (bad byte at offset {valid_up_to}); nothing was sent");
+                eprintln!(
+                    "error: line {line_no} is not UTF-8 text (bad byte at offset {valid_up_to}); nothing was sent"
+                );
                 continue;
             }
             Some(Line::TooLong) => {
@@ -172,7 +172,8 @@ impl Chat<'_> {
         }
         let p = self.p;
         let prompt = p.encode_chat(history)?;
-        if prompt.len() + self.params.max_tokens > p.model.context_length() && history.len() > 1 {
+        let ctx = p.model.context_length();
+        if prompt.len() < ctx && prompt.len() + self.params.max_tokens > ctx && history.len() > 1 {
             eprintln!("[the conversation is near the context limit; /reset to start over]");
         }
         let g = generate_until(&p.model, &p.tokenizer, &prompt, self.params, &p.device, self.cancel, |piece| {

@@ -48,12 +48,19 @@ pub struct EvalCmd {
     /// gsm8k_cot: most tokens per answer (lm-evaluation-harness's default, 256).
     #[arg(long, default_value_t = 256)]
     pub max_gen_tokens: usize,
+    /// Write into --out even if it holds something that is not an evaluation report.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(cmd: EvalCmd) -> Result<()> {
     anyhow::ensure!(cmd.limit != Some(0), "--limit must be at least 1");
     anyhow::ensure!(cmd.max_gen_tokens > 0, "--max-gen-tokens must be at least 1");
     anyhow::ensure!(cmd.maj == 0 || cmd.temperature > 0.0, "--maj needs --temperature above 0");
+    if let Some(out) = cmd.out.as_deref().filter(|out| !out.join("samples").is_dir()) {
+        // An earlier report (results.json) or a run's samples log is ours to add to or resume.
+        ingot_core::atomic::check_output(out, "evaluation report", "results.json", cmd.force)?;
+    }
     let root = ingot_eval::data::data_root(cmd.data.as_deref())?;
     // Resolve every task before loading the model: a typo fails in milliseconds.
     let mut tasks: Vec<Task> = Vec::new();

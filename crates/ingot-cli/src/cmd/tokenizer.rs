@@ -41,6 +41,9 @@ pub struct TrainArgs {
     /// Special tokens, ids 0, 1, ... in order (repeatable; default <|endoftext|>, the EOS).
     #[arg(long = "special", value_name = "TOKEN")]
     pub special: Vec<String>,
+    /// Replace --out even if the file there is not a tokenizer.json.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +63,9 @@ fn train(args: TrainArgs) -> Result<()> {
         Some(path) => path,
         None => ingot_core::assets::find_asset("corpus/shakespeare", "corpus")?,
     };
+    // Before the (slow) training: an existing file at --out must be a tokenizer to be replaced.
+    let is_tokenizer = |p: &std::path::Path| Tokenizer::from_file(p).is_ok();
+    ingot_core::atomic::check_output_file(&args.out, "tokenizer.json", is_tokenizer, args.force)?;
     let specials = if args.special.is_empty() { vec![ENDOFTEXT.to_string()] } else { args.special };
 
     let started = Instant::now();

@@ -135,6 +135,6 @@ fn gradients_reach_q_k_and_v() {
 fn heads_that_do_not_group_are_an_error() {
     let q = tensor(&[1, 5, 2, D], 500, DType::F32);
     let k = tensor(&[1, 2, 2, D], 501, DType::F32);
-    let err = causal_attention(&q, &k, &k).err().expect("5 query heads over 2 key heads");
+    let err = causal_attention(&q, &k, &k).expect_err("5 query heads over 2 key heads");
     assert!(err.to_string().contains("5 query heads do not divide into 2"), "{err}");
 }

@@ -107,7 +107,7 @@ fn repeat_batch_shares_a_prefix_across_rows() {
     same(&k, &cat(&[&prefix(&k0), &k1]), "keys after repeat");
     same(&v, &cat(&[&prefix(&v0), &v1]), "values after repeat");
     // Only a batch-1 cache can be repeated.
-    let err = cache.repeat_batch(2).err().expect("a batch-4 cache");
+    let err = cache.repeat_batch(2).expect_err("a batch-4 cache");
     assert!(err.to_string().contains("batch-1"), "{err}");
 }
 

@@ -107,7 +107,7 @@ fn impossible_sizes_are_errors() {
     assert!(new(0, MAX_POS, &RopeScaling::None).is_err(), "zero head dim");
     assert!(new(D, 0, &RopeScaling::None).is_err(), "no positions");
     assert!(new(D, usize::MAX, &RopeScaling::None).is_err(), "a table no model needs");
-    let err = new(D, MAX_POS, &RopeScaling::FreqFactors(vec![1.0; 3])).err().expect("3 factors for 5 frequencies");
+    let err = new(D, MAX_POS, &RopeScaling::FreqFactors(vec![1.0; 3])).expect_err("3 factors for 5 frequencies");
     assert!(err.to_string().contains("3 frequency factors"), "{err}");
     // Positions past the table are an error, not a panic.
     let rope = new(D, MAX_POS, &RopeScaling::None).expect("rope");

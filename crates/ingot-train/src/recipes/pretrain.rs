@@ -136,6 +136,7 @@ impl PretrainConfig {
         if cfg.data.batch_size == 0 || cfg.data.context == 0 {
             return Err(Error::Config("data.batch_size and data.context must be at least 1".into()));
         }
+        ingot_core::limits::at_least("data.eval_batches", cfg.data.eval_batches, 1)?;
         Ok(cfg)
     }
 }
@@ -235,7 +236,9 @@ pub fn full_loss(model: &Model, ds: &TokenDataset, context: usize, batch_size: u
 const DATA_SOURCE_FILE: &str = "ingot-data-source.json";
 
 /// The `[data]` settings that decide which tokens are in the shards.
-fn data_source(cfg: &DataSection, seed: u64) -> Result<Value> {
+/// (Not the seed: it also drives initialisation and batch order, and a run with another seed may
+/// well train on the same prepared data; the run manifest records which data a run used.)
+fn data_source(cfg: &DataSection) -> Result<Value> {
     let tokenizer_hash = match &cfg.tokenizer {
         Some(path) => Some(Tokenizer::from_file(path)?.content_hash()?),
         None => None,
@@ -247,7 +250,6 @@ fn data_source(cfg: &DataSection, seed: u64) -> Result<Value> {
         "tokenizer_kind": if cfg.tokenizer.is_some() { None } else { Some(&cfg.tokenizer_kind) },
         "vocab_size": if cfg.tokenizer.is_none() && cfg.tokenizer_kind == "bpe" { Some(cfg.vocab_size) } else { None },
         "val_fraction": cfg.val_fraction,
-        "seed": seed,
     }))
 }
 
@@ -259,7 +261,7 @@ fn data_source(cfg: &DataSection, seed: u64) -> Result<Value> {
 pub fn prepare_data(cfg: &DataSection, out: &Path, seed: u64, rebuild: bool) -> Result<(Tokenizer, PathBuf)> {
     let own = cfg.dir.is_none();
     let dir = cfg.dir.clone().unwrap_or_else(|| out.join("data"));
-    let wanted = if cfg.corpus.is_some() { Some(data_source(cfg, seed)?) } else { None };
+    let wanted = if cfg.corpus.is_some() { Some(data_source(cfg)?) } else { None };
     if dir.join(ingot_data::MANIFEST_FILE).exists() {
         let recorded = std::fs::read_to_string(dir.join(DATA_SOURCE_FILE))
             .ok()
