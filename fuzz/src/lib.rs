@@ -105,3 +105,26 @@ pub fn checked<T, E: std::error::Error + 'static>(what: &str, r: Result<T, E>) -
         }
     }
 }
+
+/// Run `body` where the library under test catches some panics on purpose and turns them into
+/// errors (ingot-eval's Arrow reader catches arrow-ipc's panics on damaged buffers). libFuzzer's
+/// Rust hook aborts on every panic, caught or not; this installs a quiet hook instead and aborts
+/// only on a panic that escapes `body`, printing where it was raised.
+pub fn allowing_caught_panics(body: impl FnOnce()) {
+    use std::cell::RefCell;
+    use std::sync::Once;
+    thread_local! {
+        static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
+    }
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let text = info.to_string();
+            LAST_PANIC.with(|last| *last.borrow_mut() = text);
+        }))
+    });
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+        LAST_PANIC.with(|last| eprintln!("uncaught panic: {}", last.borrow()));
+        std::process::abort();
+    }
+}

@@ -46,6 +46,7 @@ enum Command {
 }
 
 fn main() {
+    ingot_core::panic::install_hook();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("INGOT_LOG"))
         .with_writer(std::io::stderr)

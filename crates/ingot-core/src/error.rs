@@ -47,7 +47,8 @@ pub enum Error {
     WrongType { path: PathBuf, key: String, expected: &'static str, found: String },
 
     /// A JSON file (config.json, tokenizer.json) failed to parse.
-    #[error("cannot parse {path}: {source}")]
+    /// serde's message can quote a whole offending string from the file: escaped and capped.
+    #[error("cannot parse {path}: {}", crate::text::escaped(&.source.to_string(), 300))]
     Json { path: PathBuf, source: serde_json::Error },
 
     /// A model's configuration names an architecture Ingot does not implement.

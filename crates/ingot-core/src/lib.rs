@@ -12,6 +12,7 @@ pub mod error;
 pub mod gguf;
 pub mod hash;
 pub mod limits;
+pub mod panic;
 pub mod text;
 
 pub use error::{CandleContext, Error, Result};

@@ -45,30 +45,33 @@ pub fn read_arrow_stream(path: &Path) -> Result<Vec<Value>> {
     let file = File::open(path).map_err(|e| not_found(path, e))?;
     // arrow-ipc 60 panics on some damaged buffers (a buffer offset past the end of the message
     // body) instead of returning an error. A damaged download must be an error, so that panic is
-    // caught here; nothing outlives it but the message.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_stream(path, file))) {
+    // caught here, quietly (no panic report on the terminal); nothing outlives it but the message.
+    match ingot_core::panic::catch_quietly(|| read_stream(path, file)) {
         Ok(result) => result,
-        Err(payload) => {
-            let why = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("no reason given");
-            Err(Error::Corrupt(format!(
-                "{} is damaged: Arrow could not decode it ({}); fetch the data again with `scripts/fetch-assets eval`",
-                path.display(),
-                ingot_core::text::escaped(why, 200)
-            )))
-        }
+        Err(why) => Err(Error::Corrupt(format!(
+            "{} is damaged: Arrow could not decode it ({}); fetch the data again with `scripts/fetch-assets eval`",
+            path.display(),
+            ingot_core::text::escaped(&why, 200)
+        ))),
     }
 }
 
 fn read_stream(path: &Path, file: File) -> Result<Vec<Value>> {
+    let file_len = file.metadata().map_or(u64::MAX, |m| m.len());
     let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
         .map_err(|e| Error::Corrupt(format!("{} is not an Arrow IPC stream: {}", path.display(), arrow_reason(&e))))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::Corrupt(format!("reading {}: {}", path.display(), arrow_reason(&e))))?;
+        // Arrow checks a batch's row count against its buffers, but columns of type Null have
+        // none: a few bytes can claim a billion rows. A real row takes at least a bit of the file.
+        let claimed = rows.len() as u64 + batch.num_rows() as u64;
+        if claimed > file_len.saturating_mul(8) {
+            return Err(Error::Corrupt(format!(
+                "{} is damaged: its batches claim {claimed} rows, more than its {file_len} bytes can hold; fetch the data again with `scripts/fetch-assets eval`",
+                path.display()
+            )));
+        }
         append_rows(&batch, &mut rows).map_err(|e| Error::Corrupt(format!("reading {}: {e}", path.display())))?;
     }
     Ok(rows)

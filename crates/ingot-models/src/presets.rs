@@ -78,7 +78,8 @@ pub fn apply_overrides(config: &mut Value, overrides: &serde_json::Map<String, V
             let mut known: Vec<&String> = obj.keys().collect();
             known.sort();
             return Err(Error::Model(format!(
-                "model field '{k}' is not part of a {} config; known fields: {}",
+                "model field {} is not part of a {} config; known fields: {}",
+                ingot_core::text::quoted(k),
                 obj.get("model_type").and_then(Value::as_str).unwrap_or("?"),
                 known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             )));

@@ -72,6 +72,10 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let text = read_text(path)?;
+        // tokenizers 0.22 panics ("Helper") on a JSON syntax error inside the "decoder" object
+        // instead of returning it; check the syntax first so that a damaged file is an error.
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), source })?;
         let inner = tokenizers::Tokenizer::from_str(&text)
             .map_err(Error::hf(format!("parsing {} as a tokenizer.json", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));

@@ -341,7 +341,11 @@ pub fn execute_calls(tools: &[Box<dyn Tool>], calls: &[Result<ToolCall, CallErro
                     ToolResult {
                         name: call.name.clone(),
                         ok: false,
-                        content: format!("unknown tool '{}'; available: {}", call.name, available.join(", ")),
+                        content: format!(
+                            "unknown tool {}; available: {}",
+                            ingot_core::text::quoted(&call.name),
+                            available.join(", ")
+                        ),
                     }
                 }
                 Some(tool) => match tool.call(&call.arguments) {

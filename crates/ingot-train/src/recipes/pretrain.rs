@@ -110,14 +110,14 @@ pub struct PretrainConfig {
 impl PretrainConfig {
     /// Parse TOML, then apply `section.key=value` overrides (values in TOML syntax).
     pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
-        let mut doc: toml::Table = toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
         for o in overrides {
-            let (path, raw) =
-                o.split_once('=').ok_or_else(|| Error::Config(format!("--set '{o}': expected section.key=value")))?;
-            let (section, key) = path
-                .trim()
-                .split_once('.')
-                .ok_or_else(|| Error::Config(format!("--set '{o}': expected section.key=value")))?;
+            let (path, raw) = o.split_once('=').ok_or_else(|| {
+                Error::Config(format!("--set {}: expected section.key=value", ingot_core::text::quoted(o)))
+            })?;
+            let (section, key) = path.trim().split_once('.').ok_or_else(|| {
+                Error::Config(format!("--set {}: expected section.key=value", ingot_core::text::quoted(o)))
+            })?;
             // A bare word that is not valid TOML is taken as a string (e.g. preset=tiny).
             let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
                 .ok()
@@ -127,11 +127,17 @@ impl PretrainConfig {
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()))
                 .as_table_mut()
-                .ok_or_else(|| Error::Config(format!("--set '{o}': '{section}' is not a section")))?;
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "--set {}: {} is not a section",
+                        ingot_core::text::quoted(o),
+                        ingot_core::text::quoted(section)
+                    ))
+                })?;
             table.insert(key.to_string(), value);
         }
         let cfg: PretrainConfig =
-            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| Error::Config(format!("{origin}: {e}")))?;
+            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| toml_error(origin, text, &e))?;
         cfg.train.validate()?;
         if cfg.data.batch_size == 0 || cfg.data.context == 0 {
             return Err(Error::Config("data.batch_size and data.context must be at least 1".into()));
@@ -139,6 +145,21 @@ impl PretrainConfig {
         ingot_core::limits::at_least("data.eval_batches", cfg.data.eval_batches, 1)?;
         Ok(cfg)
     }
+}
+
+/// A TOML error as one line: toml's own rendering spans several (a source snippet with a caret).
+fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> Error {
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+            format!(" line {line}, column {column}:")
+        }
+        None => String::new(),
+    };
+    let message = e.message().trim().replace(['\n', '\r'], " ");
+    Error::Config(format!("{origin}:{at} {message}"))
 }
 
 /// Next-token prediction on random windows of the token shards.

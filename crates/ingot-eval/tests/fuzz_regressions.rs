@@ -1,0 +1,28 @@
+//! Inputs found by the fuzz targets (fuzz/, `scripts/fuzz`) that once crashed Ingot.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, NullArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use ingot_test_support::temp_dir;
+
+/// fuzz target `arrow`: a Null-typed column needs no buffers, so a file of a few hundred bytes
+/// could claim a billion rows, and reading it grew the row list until the allocator gave up
+/// (2.4 GB under the fuzzer's 2 GB cap). It must be refused as damaged.
+#[test]
+fn a_batch_claiming_more_rows_than_the_file_holds_is_refused() {
+    let schema = Arc::new(Schema::new(vec![Field::new("label", DataType::Null, true)]));
+    let column: ArrayRef = Arc::new(NullArray::new(1 << 30));
+    let batch = RecordBatch::try_new(schema.clone(), vec![column]).unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &schema).unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    assert!(bytes.len() < 4096, "the hostile file is tiny: {} bytes", bytes.len());
+
+    let dir = temp_dir("fuzz-arrow-rows");
+    let path = dir.write("data-00000-of-00001.arrow", &bytes);
+    let err = ingot_eval::data::read_arrow_stream(&path).expect_err("a billion rows from a tiny file").to_string();
+    assert!(err.contains("damaged") && err.contains("1073741824 rows"), "{err}");
+}

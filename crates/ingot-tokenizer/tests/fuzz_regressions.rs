@@ -1,0 +1,15 @@
+//! Inputs found by the fuzz targets (fuzz/, `scripts/fuzz`) that once panicked, kept as bytes.
+
+use ingot_test_support::temp_dir;
+use ingot_tokenizer::Tokenizer;
+
+/// fuzz target `tokenizer_json`: a JSON syntax error (a raw control character in a string) inside
+/// the "decoder" object made tokenizers 0.22 panic ("Helper") instead of returning an error.
+#[test]
+fn syntax_error_inside_the_decoder_is_an_error() {
+    let dir = temp_dir("fuzz-tokenizer-decoder");
+    let path = dir.write("tokenizer.json", b"{\"decoder\": {\"type\": \"ByteLevel\", \"trim\": \"a\x01b\"}}");
+    let err = Tokenizer::from_file(&path).expect_err("a file that is not valid JSON must not load").to_string();
+    assert!(err.contains("tokenizer.json") && err.contains("control character"), "{err}");
+    assert!(!err.contains('\n'), "one line: {err}");
+}
