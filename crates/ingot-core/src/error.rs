@@ -47,9 +47,10 @@ pub enum Error {
     WrongType { path: PathBuf, key: String, expected: &'static str, found: String },
 
     /// A JSON file (config.json, tokenizer.json) failed to parse.
-    /// serde's message can quote a whole offending string from the file: escaped and capped.
-    #[error("cannot parse {path}: {}", crate::text::escaped(&.source.to_string(), 300))]
-    Json { path: PathBuf, source: serde_json::Error },
+    /// serde's message can quote a whole offending string from the file: escaped and capped, and
+    /// not exposed as the error's source (a cause chain would print it again, uncapped).
+    #[error("cannot parse {path}: {}", crate::text::escaped(&.cause.to_string(), 300))]
+    Json { path: PathBuf, cause: serde_json::Error },
 
     /// A model's configuration names an architecture Ingot does not implement.
     #[error("unknown architecture {} in {source_name}; Ingot supports: {supported}", quoted(.arch))]

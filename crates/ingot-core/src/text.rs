@@ -5,13 +5,13 @@
 //! a hostile file can carry escape sequences that recolour, retitle or rewrite the terminal. So it
 //! is never printed raw: [`quoted`] puts it in single quotes (the style of Ingot's messages),
 //! escapes every control or otherwise invisible character (`\n`, `\u{1b}`, bidi overrides,
-//! zero-width characters) and stops after [`MAX_CHARS`] characters, saying how many it left out.
+//! zero-width characters) and stops after [`MAX_CHARS`] bytes of output, saying how many characters it left out.
 //! [`escaped`] does the same without quotes, for text shown as itself (a chat template in
 //! `ingot inspect`, a whole error line).
 
 use std::fmt::{self, Display, Write as _};
 
-/// How much of a file-supplied string a message shows (characters of output, escapes included).
+/// How much of a file-supplied string a message shows (bytes of output, escapes included).
 pub const MAX_CHARS: usize = 200;
 
 /// `s` in single quotes, escaped and capped at [`MAX_CHARS`]: `'general.name'`,
@@ -20,7 +20,7 @@ pub fn quoted(s: &str) -> Shown<'_> {
     Shown { s, max: MAX_CHARS, quote: true }
 }
 
-/// `s` without quotes, control and invisible characters escaped, capped at `max` characters of
+/// `s` without quotes, control and invisible characters escaped, capped at `max` bytes of
 /// output. Quotes and backslashes are left alone, so it reads as the original text.
 pub fn escaped(s: &str, max: usize) -> Shown<'_> {
     Shown { s, max, quote: false }
@@ -46,7 +46,9 @@ impl Display for Shown<'_> {
         for (i, c) in rest.by_ref() {
             buf.clear();
             push_char(&mut buf, c, self.quote);
-            let width = buf.chars().count();
+            // Bytes, not characters: a cap on what reaches the terminal or a log line, whatever
+            // the script (a CJK or emoji string is 3-4 bytes a character).
+            let width = buf.len();
             if width > budget {
                 cut_at = Some(i);
                 break;

@@ -38,7 +38,19 @@ impl TokenDataset {
         let manifest = Manifest::load(dir)?;
         let mut shards = Vec::new();
         let mut starts = vec![0];
-        for entry in &manifest.split(split).shards {
+        for (i, entry) in manifest.split(split).shards.iter().enumerate() {
+            // The names come from dataset.json: only the names `prepare` writes, so a damaged or
+            // hostile manifest can neither point outside the folder nor print odd bytes.
+            if entry.file != split.shard_file(i) {
+                return Err(Error::BadManifest {
+                    path: dir.join(crate::MANIFEST_FILE),
+                    detail: format!(
+                        "shard {i} of {split} is named {}, expected {}; re-run `ingot data prepare`",
+                        ingot_core::text::quoted(&entry.file),
+                        split.shard_file(i)
+                    ),
+                });
+            }
             let shard = TokenShard::open(dir.join(&entry.file))?;
             let h = shard.header();
             let disagree = |what: &str, shard_value: String, manifest_value: String| Error::BadManifest {

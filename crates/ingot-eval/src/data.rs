@@ -61,6 +61,9 @@ fn read_stream(path: &Path, file: File) -> Result<Vec<Value>> {
     let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
         .map_err(|e| Error::Corrupt(format!("{} is not an Arrow IPC stream: {}", path.display(), arrow_reason(&e))))?;
     let mut rows = Vec::new();
+    // Values of type Null (in a column, or as a list's items) occupy no bytes, so a few bytes can
+    // claim billions of them; every value read is counted against what the file can hold.
+    let mut budget = file_len.saturating_mul(8).saturating_add(1 << 16);
     for batch in reader {
         let batch = batch.map_err(|e| Error::Corrupt(format!("reading {}: {}", path.display(), arrow_reason(&e))))?;
         // Arrow checks a batch's row count against its buffers, but columns of type Null have
@@ -72,7 +75,8 @@ fn read_stream(path: &Path, file: File) -> Result<Vec<Value>> {
                 path.display()
             )));
         }
-        append_rows(&batch, &mut rows).map_err(|e| Error::Corrupt(format!("reading {}: {e}", path.display())))?;
+        append_rows(&batch, &mut rows, &mut budget)
+            .map_err(|e| Error::Corrupt(format!("reading {}: {e}", path.display())))?;
     }
     Ok(rows)
 }
@@ -94,12 +98,12 @@ fn arrow_reason(e: &arrow_schema::ArrowError) -> String {
     ingot_core::text::escaped(&text, 300).to_string()
 }
 
-fn append_rows(batch: &RecordBatch, rows: &mut Vec<Value>) -> std::result::Result<(), String> {
+fn append_rows(batch: &RecordBatch, rows: &mut Vec<Value>, budget: &mut u64) -> std::result::Result<(), String> {
     let schema = batch.schema();
     for i in 0..batch.num_rows() {
         let mut row = Map::new();
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            row.insert(field.name().clone(), value_at(column.as_ref(), i)?);
+            row.insert(field.name().clone(), value_at(column.as_ref(), i, budget)?);
         }
         rows.push(Value::Object(row));
     }
@@ -107,7 +111,11 @@ fn append_rows(batch: &RecordBatch, rows: &mut Vec<Value>) -> std::result::Resul
 }
 
 /// Element `i` of an Arrow array as JSON. Covers the types HF datasets use for text benchmarks.
-fn value_at(array: &dyn Array, i: usize) -> std::result::Result<Value, String> {
+/// Each value spends one unit of `budget`.
+fn value_at(array: &dyn Array, i: usize, budget: &mut u64) -> std::result::Result<Value, String> {
+    *budget = budget.checked_sub(1).ok_or_else(|| {
+        "the file claims more values than its bytes can hold (the file is damaged)".to_string()
+    })?;
     if array.is_null(i) {
         return Ok(Value::Null);
     }
@@ -131,13 +139,13 @@ fn value_at(array: &dyn Array, i: usize) -> std::result::Result<Value, String> {
         DataType::Float64 => number!(Float64Type),
         DataType::Utf8 => Value::from(array.as_string::<i32>().value(i)),
         DataType::LargeUtf8 => Value::from(array.as_string::<i64>().value(i)),
-        DataType::List(_) => list(array.as_list::<i32>().value(i).as_ref())?,
-        DataType::LargeList(_) => list(array.as_list::<i64>().value(i).as_ref())?,
+        DataType::List(_) => list(array.as_list::<i32>().value(i).as_ref(), budget)?,
+        DataType::LargeList(_) => list(array.as_list::<i64>().value(i).as_ref(), budget)?,
         DataType::Struct(fields) => {
             let s = array.as_struct();
             let mut obj = Map::new();
             for (field, column) in fields.iter().zip(s.columns()) {
-                obj.insert(field.name().clone(), value_at(column.as_ref(), i)?);
+                obj.insert(field.name().clone(), value_at(column.as_ref(), i, budget)?);
             }
             Value::Object(obj)
         }
@@ -145,8 +153,11 @@ fn value_at(array: &dyn Array, i: usize) -> std::result::Result<Value, String> {
     })
 }
 
-fn list(values: &dyn Array) -> std::result::Result<Value, String> {
-    (0..values.len()).map(|j| value_at(values, j)).collect::<std::result::Result<Vec<_>, _>>().map(Value::Array)
+fn list(values: &dyn Array, budget: &mut u64) -> std::result::Result<Value, String> {
+    if values.len() as u64 > *budget {
+        return Err("a list claims more items than the file's bytes can hold (the file is damaged)".to_string());
+    }
+    (0..values.len()).map(|j| value_at(values, j, budget)).collect::<std::result::Result<Vec<_>, _>>().map(Value::Array)
 }
 
 /// The rows of a gzipped JSON Lines file (blank lines skipped).

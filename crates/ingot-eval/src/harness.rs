@@ -132,7 +132,11 @@ impl Sample {
 /// scored, in whichever run that was, so resuming neither loses the earlier runs' time nor
 /// counts resumed documents as free.
 pub fn timing(samples: &[Sample]) -> (f64, f64) {
-    let seconds: f64 = samples.iter().map(Sample::seconds).sum();
+    // Summed in document order: documents finish in any order when scored in parallel, and a
+    // float sum in another order differs in its last bits between a run and its resumption.
+    let mut by_doc: Vec<(usize, f64)> = samples.iter().map(|s| (s.doc(), s.seconds())).collect();
+    by_doc.sort_by_key(|&(doc, _)| doc);
+    let seconds: f64 = by_doc.iter().map(|&(_, secs)| secs).sum();
     let timed = samples.iter().filter(|s| s.seconds() > 0.0).count();
     (seconds, if seconds > 0.0 { timed as f64 / seconds } else { 0.0 })
 }

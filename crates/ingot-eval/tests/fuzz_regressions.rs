@@ -26,3 +26,29 @@ fn a_batch_claiming_more_rows_than_the_file_holds_is_refused() {
     let err = ingot_eval::data::read_arrow_stream(&path).expect_err("a billion rows from a tiny file").to_string();
     assert!(err.contains("damaged") && err.contains("1073741824 rows"), "{err}");
 }
+
+/// fuzz target `arrow`, again: one row whose list of Null items claims a billion of them (Null
+/// items need no bytes either) grew one JSON array to 3.7 GB. Every value read is now counted
+/// against what the file can hold.
+#[test]
+fn a_list_claiming_more_items_than_the_file_holds_is_refused() {
+    use arrow_array::builder::{ListBuilder, NullBuilder};
+    use arrow_array::Array;
+    let mut builder = ListBuilder::new(NullBuilder::new());
+    builder.values().append_nulls(1 << 30);
+    builder.append(true);
+    let list = builder.finish();
+    let schema = Arc::new(Schema::new(vec![Field::new("choices", list.data_type().clone(), true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(list) as ArrayRef]).unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &schema).unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    assert!(bytes.len() < 4096, "the hostile file is tiny: {} bytes", bytes.len());
+
+    let dir = temp_dir("fuzz-arrow-list");
+    let path = dir.write("data-00000-of-00001.arrow", &bytes);
+    let err = ingot_eval::data::read_arrow_stream(&path).expect_err("a billion items from a tiny file").to_string();
+    assert!(err.contains("damaged") && !err.contains('\n'), "{err}");
+}

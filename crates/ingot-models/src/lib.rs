@@ -320,7 +320,7 @@ pub fn read_hf_config(path: &Path) -> Result<HfConfig> {
         },
         _ => Error::Io { op: "open", path: path.to_path_buf(), source },
     })?;
-    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_path_buf(), cause: source })
 }
 
 /// The safetensors files of a checkpoint folder, in name order.

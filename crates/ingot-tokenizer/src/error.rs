@@ -36,7 +36,8 @@ pub enum Error {
     InvalidVocab { path: PathBuf, detail: String },
 
     /// The HF `tokenizers` library refused an operation.
-    #[error("{what}: {source}")]
+    /// (The library's message can quote tokens from the file: escaped and capped.)
+    #[error("{what}: {}", escaped(&.source.to_string(), 300))]
     Hf { what: String, source: tokenizers::Error },
 
     /// A token id outside the vocabulary was given to `decode`.

@@ -75,7 +75,7 @@ impl Tokenizer {
         // tokenizers 0.22 panics ("Helper") on a JSON syntax error inside the "decoder" object
         // instead of returning it; check the syntax first so that a damaged file is an error.
         serde_json::from_str::<serde::de::IgnoredAny>(&text)
-            .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), source })?;
+            .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), cause: source })?;
         let inner = tokenizers::Tokenizer::from_str(&text)
             .map_err(Error::hf(format!("parsing {} as a tokenizer.json", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -301,7 +301,7 @@ impl Tokenizer {
             "chat_template": self.chat_template.as_ref().map(ChatTemplate::source),
         });
         let json = serde_json::to_string_pretty(&config)
-            .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), source })?;
+            .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), cause: source })?;
         Ok(write_file(path, json.as_bytes())?)
     }
 }
@@ -404,7 +404,7 @@ fn read_json_if_present<T: serde::de::DeserializeOwned>(path: &Path) -> Result<O
     let Some(text) = read_text_if_present(path)? else { return Ok(None) };
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), source }.into())
+        .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), cause: source }.into())
 }
 
 /// Say which file a chat-template error came from.

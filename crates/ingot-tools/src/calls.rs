@@ -62,7 +62,7 @@ pub enum CallError {
     #[error("the tool call has no \"name\" string; say which tool to call")]
     MissingName,
     /// `"arguments"` (or `"parameters"`) is neither an object nor a string holding one.
-    #[error("tool `{name}`: \"arguments\" must be a JSON object, got {found}")]
+    #[error("tool {}: \"arguments\" must be a JSON object, got {found}", ingot_core::text::quoted(.name))]
     ArgumentsNotObject { name: String, found: &'static str },
 }
 

@@ -73,6 +73,6 @@ impl Error {
     /// A JSON file that failed to parse (ingot-core's `Json`).
     pub(crate) fn json(path: impl Into<PathBuf>) -> impl FnOnce(serde_json::Error) -> Error {
         let path = path.into();
-        move |source| Error::Core(ingot_core::Error::Json { path, source })
+        move |source| Error::Core(ingot_core::Error::Json { path, cause: source })
     }
 }

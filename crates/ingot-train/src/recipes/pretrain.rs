@@ -159,7 +159,8 @@ fn toml_error(origin: &str, text: &str, e: &toml::de::Error) -> Error {
         None => String::new(),
     };
     let message = e.message().trim().replace(['\n', '\r'], " ");
-    Error::Config(format!("{origin}:{at} {message}"))
+    // The message can quote a key or value from the file (an unknown field): escaped and capped.
+    Error::Config(format!("{origin}:{at} {}", ingot_core::text::escaped(&message, 300)))
 }
 
 /// Next-token prediction on random windows of the token shards.

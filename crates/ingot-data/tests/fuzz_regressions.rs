@@ -1,0 +1,26 @@
+//! Inputs found by the fuzz targets (fuzz/, `scripts/fuzz`) whose messages broke the one-line rule.
+
+use ingot_data::{prepare, Document, PrepareOptions, Split, TokenDataset};
+use ingot_test_support::temp_dir;
+
+/// fuzz target `shard`: dataset.json names its shard files, and a name with a newline was printed
+/// raw (and a name like "../x" would have been opened outside the folder). Only the names
+/// `prepare` writes are accepted.
+#[test]
+fn shard_names_in_the_manifest_are_checked() {
+    let dir = temp_dir("fuzz-shard-names");
+    let docs: Vec<Document> = ingot_test_support::small_corpus()
+        .into_iter()
+        .map(|d| Document { id: d.name, text: d.text })
+        .collect();
+    let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
+    let data = dir.join("data");
+    prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
+    let manifest = std::fs::read_to_string(data.join("dataset.json")).unwrap();
+    assert!(TokenDataset::open(&data, Split::Train).is_ok());
+    for bad in ["tra\\n_00000.bin", "../../train_00000.bin", "train_00001.bin"] {
+        std::fs::write(data.join("dataset.json"), manifest.replacen("train_00000.bin", bad, 1)).unwrap();
+        let err = TokenDataset::open(&data, Split::Train).expect_err(bad).to_string();
+        assert!(err.contains("expected train_00000.bin") && !err.contains('\n'), "{bad}: {err}");
+    }
+}
