@@ -31,32 +31,8 @@ fn refused(r: Run, needle: &str) -> Run {
 /// A tiny GPT-2 pre-training config over a small generated corpus.
 fn tiny_config(dir: &TempDir) -> PathBuf {
     let corpus = write_txt(&dir.join("corpus"), &dialogue_corpus(4, 60));
-    dir.write(
-        "tiny.toml",
-        format!(
-            r#"
-[model]
-preset = "char-baby"
-n_layer = 1
-n_head = 2
-n_embd = 16
-n_positions = 16
-[data]
-corpus = "{}"
-batch_size = 2
-context = 8
-eval_batches = 1
-[train]
-max_steps = 2
-warmup_steps = 1
-decay_steps = 2
-eval_interval = 0
-checkpoint_interval = 0
-log_interval = 1
-"#,
-            corpus.display()
-        ),
-    )
+    let train = "max_steps = 2\nwarmup_steps = 1\ndecay_steps = 2\neval_interval = 0\ncheckpoint_interval = 0\nlog_interval = 1";
+    dir.write("tiny.toml", ingot_test_support::tiny_pretrain_toml(&corpus, 16, train))
 }
 
 fn s(p: &Path) -> &str {

@@ -167,32 +167,9 @@ fn data_prepare_killed_mid_write_keeps_the_previous_dataset() {
 // ---------------------------------------------------------------------------------------------
 
 fn pretrain_config(dir: &TempDir, corpus: &Path) -> std::path::PathBuf {
-    dir.write(
-        "tiny.toml",
-        format!(
-            r#"
-[model]
-preset = "char-baby"
-n_layer = 1
-n_head = 2
-n_embd = 16
-n_positions = 16
-[data]
-corpus = "{}"
-batch_size = 2
-context = 8
-eval_batches = 1
-[train]
-max_steps = 2
-warmup_steps = 1
-eval_interval = 0
-checkpoint_interval = 1
-log_interval = 1
-keep_last = 1
-"#,
-            corpus.display()
-        ),
-    )
+    let train =
+        "max_steps = 2\nwarmup_steps = 1\neval_interval = 0\ncheckpoint_interval = 1\nlog_interval = 1\nkeep_last = 1";
+    dir.write("tiny.toml", ingot_test_support::tiny_pretrain_toml(corpus, 16, train))
 }
 
 /// Issue 10, defect 2: a run folder is one run. A fresh run into a used folder is refused (before,

@@ -36,37 +36,12 @@ fn write_corpus(dir: &Path) -> PathBuf {
 }
 
 fn write_config(dir: &Path, corpus: &Path, max_steps: u32, checkpoint_interval: u32) -> PathBuf {
+    let train = format!(
+        "max_steps = {max_steps}\nwarmup_steps = 2\ndecay_steps = {max_steps}\nlr = 3e-3\nmin_lr = 3e-4\n\
+         eval_interval = 10\ncheckpoint_interval = {checkpoint_interval}\nlog_interval = 1\nkeep_last = 2"
+    );
     let path = dir.join("tiny.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[model]
-preset = "char-baby"
-n_layer = 1
-n_head = 2
-n_embd = 32
-n_positions = 32
-[data]
-corpus = "{}"
-batch_size = 4
-context = 16
-eval_batches = 2
-[train]
-max_steps = {max_steps}
-warmup_steps = 2
-decay_steps = {max_steps}
-lr = 3e-3
-min_lr = 3e-4
-eval_interval = 10
-checkpoint_interval = {checkpoint_interval}
-log_interval = 1
-keep_last = 2
-"#,
-            corpus.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, ingot_test_support::tiny_pretrain_toml(corpus, 32, &train)).unwrap();
     path
 }
 

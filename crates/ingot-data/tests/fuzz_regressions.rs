@@ -9,10 +9,8 @@ use ingot_test_support::temp_dir;
 #[test]
 fn shard_names_in_the_manifest_are_checked() {
     let dir = temp_dir("fuzz-shard-names");
-    let docs: Vec<Document> = ingot_test_support::small_corpus()
-        .into_iter()
-        .map(|d| Document { id: d.name, text: d.text })
-        .collect();
+    let docs: Vec<Document> =
+        ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect();
     let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
     let data = dir.join("data");
     prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();

@@ -113,9 +113,9 @@ fn append_rows(batch: &RecordBatch, rows: &mut Vec<Value>, budget: &mut u64) -> 
 /// Element `i` of an Arrow array as JSON. Covers the types HF datasets use for text benchmarks.
 /// Each value spends one unit of `budget`.
 fn value_at(array: &dyn Array, i: usize, budget: &mut u64) -> std::result::Result<Value, String> {
-    *budget = budget.checked_sub(1).ok_or_else(|| {
-        "the file claims more values than its bytes can hold (the file is damaged)".to_string()
-    })?;
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| "the file claims more values than its bytes can hold (the file is damaged)".to_string())?;
     if array.is_null(i) {
         return Ok(Value::Null);
     }

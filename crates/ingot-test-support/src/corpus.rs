@@ -73,3 +73,17 @@ pub fn write_jsonl(path: &Path, docs: &[Doc]) -> PathBuf {
     std::fs::write(path, lines).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
     path.to_path_buf()
 }
+
+/// A pre-training config (TOML) for a model small enough to train in milliseconds: the
+/// `char-baby` GPT-2 preset cut to one layer of width `width` (its context too), over `corpus`,
+/// batches of `width / 8` windows of `width / 2` tokens; `train` is the `[train]` section's body.
+pub fn tiny_pretrain_toml(corpus: &Path, width: usize, train: &str) -> String {
+    format!(
+        "[model]\npreset = \"char-baby\"\nn_layer = 1\nn_head = 2\nn_embd = {width}\nn_positions = {width}\n\
+         [data]\ncorpus = \"{}\"\nbatch_size = {}\ncontext = {}\neval_batches = {}\n[train]\n{train}\n",
+        corpus.display(),
+        (width / 8).max(1),
+        width / 2,
+        (width / 16).max(1),
+    )
+}

@@ -26,13 +26,14 @@ pub mod gguf;
 pub mod guard;
 #[cfg(feature = "models")]
 pub mod models;
+pub mod svg;
 mod temp;
 #[cfg(feature = "tokenizer")]
 pub mod tokenizer;
 
 pub use assets::{corpus_dir, eval_data, real_model, require_asset};
 pub use cli::Run;
-pub use corpus::{dialogue_corpus, small_corpus, write_jsonl, write_txt, Doc};
+pub use corpus::{dialogue_corpus, small_corpus, tiny_pretrain_toml, write_jsonl, write_txt, Doc};
 pub use guard::finishes;
 #[cfg(feature = "models")]
 pub use models::{random_model, write_model_folder};

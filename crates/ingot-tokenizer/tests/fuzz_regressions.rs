@@ -18,8 +18,7 @@ fn syntax_error_inside_the_decoder_is_an_error() {
 /// the HF library's error ("Token `\r…` out of vocabulary") reach the message raw, over two lines.
 #[test]
 fn library_messages_quoting_tokens_stay_on_one_line() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-gguf-token-out-of-vocab.gguf");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-gguf-token-out-of-vocab.gguf");
     let gguf = ingot_core::gguf::GgufFile::open(&path).expect("the fuzz input is a readable GGUF");
     let err = Tokenizer::from_gguf(&gguf).expect_err("its vocabulary is broken").to_string();
     assert!(!err.contains(['\n', '\r']) && err.len() < 1024, "one short line: {err:?}");

@@ -3,26 +3,7 @@
 
 use ingot_train::plot::{line_chart_svg, loss_curve_svg, write_svg, ChartOptions};
 
-/// Tags open and close in a proper nesting (a tiny XML check: no attributes contain '<' or '>',
-/// since `plot` escapes text).
-fn assert_well_formed(svg: &str) {
-    assert!(svg.starts_with("<svg "), "does not start with <svg: {}", &svg[..svg.len().min(40)]);
-    assert!(svg.trim_end().ends_with("</svg>"));
-    let mut stack: Vec<String> = Vec::new();
-    let mut rest = svg;
-    while let Some(start) = rest.find('<') {
-        let end = rest[start..].find('>').expect("unclosed tag") + start;
-        let tag = &rest[start + 1..end];
-        if let Some(name) = tag.strip_prefix('/') {
-            assert_eq!(stack.pop().as_deref(), Some(name), "mismatched </{name}>");
-        } else if !tag.ends_with('/') {
-            stack.push(tag.split_whitespace().next().unwrap().to_string());
-        }
-        rest = &rest[end + 1..];
-    }
-    assert!(stack.is_empty(), "unclosed: {stack:?}");
-    assert!(!svg.contains("NaN") && !svg.contains("inf"), "non-finite coordinates in the SVG");
-}
+use ingot_test_support::svg::assert_well_formed_svg as assert_well_formed;
 
 fn curve(n: usize, scale: f64) -> Vec<(f64, f64)> {
     (0..n)
