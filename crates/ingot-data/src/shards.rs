@@ -230,8 +230,10 @@ impl TokenShard {
             )));
         }
         let header_bytes = &mmap[PREAMBLE as usize..(PREAMBLE + header_len) as usize];
-        let header: ShardHeader =
-            serde_json::from_slice(header_bytes).map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
+        let header: ShardHeader = serde_json::from_slice(header_bytes).map_err(|e| {
+            // serde quotes the offending text from the file: escaped and capped.
+            bad(format!("the header is not valid JSON: {}", ingot_core::text::escaped(&e.to_string(), 200)))
+        })?;
         if header.format_version != FORMAT_VERSION {
             return Err(bad(format!(
                 "format version {} (this build reads version {FORMAT_VERSION})",

@@ -22,3 +22,23 @@ fn shard_names_in_the_manifest_are_checked() {
         assert!(err.contains("expected train_00000.bin") && !err.contains('\n'), "{bad}: {err}");
     }
 }
+
+/// fuzz target `shard`: serde's message about a bad header field quoted the field's text raw,
+/// newline included.
+#[test]
+fn a_shard_header_error_is_one_line() {
+    let dir = temp_dir("fuzz-shard-header");
+    let docs: Vec<Document> =
+        ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect();
+    let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
+    let data = dir.join("data");
+    prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
+    let shard = data.join("train_00000.bin");
+    let bytes = std::fs::read(&shard).unwrap();
+    let at = bytes.windows(5).position(|w| w == b"\"u16\"").expect("the header names its dtype");
+    let mut bad = bytes.clone();
+    bad[at + 2] = b'\n'; // "u\n6": same length, so only the field is wrong
+    std::fs::write(&shard, bad).unwrap();
+    let err = ingot_data::TokenShard::open(&shard).expect_err("a bad dtype").to_string();
+    assert!(err.contains("not valid JSON") && !err.contains('\n'), "{err}");
+}

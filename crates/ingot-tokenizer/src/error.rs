@@ -37,8 +37,9 @@ pub enum Error {
 
     /// The HF `tokenizers` library refused an operation.
     /// (The library's message can quote tokens from the file: escaped and capped.)
-    #[error("{what}: {}", escaped(&.source.to_string(), 300))]
-    Hf { what: String, source: tokenizers::Error },
+    /// (`cause`, not `source`: a cause chain would print the message again, unescaped.)
+    #[error("{what}: {}", escaped(&.cause.to_string(), 300))]
+    Hf { what: String, cause: tokenizers::Error },
 
     /// A token id outside the vocabulary was given to `decode`.
     #[error("token id {id} is outside the vocabulary (size {vocab_size})")]
@@ -59,6 +60,6 @@ impl Error {
     /// Wrap an error from the `tokenizers` library with what Ingot was doing.
     pub(crate) fn hf(what: impl Into<String>) -> impl FnOnce(tokenizers::Error) -> Error {
         let what = what.into();
-        move |source| Error::Hf { what, source }
+        move |cause| Error::Hf { what, cause }
     }
 }

@@ -23,3 +23,19 @@ fn library_messages_quoting_tokens_stay_on_one_line() {
     let err = Tokenizer::from_gguf(&gguf).expect_err("its vocabulary is broken").to_string();
     assert!(!err.contains(['\n', '\r']) && err.len() < 1024, "one short line: {err:?}");
 }
+
+/// fuzz target `tokenizer_json`: the HF library's message quoted a 1 KB string from the file, and
+/// (as the error's source) was printed a second time, raw, by the cause chain.
+#[test]
+fn library_messages_are_capped_and_not_repeated() {
+    let dir = temp_dir("fuzz-tokenizer-long");
+    let path = dir.write("tokenizer.json", format!("{{\"model\": \"{}\\n\"}}", "}".repeat(2000)));
+    let err = Tokenizer::from_file(&path).expect_err("not a tokenizer");
+    let mut line = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        line.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(line.len() < 1024 && !line.contains('\n'), "{} bytes: {line:?}", line.len());
+}
