@@ -289,9 +289,9 @@ pub fn check_output(dest: &Path, what: &str, marker: &str, force: bool) -> Resul
         if entries.next().is_none() || dest.join(marker).is_file() {
             return Ok(());
         }
-        format!("a folder that is not an Ingot {what} (it has no {marker})")
+        format!("it is a folder that is not an Ingot {what} (it has no {marker})")
     } else {
-        "a file".to_string()
+        "it is a file".to_string()
     };
     Err(Error::OutputExists {
         path: dest.to_path_buf(),
@@ -305,11 +305,11 @@ pub fn check_output(dest: &Path, what: &str, marker: &str, force: bool) -> Resul
 pub fn check_output_file(dest: &Path, what: &str, looks_ours: impl Fn(&Path) -> bool, force: bool) -> Result<()> {
     let Ok(meta) = fs::symlink_metadata(dest) else { return Ok(()) };
     let detail = if meta.is_dir() {
-        format!("a folder; give a file path for the {what}")
+        format!("it is a folder; give a file path for the {what}")
     } else if force || looks_ours(dest) {
         return Ok(());
     } else {
-        format!("a file that is not an Ingot {what}; choose another output path, or pass --force to replace it")
+        format!("it is a file that is not an Ingot {what}; choose another output path, or pass --force to replace it")
     };
     Err(Error::OutputExists { path: dest.to_path_buf(), detail })
 }

@@ -15,7 +15,7 @@ pub enum Error {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
 
     /// An output path holds something Ingot will not replace (see `atomic::check_output`).
-    #[error("will not write to {path}: it is {detail}")]
+    #[error("will not write to {path}: {detail}")]
     OutputExists { path: PathBuf, detail: String },
 
     /// A file or folder the user pointed at (or a default asset) does not exist.
