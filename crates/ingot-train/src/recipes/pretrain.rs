@@ -502,8 +502,10 @@ fn check_resumable(out: &Path, now: &Value) -> Result<()> {
 pub fn resolve_model_config(cfg: &ModelSection, vocab_size: usize) -> Result<(Value, ingot_models::HfConfig, usize)> {
     let mut config = ingot_models::presets::preset(&cfg.preset, vocab_size)?;
     ingot_models::presets::apply_overrides(&mut config, &cfg.overrides)?;
-    let hf: ingot_models::HfConfig =
-        serde_json::from_value(config.clone()).map_err(|e| Error::Config(format!("model config: {e}")))?;
+    let hf: ingot_models::HfConfig = serde_json::from_value(config.clone()).map_err(|e| {
+        // serde quotes the offending value (from the config file or --set): escaped and capped.
+        Error::Config(format!("model config: {}", ingot_core::text::escaped(&e.to_string(), 300)))
+    })?;
     let context = match hf.model_type().as_str() {
         "gpt2" => hf.gpt2("model config")?.n_positions,
         _ => hf.llama("model config")?.max_position_embeddings,
