@@ -250,6 +250,21 @@ fn tokenizer_and_eval_outputs_replace_only_their_own() {
     train(&dir.join("corpus"), true).fails_with("a folder");
     train(&essay, true).ok();
 
+    // A single-file write (the same staged write as manifests, metrics, reports and assets) killed
+    // before its rename keeps the old file; the next write removes the temporary one.
+    let before = fs::read(&tok).unwrap();
+    let mut args = vec!["tokenizer", "train", "--kind", "bpe", "--vocab-size", "300", "--corpus", s(&corpus)];
+    args.extend(["--out", s(&tok)]);
+    kill_at("before-rename@tok.json", &args);
+    assert_eq!(fs::read(&tok).unwrap(), before, "the old tokenizer is intact");
+    assert!(
+        cli::hidden_entries(dir.path()).iter().any(|n| n.starts_with(".tok.json.")),
+        "the kill left its temporary file"
+    );
+    ingot(&args).ok();
+    assert_ne!(fs::read(&tok).unwrap(), before);
+    assert_eq!(cli::hidden_entries(dir.path()), Vec::<String>::new());
+
     dir.write("mine/keep.txt", "mine");
     let mine = dir.join("mine");
     ingot(&["eval", "--tasks", "piqa", "--limit", "1", "--out", s(&mine)]).fails_with("not an Ingot evaluation report");
