@@ -143,3 +143,9 @@ mod tests {
         assert_eq!(escaped("abc", 2).to_string(), "ab… (1 more character)");
     }
 }
+
+/// A library's error message made safe to show: parsers (serde, toml) quote the offending text
+/// from the file in their messages, so it is escaped and capped like any file-supplied string.
+pub fn error_text(e: &dyn Display) -> String {
+    escaped(&e.to_string(), 300).to_string()
+}

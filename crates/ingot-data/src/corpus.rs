@@ -116,7 +116,8 @@ fn read_jsonl(path: &Path, name: &str, text: &str, docs: &mut Vec<Document>) -> 
             continue;
         }
         let bad = |detail: String| Error::BadJsonLine { path: path.to_path_buf(), line: line_no, detail };
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {}", ingot_core::text::error_text(&e))))?;
         let object =
             value.as_object().ok_or_else(|| bad(format!("expected a JSON object, found {}", json_type(&value))))?;
         let text = match object.get("text") {

@@ -95,8 +95,10 @@ impl Manifest {
             });
         }
         let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::BadManifest { path: path.clone(), detail: format!("not a dataset manifest: {e}") })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| Error::BadManifest {
+            path: path.clone(),
+            detail: format!("not a dataset manifest: {}", ingot_core::text::error_text(&e)),
+        })?;
         if manifest.format_version != MANIFEST_VERSION {
             return Err(Error::BadManifest {
                 path,

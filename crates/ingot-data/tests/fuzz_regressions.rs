@@ -42,3 +42,20 @@ fn a_shard_header_error_is_one_line() {
     let err = ingot_data::TokenShard::open(&shard).expect_err("a bad dtype").to_string();
     assert!(err.contains("not valid JSON") && !err.contains('\n'), "{err}");
 }
+
+/// fuzz target `shard`: serde's message about a bad dataset.json field (here a dtype holding a
+/// newline and 1 KB of backslashes) quoted the text raw.
+#[test]
+fn a_manifest_error_is_one_short_line() {
+    let dir = temp_dir("fuzz-manifest");
+    let docs: Vec<Document> =
+        ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect();
+    let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
+    let data = dir.join("data");
+    prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
+    let manifest = std::fs::read_to_string(data.join("dataset.json")).unwrap();
+    let hostile = format!("\"n\\n{}\"", "\\\\".repeat(600));
+    std::fs::write(data.join("dataset.json"), manifest.replacen("\"u16\"", &hostile, 1)).unwrap();
+    let err = TokenDataset::open(&data, Split::Train).expect_err("a bad dtype").to_string();
+    assert!(err.contains("not a dataset manifest") && !err.contains('\n') && err.len() < 1024, "{err}");
+}

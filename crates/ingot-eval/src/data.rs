@@ -166,14 +166,15 @@ pub fn read_jsonl_gz(path: &Path) -> Result<Vec<Value>> {
     let reader = BufReader::new(flate2::read::GzDecoder::new(file));
     let mut rows = Vec::new();
     for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Error::Corrupt(format!("{} line {}: {e}", path.display(), n + 1)))?;
+        let line = line.map_err(|e| {
+            Error::Corrupt(format!("{} line {}: {}", path.display(), n + 1, ingot_core::text::error_text(&e)))
+        })?;
         if line.trim().is_empty() {
             continue;
         }
-        rows.push(
-            serde_json::from_str(&line)
-                .map_err(|e| Error::Corrupt(format!("{} line {}: {e}", path.display(), n + 1)))?,
-        );
+        rows.push(serde_json::from_str(&line).map_err(|e| {
+            Error::Corrupt(format!("{} line {}: {}", path.display(), n + 1, ingot_core::text::error_text(&e)))
+        })?);
     }
     Ok(rows)
 }

@@ -169,7 +169,11 @@ impl SampleLog {
                 }
                 if first {
                     let header: Value = serde_json::from_str(&line).map_err(|e| {
-                        Error::Input(format!("samples log {} has a damaged header ({e}); delete it", path.display()))
+                        Error::Input(format!(
+                            "samples log {} has a damaged header ({}); delete it",
+                            path.display(),
+                            ingot_core::text::error_text(&e)
+                        ))
                     })?;
                     if &header["settings"] != settings {
                         return Err(Error::Input(format!(

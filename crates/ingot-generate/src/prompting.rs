@@ -37,9 +37,10 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
         .map(|(i, l)| {
             serde_json::from_str::<Example>(l).map_err(|e| {
                 Error::Input(format!(
-                    "{}:{}: expected {{\"question\", \"answer\"[, \"rationale\"]}}: {e}",
+                    "{}:{}: expected {{\"question\", \"answer\"[, \"rationale\"]}}: {}",
                     path.display(),
-                    i + 1
+                    i + 1,
+                    ingot_core::text::error_text(&e)
                 ))
             })
         })

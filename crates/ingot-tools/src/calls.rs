@@ -180,7 +180,8 @@ fn parse_one(body: &str) -> Result<ToolCall, CallError> {
 fn value_from(s: &str) -> Result<Value, CallError> {
     let first_error = match serde_json::from_str::<Value>(s.trim()) {
         Ok(v) => return Ok(v),
-        Err(e) => e.to_string(),
+        // serde quotes the model's text in its message: escaped and capped.
+        Err(e) => ingot_core::text::error_text(&e),
     };
     let Some(open) = s.find('{') else { return Err(CallError::InvalidJson { reason: first_error }) };
     let span = &s[open..match_brace(s, open)];

@@ -244,7 +244,9 @@ impl Fields {
     fn optional<T: serde::de::DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, String> {
         match self.0.remove(key) {
             None => Ok(None),
-            Some(v) => serde_json::from_value(v).map(Some).map_err(|e| format!("`{key}`: {e}")),
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| format!("`{key}`: {}", ingot_core::text::error_text(&e))),
         }
     }
 
@@ -267,7 +269,7 @@ pub fn load_tool_file(path: &Path) -> Result<Vec<CommandTool>, ToolFileError> {
     let tree: Value = if format == "TOML" {
         toml::from_str(&text).map_err(|e| syntax(toml_error(&text, &e)))?
     } else {
-        serde_json::from_str(&text).map_err(|e| syntax(e.to_string()))?
+        serde_json::from_str(&text).map_err(|e| syntax(ingot_core::text::error_text(&e)))?
     };
     let base = path.parent().unwrap_or(Path::new("."));
     parse_tools(tree, path, base)

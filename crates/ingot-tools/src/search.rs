@@ -350,7 +350,8 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
 fn read_manifest(dir: &Path) -> std::result::Result<Manifest, String> {
     let path = dir.join(MANIFEST_FILE);
     let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("bad manifest {}: {e}", path.display()))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("bad manifest {}: {}", path.display(), ingot_core::text::error_text(&e)))
 }
 
 /// Every .txt/.md file under `dir`, skipping hidden entries, symlinked folders (no cycles) and the

@@ -308,7 +308,9 @@ fn diagnose_safetensors(bytes: &[u8]) -> Option<Diagnosis> {
     }
     let header: Value = match serde_json::from_slice(&bytes[8..header_end as usize]) {
         Ok(h) => h,
-        Err(e) => return Some(Diagnosis::Corrupt(format!("header is not valid JSON: {e}"))),
+        Err(e) => {
+            return Some(Diagnosis::Corrupt(format!("header is not valid JSON: {}", ingot_core::text::error_text(&e))))
+        }
     };
     let data_end = header
         .as_object()?
