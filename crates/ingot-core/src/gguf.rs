@@ -418,8 +418,11 @@ impl GgufFile {
         })?;
         // SAFETY: the map is read-only; Ingot never writes a GGUF file in place while reading it
         // (writers go through a temporary file and a rename, which leaves this mapping intact).
-        let data =
-            unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { op: "map", path: path.to_path_buf(), source })?;
+        let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io {
+            op: "map",
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(path.to_path_buf(), data)
     }
 

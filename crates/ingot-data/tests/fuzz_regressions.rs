@@ -1,7 +1,17 @@
 //! Inputs found by the fuzz targets (fuzz/, `scripts/fuzz`) whose messages broke the one-line rule.
 
 use ingot_data::{prepare, Document, PrepareOptions, Split, TokenDataset};
-use ingot_test_support::temp_dir;
+use ingot_test_support::{temp_dir, TempDir};
+
+/// test-support's small corpus prepared into `dir/data`, with a character tokenizer.
+fn prepared(dir: &TempDir) -> std::path::PathBuf {
+    let docs: Vec<Document> =
+        ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect();
+    let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
+    let data = dir.join("data");
+    prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
+    data
+}
 
 /// fuzz target `shard`: dataset.json names its shard files, and a name with a newline was printed
 /// raw (and a name like "../x" would have been opened outside the folder). Only the names
@@ -9,11 +19,7 @@ use ingot_test_support::temp_dir;
 #[test]
 fn shard_names_in_the_manifest_are_checked() {
     let dir = temp_dir("fuzz-shard-names");
-    let docs: Vec<Document> =
-        ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect();
-    let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
-    let data = dir.join("data");
-    prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
+    let data = prepared(&dir);
     let manifest = std::fs::read_to_string(data.join("dataset.json")).unwrap();
     assert!(TokenDataset::open(&data, Split::Train).is_ok());
     for bad in ["tra\\n_00000.bin", "../../train_00000.bin", "train_00001.bin"] {
@@ -28,11 +34,7 @@ fn shard_names_in_the_manifest_are_checked() {
 #[test]
 fn a_shard_header_error_is_one_line() {
     let dir = temp_dir("fuzz-shard-header");
-    let docs: Vec<Document> =
-        ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect();
-    let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
-    let data = dir.join("data");
-    prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
+    let data = prepared(&dir);
     let shard = data.join("train_00000.bin");
     let bytes = std::fs::read(&shard).unwrap();
     let at = bytes.windows(5).position(|w| w == b"\"u16\"").expect("the header names its dtype");
@@ -48,11 +50,7 @@ fn a_shard_header_error_is_one_line() {
 #[test]
 fn a_manifest_error_is_one_short_line() {
     let dir = temp_dir("fuzz-manifest");
-    let docs: Vec<Document> =
-        ingot_test_support::small_corpus().into_iter().map(|d| Document { id: d.name, text: d.text }).collect();
-    let tok = ingot_test_support::char_tokenizer(docs.iter().map(|d| d.text.as_str()));
-    let data = dir.join("data");
-    prepare(&docs, &tok, &data, &PrepareOptions { val_fraction: 0.34, ..PrepareOptions::default() }).unwrap();
+    let data = prepared(&dir);
     let manifest = std::fs::read_to_string(data.join("dataset.json")).unwrap();
     let hostile = format!("\"n\\n{}\"", "\\\\".repeat(600));
     std::fs::write(data.join("dataset.json"), manifest.replacen("\"u16\"", &hostile, 1)).unwrap();
