@@ -2,8 +2,12 @@
 //! reference written from the format or the maths, and tests compare the two on random inputs of
 //! odd sizes.
 //!
-//! - [`qmatmul`]: quantized-weight × f32-activation matrix product (Q4_0, Q4_1, Q8_0).
+//! - [`qmatmul`]: quantized-weight × f32-activation matrix product (Q4_0, Q4_1, Q8_0), with the
+//!   input gradient; [`candle_qmatmul`]: candle's kernel (every GGML format) with the same.
+//! - [`quantize`]: f32 → Q4_0, Q4_1, Q8_0 blocks, byte for byte ggml's reference quantizers.
 
 pub mod qmatmul;
+pub mod quantize;
 
-pub use qmatmul::{qmatmul, QFormat, QMatrix};
+pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
+pub use quantize::{quantize_matrix, quantize_row};

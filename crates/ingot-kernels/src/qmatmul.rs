@@ -18,7 +18,7 @@
 //!
 //! Dimension legend: m input rows, k input features (a multiple of 32), n output features.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
@@ -416,10 +416,22 @@ mod avx512 {
     }
 }
 
-/// candle custom op: x (..., k) f32 → (..., n). No backward: quantized weights are frozen, and
-/// training through them (QLoRA) needs the gradient with respect to x, which a later op adds.
+/// candle custom op: x (..., k) f32 → (..., n). The weights are frozen (quantized storage is
+/// not trainable), but gradients flow to the input: grad_x = grad_y · W, with W expanded to f32
+/// for the one GEMM (QLoRA trains adapters on layers above and below a quantized one).
 #[derive(Clone, Debug)]
 pub struct QMatMulOp(pub QMatrix);
+
+/// grad_x (..., k) = grad_y (..., n) · w (n, k): the input gradient of y = x · wᵀ.
+fn input_grad(arg: &Tensor, grad_y: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    let rows = grad_y.elem_count() / n.max(1);
+    let g = grad_y.to_dtype(DType::F32)?.contiguous()?.reshape((rows, n))?;
+    g.matmul(w)?.reshape(arg.shape())?.to_dtype(arg.dtype()).map(|t| {
+        debug_assert_eq!(t.dims().last(), Some(&k));
+        t
+    })
+}
 
 impl CustomOp1 for QMatMulOp {
     fn name(&self) -> &'static str {
@@ -450,10 +462,54 @@ impl CustomOp1 for QMatMulOp {
         *out_dims.last_mut().expect("checked non-empty above") = n;
         Ok((CpuStorage::F32(y), Shape::from(out_dims)))
     }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let (n, k) = self.0.shape();
+        let w = Tensor::from_vec(self.0.dequantize(), (n, k), grad_res.device())?;
+        input_grad(arg, grad_res, &w).map(Some)
+    }
 }
 
-/// Apply a quantized matrix to x (..., k).
+/// Apply a quantized matrix to x (..., k). Differentiable with respect to x.
 pub fn qmatmul(x: &Tensor, w: &QMatrix) -> Result<Tensor> {
     let x = if x.dtype() == DType::F32 { x.contiguous()? } else { x.to_dtype(DType::F32)?.contiguous()? };
-    x.apply_op1_no_bwd(&QMatMulOp(w.clone()))
+    if x.track_op() {
+        x.apply_op1(QMatMulOp(w.clone()))
+    } else {
+        x.apply_op1_no_bwd(&QMatMulOp(w.clone()))
+    }
+}
+
+/// candle's own quantized matmul (every GGML format: the K-quants, Q5_x, ...) with the input
+/// gradient added: candle's `QMatMul` has none, so gradients stopped at it silently.
+#[derive(Clone, Debug)]
+pub struct CandleQMatMulOp(pub std::sync::Arc<candle_core::quantized::QTensor>);
+
+impl CustomOp1 for CandleQMatMulOp {
+    fn name(&self) -> &'static str {
+        "ingot-candle-qmatmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(data), Some((a, b))) => &data[a..b],
+            (CpuStorage::F32(_), None) => candle_core::bail!("quantized matmul: input must be contiguous"),
+            _ => candle_core::bail!("quantized matmul: input must be f32"),
+        };
+        let xt = Tensor::from_slice(x, layout.shape(), &candle_core::Device::Cpu)?;
+        let y = candle_core::quantized::QMatMul::from_arc(self.0.clone())?.forward(&xt)?;
+        let shape = y.shape().clone();
+        Ok((CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let w = self.0.dequantize(grad_res.device())?;
+        input_grad(arg, grad_res, &w).map(Some)
+    }
+}
+
+/// y = x · Wᵀ through candle's quantized matmul, differentiable with respect to x.
+pub fn candle_qmatmul(x: &Tensor, w: &std::sync::Arc<candle_core::quantized::QTensor>) -> Result<Tensor> {
+    let x = if x.dtype() == DType::F32 { x.contiguous()? } else { x.to_dtype(DType::F32)?.contiguous()? };
+    x.apply_op1(CandleQMatMulOp(w.clone()))
 }

@@ -141,6 +141,44 @@ pub fn causal_attention_with_dropout(
     v: &Tensor,
     dropout: Option<&Dropout>,
 ) -> candle_core::Result<Tensor> {
+    attention(q, k, v, None, dropout)
+}
+
+/// Attention under an explicit additive mask (B, T, S): 0 where a query may see a key, -inf
+/// where not. Packed training sequences use a block-diagonal causal mask, so each example sees
+/// only its own earlier tokens ([`packed_mask`]).
+pub fn masked_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    attention(q, k, v, Some(mask), None)
+}
+
+/// The additive mask (B, T, T) for packed rows: `segments` (B·T, row-major) names the example
+/// each position belongs to; position i sees j when j <= i and both are in the same example.
+pub fn packed_mask(segments: &[u32], b: usize, t: usize, device: &Device) -> candle_core::Result<Tensor> {
+    if segments.len() != b * t {
+        candle_core::bail!("packed mask: {} segment ids for a ({b}, {t}) batch", segments.len())
+    }
+    let mut mask = vec![f32::NEG_INFINITY; b * t * t];
+    for row in 0..b {
+        let seg = &segments[row * t..(row + 1) * t];
+        for i in 0..t {
+            for j in 0..=i {
+                if seg[j] == seg[i] {
+                    mask[(row * t + i) * t + j] = 0.0;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(mask, (b, t, t), device)
+}
+
+/// Grouped-query attention: the causal mask when `mask` is None, else the given one (B, T, S).
+fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    dropout: Option<&Dropout>,
+) -> candle_core::Result<Tensor> {
     let (b, h, t, d) = q.dims4()?;
     let (_, kh, s, _) = k.dims4()?;
     if h % kh != 0 {
@@ -152,11 +190,16 @@ pub fn causal_attention_with_dropout(
     let q = q.contiguous()?.reshape((b, kh, r * t, d))?; // (B, K, R·T, D)
     let scale = 1.0 / (d as f64).sqrt();
     let scores = (matmul_strided(&q, &k.t()?)? * scale)?; // (B, K, R·T, S)
-    let scores = if t > 1 {
-        let mask = causal_mask(t, s, q.device())?.to_dtype(scores.dtype())?;
-        scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
-    } else {
-        scores
+    let scores = match mask {
+        Some(mask) => {
+            let mask = mask.to_dtype(scores.dtype())?.reshape((b, 1, 1, t, s))?;
+            scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
+        }
+        None if t > 1 => {
+            let mask = causal_mask(t, s, q.device())?.to_dtype(scores.dtype())?;
+            scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
+        }
+        None => scores,
     };
     // Softmax in at least f32 (f64 stays f64, for gradient checks).
     let wide = if scores.dtype() == DType::F64 { scores } else { scores.to_dtype(DType::F32)? };

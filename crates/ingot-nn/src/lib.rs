@@ -10,14 +10,16 @@ pub mod attention;
 pub mod dropout;
 pub mod init;
 pub mod linear;
+pub mod lora;
 pub mod norm;
 pub mod rope;
 pub mod weights;
 
-pub use attention::{causal_attention, causal_attention_with_dropout, KvCache};
+pub use attention::{causal_attention, causal_attention_with_dropout, masked_attention, packed_mask, KvCache};
 pub use dropout::Dropout;
 pub use init::SeededVarMap;
 pub use linear::{Embedding, Linear, SharedInput};
+pub use lora::{Adapters, Lora, LoraConfig};
 pub use norm::{LayerNorm, RmsNorm};
 pub use rope::{Rope, RopeLayout, RopeScaling};
 pub use weights::{normal, Stored, Weights};

@@ -9,6 +9,7 @@ use candle_nn::Init;
 use ingot_core::{CandleContext, Result};
 use ingot_kernels::{QFormat, QMatrix};
 
+use crate::lora::Lora;
 use crate::weights::{Stored, Weights};
 
 #[derive(Clone, Debug)]
@@ -43,13 +44,27 @@ fn quantized_kernel(q: Arc<QTensor>) -> Result<Kernel> {
     Ok(Kernel::Quantized(QMatMul::from_arc(q).context(|| "building a quantized matmul".into())?))
 }
 
-/// y = x Wᵀ + b over the last dimension of x.
+/// y = x Wᵀ + b over the last dimension of x, plus a LoRA update when the layer has an adapter.
 #[derive(Clone, Debug)]
 pub struct Linear {
     kernel: Kernel,
     bias: Option<Tensor>,
     in_dim: usize,
     out_dim: usize,
+    /// The module's HF key (`model.layers.0.self_attn.q_proj`); empty for tied heads.
+    key: String,
+    adapter: Option<Lora>,
+}
+
+/// The adapter `w`'s adapters give the module at `w`'s prefix, if it is a target.
+fn adapter_for(w: &Weights, in_dim: usize, out_dim: usize) -> Result<Option<Lora>> {
+    match w.adapters() {
+        Some(a) => {
+            let key = w.module_key();
+            a.for_module(&key, in_dim, out_dim, key == "lm_head")
+        }
+        None => Ok(None),
+    }
 }
 
 impl Linear {
@@ -60,7 +75,8 @@ impl Linear {
             Stored::Quantized(q) => quantized_kernel(q)?,
         };
         let bias = if bias { Some(w.get(&[out_dim], "bias", Init::Const(0.0))?) } else { None };
-        Ok(Self { kernel, bias, in_dim, out_dim })
+        let adapter = adapter_for(w, in_dim, out_dim)?;
+        Ok(Self { kernel, bias, in_dim, out_dim, key: w.module_key(), adapter })
     }
 
     /// GPT-2's Conv1D: HF checkpoints store (in, out); GGUF converters store (out, in).
@@ -70,7 +86,37 @@ impl Linear {
         }
         let weight = w.get(&[in_dim, out_dim], "weight", init)?;
         let bias = Some(w.get(&[out_dim], "bias", Init::Const(0.0))?);
-        Ok(Self { kernel: Kernel::DenseTransposed(weight), bias, in_dim, out_dim })
+        let adapter = adapter_for(w, in_dim, out_dim)?;
+        Ok(Self { kernel: Kernel::DenseTransposed(weight), bias, in_dim, out_dim, key: w.module_key(), adapter })
+    }
+
+    /// The module's HF key; empty for a head tied to the embedding.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn adapter(&self) -> Option<&Lora> {
+        self.adapter.as_ref()
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The weight (out, in) as dense f32 (quantized storage expanded), with the adapter's update
+    /// added when `merge`: the weight a merged model stores.
+    pub fn merged_weight(&self, merge: bool) -> candle_core::Result<Tensor> {
+        let base = match &self.kernel {
+            Kernel::Dense(w) => w.clone(),
+            Kernel::DenseTransposed(w) => w.t()?.contiguous()?,
+            Kernel::Fused(m) => Tensor::from_vec(m.dequantize(), m.shape(), &candle_core::Device::Cpu)?,
+            Kernel::Quantized(QMatMul::QTensor(q)) => q.dequantize(&candle_core::Device::Cpu)?,
+            Kernel::Quantized(QMatMul::Tensor(t)) | Kernel::Quantized(QMatMul::TensorF16(t)) => t.to_dtype(candle_core::DType::F32)?,
+        };
+        match (&self.adapter, merge) {
+            (Some(a), true) => base.detach() + a.delta_weight()?.detach(),
+            _ => Ok(base.detach()),
+        }
     }
 
     /// A linear layer over an existing weight (out, in), for tied heads.
@@ -84,7 +130,7 @@ impl Linear {
             Stored::Dense(t) => Kernel::Dense(t),
             Stored::Quantized(q) => quantized_kernel(q)?,
         };
-        Ok(Self { kernel, bias: None, in_dim, out_dim })
+        Ok(Self { kernel, bias: None, in_dim, out_dim, key: String::new(), adapter: None })
     }
 
     /// One layer computing `parts` side by side (outputs concatenated on the last dim), when all
@@ -105,7 +151,7 @@ impl Linear {
             None => return None,
         };
         let out_dim = parts.iter().map(|l| l.out_dim).sum();
-        Some(Self { kernel, bias, in_dim: parts[0].in_dim, out_dim })
+        Some(Self { kernel, bias, in_dim: parts[0].in_dim, out_dim, key: String::new(), adapter: None })
     }
 
     pub fn in_dim(&self) -> usize {
@@ -136,10 +182,21 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.forward_base(x)?;
+        match &self.adapter {
+            Some(a) => y + a.forward(x)?,
+            None => Ok(y),
+        }
+    }
+
+    /// The frozen (or dense trainable) layer without its adapter.
+    fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = match &self.kernel {
             Kernel::Dense(w) => matmul_last_dim(x, &w.t()?)?,
             Kernel::DenseTransposed(w) => matmul_last_dim(x, w)?,
             Kernel::Fused(m) => ingot_kernels::qmatmul(x, m)?,
+            // candle's QMatMul has no backward: take the op that adds one when x needs it.
+            Kernel::Quantized(QMatMul::QTensor(q)) if x.track_op() => ingot_kernels::candle_qmatmul(x, q)?,
             Kernel::Quantized(q) => q.forward(x)?,
         };
         match &self.bias {
@@ -152,18 +209,26 @@ impl Linear {
 /// Several linear layers reading the same input (q, k, v; gate, up). On Ingot's quantized kernel
 /// they are stacked into one matrix so one call does the work; dense layers stay separate so each
 /// keeps its own trainable weight.
+/// Adapters stay per part: each part's update is added to its slice of the stacked output.
 #[derive(Clone, Debug)]
 pub enum SharedInput {
     Separate(Vec<Linear>),
-    Stacked { layer: Linear, out_dims: Vec<usize> },
+    Stacked { layer: Linear, parts: Vec<Linear> },
 }
 
 impl SharedInput {
     pub fn new(parts: Vec<Linear>) -> Self {
         let refs: Vec<&Linear> = parts.iter().collect();
         match Linear::concat_outputs(&refs) {
-            Some(layer) => Self::Stacked { layer, out_dims: parts.iter().map(Linear::out_dim).collect() },
+            Some(layer) => Self::Stacked { layer, parts },
             None => Self::Separate(parts),
+        }
+    }
+
+    /// The layers, as loaded (for export and merging; a stacked layer's parts share its kernel).
+    pub fn parts(&self) -> &[Linear] {
+        match self {
+            Self::Separate(parts) | Self::Stacked { parts, .. } => parts,
         }
     }
 
@@ -171,16 +236,19 @@ impl SharedInput {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
         match self {
             Self::Separate(parts) => parts.iter().map(|l| l.forward(x)).collect(),
-            Self::Stacked { layer, out_dims } => {
+            Self::Stacked { layer, parts } => {
                 let y = layer.forward(x)?;
                 let last = y.rank() - 1;
                 let mut start = 0;
-                out_dims
+                parts
                     .iter()
-                    .map(|&n| {
-                        let part = y.narrow(last, start, n);
-                        start += n;
-                        part
+                    .map(|p| {
+                        let part = y.narrow(last, start, p.out_dim)?;
+                        start += p.out_dim;
+                        match &p.adapter {
+                            Some(a) => part + a.forward(x)?,
+                            None => Ok(part),
+                        }
                     })
                     .collect()
             }

@@ -27,6 +27,10 @@ impl RmsNorm {
         Ok(Self { weight: w.get(&[dim], "weight", Init::Const(1.0))?, eps })
     }
 
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if needs_grad(&[x, &self.weight]) {
             // Half-precision inputs are normalised in f32; f32 and f64 stay as they are.

@@ -130,4 +130,34 @@ impl Rope {
             (RopeLayout::Interleaved, true) => candle_nn::rotary_emb::rope_i_slow(x, &cos, &sin),
         }
     }
+
+    /// Rotate x (B, H, T, D) whose positions are given per row, `positions` (B, T) u32 (packed
+    /// sequences restart at 0 for each example). Composed of differentiable ops.
+    pub fn apply_positions(&self, x: &Tensor, positions: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, h, t, d) = x.dims4()?;
+        let half = d / 2;
+        let flat = positions.flatten_all()?;
+        let cos = self.cos.index_select(&flat, 0)?.to_dtype(x.dtype())?.reshape((b, 1, t, half))?;
+        let sin = self.sin.index_select(&flat, 0)?.to_dtype(x.dtype())?.reshape((b, 1, t, half))?;
+        match self.layout {
+            RopeLayout::Halves => {
+                let cos = Tensor::cat(&[&cos, &cos], 3)?;
+                let sin = Tensor::cat(&[&sin, &sin], 3)?;
+                let x1 = x.narrow(3, 0, half)?;
+                let x2 = x.narrow(3, half, half)?;
+                let rotated = Tensor::cat(&[&x2.neg()?, &x1], 3)?;
+                x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
+            }
+            RopeLayout::Interleaved => {
+                let cos = cos.unsqueeze(4)?;
+                let sin = sin.unsqueeze(4)?;
+                let x = x.reshape((b, h, t, half, 2))?;
+                let x0 = x.narrow(4, 0, 1)?;
+                let x1 = x.narrow(4, 1, 1)?;
+                let y0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+                let y1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
+                Tensor::cat(&[y0, y1], 4)?.reshape((b, h, t, d))
+            }
+        }
+    }
 }

@@ -9,10 +9,12 @@
 use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{Init, VarBuilder};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Init, VarBuilder, VarMap};
 use ingot_core::gguf::GgufFile;
 use ingot_core::{CandleContext, Error, Result};
+
+use crate::lora::Adapters;
 
 /// Maps a full HF-style key to the GGUF tensor name, or `None` when the key has no GGUF form.
 pub type GgufNames = fn(&str) -> Option<String>;
@@ -27,6 +29,17 @@ enum Source {
     Vars(VarBuilder<'static>),
 }
 
+/// How weights read from a file are held.
+#[derive(Clone)]
+enum Hold {
+    /// As stored: quantized GGUF tensors stay quantized (inference, QLoRA's frozen base).
+    AsStored,
+    /// Expanded to dense f32, frozen (LoRA over an f32 base).
+    Dense,
+    /// Expanded to dense f32 and registered in this map as trainable variables (full fine-tuning).
+    Trainable(VarMap),
+}
+
 /// A cursor into a model's weights at some key prefix.
 #[derive(Clone)]
 pub struct Weights {
@@ -35,6 +48,9 @@ pub struct Weights {
     device: Device,
     /// Refuse weights holding NaN or infinity (files; a training VarMap is made here).
     check_finite: bool,
+    hold: Hold,
+    /// LoRA adapters to attach to the linear layers they target.
+    adapters: Option<Arc<Adapters>>,
 }
 
 /// A weight as stored: dense (trainable when it comes from a VarMap) or quantized (inference only).
@@ -46,13 +62,69 @@ pub enum Stored {
 
 impl Weights {
     pub fn from_gguf(file: Arc<GgufFile>, names: GgufNames, device: &Device) -> Self {
-        Self { source: Source::Gguf { file, names }, prefix: Vec::new(), device: device.clone(), check_finite: true }
+        Self {
+            source: Source::Gguf { file, names },
+            prefix: Vec::new(),
+            device: device.clone(),
+            check_finite: true,
+            hold: Hold::AsStored,
+            adapters: None,
+        }
+    }
+
+    /// Expand every weight to dense f32, frozen: quantized GGUF tensors are dequantized once.
+    pub fn dequantized(mut self) -> Self {
+        self.hold = Hold::Dense;
+        self
+    }
+
+    /// Expand every weight to dense f32 and register it in `vars` under its HF key, trainable
+    /// (full fine-tuning of a GGUF or safetensors model). A tied head shares its embedding's
+    /// variable.
+    pub fn trainable(mut self, vars: VarMap) -> Self {
+        self.hold = Hold::Trainable(vars);
+        self
+    }
+
+    /// Attach `adapters` to the linear layers they target, as the model loads.
+    pub fn with_adapters(mut self, adapters: Arc<Adapters>) -> Self {
+        self.adapters = Some(adapters);
+        self
+    }
+
+    pub fn adapters(&self) -> Option<&Arc<Adapters>> {
+        self.adapters.as_ref()
+    }
+
+    /// The HF key of the module at this prefix (`model.layers.0.self_attn.q_proj`).
+    pub fn module_key(&self) -> String {
+        self.prefix.join(".")
+    }
+
+    /// Apply the holding rule to a weight just read from a file.
+    fn hold_weight(&self, stored: Stored, key: &str) -> Result<Stored> {
+        let dense = |stored: Stored| -> Result<Tensor> {
+            match stored {
+                Stored::Dense(t) => Ok(t),
+                Stored::Quantized(q) => q.dequantize(&self.device).context(|| format!("dequantizing '{key}'")),
+            }
+        };
+        match &self.hold {
+            Hold::AsStored => Ok(stored),
+            Hold::Dense => Ok(Stored::Dense(dense(stored)?)),
+            Hold::Trainable(vars) => {
+                let t = dense(stored)?.to_dtype(DType::F32).context(|| format!("reading '{key}'"))?;
+                let var = Var::from_tensor(&t).context(|| format!("making '{key}' trainable"))?;
+                let mut data = vars.data().lock().map_err(|_| Error::Input("variable map lock poisoned".into()))?;
+                Ok(Stored::Dense(data.entry(key.to_string()).or_insert(var).as_tensor().clone()))
+            }
+        }
     }
 
     /// Weights read through a candle `VarBuilder` (safetensors files or a training `VarMap`).
     pub fn from_var_builder(vb: VarBuilder<'static>) -> Self {
         let device = vb.device().clone();
-        Self { source: Source::Vars(vb), prefix: Vec::new(), device, check_finite: false }
+        Self { source: Source::Vars(vb), prefix: Vec::new(), device, check_finite: false, hold: Hold::AsStored, adapters: None }
     }
 
     /// Memory-map safetensors files (f32 compute; other stored dtypes are converted).
@@ -146,12 +218,13 @@ impl Weights {
                     )));
                 }
                 let q = file.qtensor(&mapped, &self.device)?;
-                if info.ggml_type.is_float() {
+                let stored = if info.ggml_type.is_float() {
                     let t = q.dequantize(&self.device).context(|| format!("dequantizing '{mapped}'"))?;
-                    Ok(Stored::Dense(t.reshape(shape).context(|| format!("reshaping '{mapped}'"))?))
+                    Stored::Dense(t.reshape(shape).context(|| format!("reshaping '{mapped}'"))?)
                 } else {
-                    Ok(Stored::Quantized(Arc::new(q)))
-                }
+                    Stored::Quantized(Arc::new(q))
+                };
+                self.hold_weight(stored, &self.key(name))
             }
             Source::Vars(vb) => {
                 let key = self.key(name);
@@ -181,7 +254,7 @@ impl Weights {
                         )));
                     }
                 }
-                Ok(Stored::Dense(t))
+                self.hold_weight(Stored::Dense(t), &key)
             }
         }
     }
