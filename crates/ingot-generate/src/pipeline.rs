@@ -19,7 +19,22 @@ pub struct Pipeline {
 impl Pipeline {
     /// Load a GGUF file (tokenizer from its metadata) or a checkpoint folder (tokenizer.json).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let (model, files) = ingot_models::load(path, device)?;
+        Self::load_with(path, device, &ingot_models::LoadOptions::default())
+    }
+
+    /// [`Pipeline::load`] with a LoRA adapter folder (PEFT layout, e.g. written by `ingot sft`)
+    /// applied to the model.
+    pub fn load_with_adapter(path: &Path, adapter: Option<&Path>, device: &Device) -> Result<Self> {
+        let adapters = match adapter {
+            Some(dir) => Some(ingot_models::adapter::load(dir, ingot_models::adapter::RowOrder::of_model(path)?)?),
+            None => None,
+        };
+        Self::load_with(path, device, &ingot_models::LoadOptions { adapters, ..Default::default() })
+    }
+
+    /// [`Pipeline::load`], holding weights and attaching adapters as `opts` says.
+    pub fn load_with(path: &Path, device: &Device, opts: &ingot_models::LoadOptions) -> Result<Self> {
+        let (model, files) = ingot_models::load_with(path, device, opts)?;
         let tokenizer = match &files.gguf {
             Some(gguf) => Tokenizer::from_gguf(gguf)?,
             None => {

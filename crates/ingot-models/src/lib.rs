@@ -4,7 +4,9 @@
 //! Models compute logits only; sampling and generation live in `ingot-generate`, training in
 //! `ingot-train`. Errors are `ingot_core::Error`.
 
+pub mod adapter;
 pub mod config;
+pub mod export;
 pub mod gpt2;
 pub mod llama;
 pub mod presets;
@@ -205,6 +207,68 @@ impl Model {
         }
     }
 
+    /// Every dropout switch the trainer must turn on and off: the model's own and its adapters'.
+    pub fn dropout_states(&self) -> Vec<&std::sync::Arc<ingot_nn::dropout::DropoutState>> {
+        let mut states: Vec<_> = self.dropout_state().into_iter().collect();
+        states.extend(self.adapters().map(|a| a.dropout_state()));
+        states
+    }
+
+    /// The order of this model's q/k projection rows (for saving adapters and exporting).
+    pub fn row_order(&self) -> adapter::RowOrder {
+        match self {
+            Model::Llama(m) if m.rope_layout() == ingot_nn::RopeLayout::Interleaved => {
+                adapter::RowOrder::Interleaved { heads: m.config().num_heads, kv_heads: m.config().num_kv_heads }
+            }
+            _ => adapter::RowOrder::Hf,
+        }
+    }
+
+    /// The LoRA adapters on this model, if any.
+    pub fn adapters(&self) -> Option<&Arc<ingot_nn::Adapters>> {
+        match self {
+            Model::Llama(m) => m.adapters(),
+            Model::Gpt2(_) => None,
+        }
+    }
+
+    /// Every weight under its HF key as dense f32, adapters merged when `merge` (see
+    /// [`Llama::named_weights`]). Llama family only for now.
+    pub fn named_weights(&self, merge: bool) -> Result<Vec<(String, Tensor)>> {
+        match self {
+            Model::Llama(m) => m.named_weights(merge).context(|| "collecting the model's weights".into()),
+            Model::Gpt2(_) => Err(Error::Input("exporting or merging GPT-2 models is not supported yet; use a llama-family model".into())),
+        }
+    }
+
+    /// Packed rows → final hidden states (B, T, C): `positions` (B, T) restart at 0 for each
+    /// example and `segments` (B·T, row-major) name the example of each token, so attention stays
+    /// inside each example and the loss equals running the examples one by one.
+    pub fn forward_hidden_packed(&self, ids: &Tensor, positions: &[u32], segments: &[u32]) -> Result<Tensor> {
+        let (b, t) = ids.dims2().context(|| "token ids must be (batch, positions)".into())?;
+        self.check_fits(ids, 0, false)?;
+        if positions.len() != b * t || segments.len() != b * t {
+            return Err(Error::Input(format!(
+                "packed batch ({b}, {t}) needs {} positions and segment ids, got {} and {}",
+                b * t,
+                positions.len(),
+                segments.len()
+            )));
+        }
+        if let Some(&p) = positions.iter().find(|&&p| p as usize >= self.context_length()) {
+            return Err(Error::Input(format!("position {p} is past the model's context length of {}", self.context_length())));
+        }
+        let device = ids.device();
+        let pos = Tensor::from_slice(positions, (b, t), device).context(|| "position ids".into())?;
+        let mask = ingot_nn::packed_mask(segments, b, t, device).context(|| "packed attention mask".into())?;
+        match self {
+            Model::Llama(m) => m.forward_hidden_packed(ids, &pos, &mask).context(|| "model forward pass".into()),
+            Model::Gpt2(_) => Err(Error::Input(
+                "packed sequences are implemented for the llama family; set data.pack = false for GPT-2".into(),
+            )),
+        }
+    }
+
     /// ids (B, T) → final hidden states (B, T, C); appends to `cache` when given.
     pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
         self.check_fits(ids, cache.as_ref().map_or(0, |c| c.len()), cache.is_some())?;
@@ -267,8 +331,47 @@ pub struct ModelFiles {
     pub hf_config: Option<PathBuf>,
 }
 
+/// How a model's weights are held when it loads, and the adapters put on it.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    pub hold: Hold,
+    /// LoRA adapters, fresh (to train) or loaded ([`adapter::load`]).
+    pub adapters: Option<Arc<ingot_nn::Adapters>>,
+}
+
+/// How weights read from a file are held.
+#[derive(Clone, Default)]
+pub enum Hold {
+    /// As stored: GGUF weights stay quantized (inference; QLoRA's frozen base).
+    #[default]
+    AsStored,
+    /// Dense f32, frozen (LoRA over an f32 base).
+    Dense,
+    /// Dense f32 trainable variables in this map, under HF keys (full fine-tuning).
+    Trainable(candle_nn::VarMap),
+}
+
+impl LoadOptions {
+    fn apply(&self, mut w: Weights) -> Weights {
+        w = match &self.hold {
+            Hold::AsStored => w,
+            Hold::Dense => w.dequantized(),
+            Hold::Trainable(vars) => w.trainable(vars.clone()),
+        };
+        match &self.adapters {
+            Some(a) => w.with_adapters(a.clone()),
+            None => w,
+        }
+    }
+}
+
 /// Load a model from a GGUF file or an HF-style checkpoint folder (config.json + *.safetensors).
 pub fn load(path: &Path, device: &Device) -> Result<(Model, ModelFiles)> {
+    load_with(path, device, &LoadOptions::default())
+}
+
+/// [`load`], holding the weights as `opts` says and attaching its adapters.
+pub fn load_with(path: &Path, device: &Device, opts: &LoadOptions) -> Result<(Model, ModelFiles)> {
     if !path.exists() {
         return Err(Error::NotFound {
             what: "model".into(),
@@ -277,29 +380,33 @@ pub fn load(path: &Path, device: &Device) -> Result<(Model, ModelFiles)> {
         });
     }
     if path.is_dir() {
-        return load_checkpoint(path, device);
+        return load_checkpoint(path, device, opts);
     }
     if path.extension().is_some_and(|e| e == "safetensors") {
         let dir = path.parent().unwrap_or(Path::new("."));
-        return load_checkpoint(dir, device);
+        return load_checkpoint(dir, device, opts);
     }
     let file = Arc::new(GgufFile::open(path)?);
-    let model = load_gguf(file.clone(), device)?;
+    let model = load_gguf_with(file.clone(), device, opts)?;
     Ok((model, ModelFiles { path: path.to_path_buf(), gguf: Some(file), hf_config: None }))
 }
 
 /// Build the model a GGUF file describes.
 pub fn load_gguf(file: Arc<GgufFile>, device: &Device) -> Result<Model> {
+    load_gguf_with(file, device, &LoadOptions::default())
+}
+
+fn load_gguf_with(file: Arc<GgufFile>, device: &Device, opts: &LoadOptions) -> Result<Model> {
     let keys = config::GgufKeys::new(&file)?;
     match keys.arch.as_str() {
         "llama" | "mistral" | "qwen2" => {
             let cfg = keys.llama()?;
-            let w = Weights::from_gguf(file.clone(), llama::gguf_name, device);
+            let w = opts.apply(Weights::from_gguf(file.clone(), llama::gguf_name, device));
             Ok(Model::Llama(Llama::load(&w, &cfg)?))
         }
         "gpt2" => {
             let cfg = keys.gpt2()?;
-            let w = Weights::from_gguf(file.clone(), gpt2::gguf_name, device);
+            let w = opts.apply(Weights::from_gguf(file.clone(), gpt2::gguf_name, device));
             Ok(Model::Gpt2(Gpt2::load(&w, &cfg)?))
         }
         other => Err(Error::UnknownArchitecture {
@@ -357,11 +464,11 @@ pub fn from_hf_config(cfg: &HfConfig, w: &Weights, source: &str) -> Result<Model
     }
 }
 
-fn load_checkpoint(dir: &Path, device: &Device) -> Result<(Model, ModelFiles)> {
+fn load_checkpoint(dir: &Path, device: &Device, opts: &LoadOptions) -> Result<(Model, ModelFiles)> {
     let config_path = dir.join("config.json");
     let cfg = read_hf_config(&config_path)?;
     let files = safetensors_files(dir)?;
-    let w = Weights::from_safetensors(&files, device)?;
+    let w = opts.apply(Weights::from_safetensors(&files, device)?);
     let model = from_hf_config(&cfg, &w, &config_path.display().to_string())?;
     Ok((model, ModelFiles { path: dir.to_path_buf(), gguf: None, hf_config: Some(config_path) }))
 }

@@ -11,8 +11,11 @@
 
 use candle_core::{Device, Tensor, D};
 use ingot_core::{CandleContext, Result};
+use std::sync::Arc;
+
 use ingot_nn::{
-    causal_attention, normal, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout, RopeScaling, SharedInput, Weights,
+    causal_attention, masked_attention, normal, Adapters, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout,
+    RopeScaling, SharedInput, Stored, Weights,
 };
 
 use crate::config::{Activation, LlamaConfig};
@@ -46,6 +49,16 @@ pub fn gguf_name(key: &str) -> Option<String> {
     })
 }
 
+/// Where a forward pass's new positions sit.
+#[derive(Clone, Copy)]
+pub enum At<'a> {
+    /// Consecutive positions after `offset` cached ones, under the causal mask.
+    Offset(usize),
+    /// Packed training rows: each token's position (B, T) u32, restarting at 0 per example, and
+    /// the additive block-diagonal causal mask (B, T, T) that keeps attention inside each example.
+    Packed { positions: &'a Tensor, mask: &'a Tensor },
+}
+
 struct Attention {
     /// q_proj, k_proj, v_proj
     qkv: SharedInput,
@@ -72,13 +85,7 @@ impl Attention {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        rope: &Rope,
-        offset: usize,
-        cache: Option<&mut KvCache>,
-    ) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, rope: &Rope, at: At, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
         let (b, t, _c) = x.dims3()?;
         let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let [q, kk, v]: [Tensor; 3] =
@@ -86,13 +93,22 @@ impl Attention {
         let q = q.reshape((b, t, h, d))?.transpose(1, 2)?; // (B, H, T, D)
         let kk = kk.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
         let v = v.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
-        let q = rope.apply(&q, offset)?;
-        let kk = rope.apply(&kk, offset)?;
-        let (kk, v) = match cache {
-            Some(cache) => cache.append(&kk, &v)?, // (B, K, S, D)
-            None => (kk, v),
+        let y = match at {
+            At::Offset(offset) => {
+                let q = rope.apply(&q, offset)?;
+                let kk = rope.apply(&kk, offset)?;
+                let (kk, v) = match cache {
+                    Some(cache) => cache.append(&kk, &v)?, // (B, K, S, D)
+                    None => (kk, v),
+                };
+                causal_attention(&q, &kk, &v)? // (B, H, T, D)
+            }
+            At::Packed { positions, mask } => {
+                let q = rope.apply_positions(&q, positions)?;
+                let kk = rope.apply_positions(&kk, positions)?;
+                masked_attention(&q, &kk, &v, mask)?
+            }
         };
-        let y = causal_attention(&q, &kk, &v)?; // (B, H, T, D)
         let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, H·D)
         self.o_proj.forward(&y)
     }
@@ -150,10 +166,10 @@ impl Block {
         &self,
         x: &Tensor,
         rope: &Rope,
-        offset: usize,
+        at: At,
         cache: Option<&mut KvCache>,
     ) -> candle_core::Result<Tensor> {
-        let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, offset, cache)?)?;
+        let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, at, cache)?)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
 }
@@ -166,6 +182,7 @@ pub struct Llama {
     lm_head: Linear,
     rope: Rope,
     cfg: LlamaConfig,
+    adapters: Option<Arc<Adapters>>,
 }
 
 impl Llama {
@@ -203,7 +220,10 @@ impl Llama {
         } else {
             Linear::load(&w.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false, normal(0.02))?
         };
-        Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone() })
+        if let Some(a) = w.adapters() {
+            a.finish()?;
+        }
+        Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone(), adapters: w.adapters().cloned() })
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -236,10 +256,67 @@ impl Llama {
         probe(None, &x)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| &mut c[i]);
-            x = layer.forward(&x, &self.rope, offset, layer_cache)?;
+            x = layer.forward(&x, &self.rope, At::Offset(offset), layer_cache)?;
             probe(Some(i), &x)?;
         }
         self.norm.forward(&x)
+    }
+
+    /// Packed rows (see [`At::Packed`]) → final hidden states (B, T, C); no cache.
+    pub fn forward_hidden_packed(&self, ids: &Tensor, positions: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = self.embed_tokens.forward(ids)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &self.rope, At::Packed { positions, mask }, None)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Interleaved when the weights came from a GGUF llama file (llama.cpp's q/k row order).
+    pub fn rope_layout(&self) -> RopeLayout {
+        self.rope.layout()
+    }
+
+    pub fn adapters(&self) -> Option<&Arc<Adapters>> {
+        self.adapters.as_ref()
+    }
+
+    /// Every weight under its HF key, dense f32 in the layout this model computes with (GGUF
+    /// llama q/k rows stay in llama.cpp's interleaved order), adapters merged in when `merge`.
+    /// A tied head is not listed (it is the embedding).
+    pub fn named_weights(&self, merge: bool) -> candle_core::Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        let dense = |s: &Stored| -> candle_core::Result<Tensor> {
+            match s {
+                Stored::Dense(t) => Ok(t.detach()),
+                Stored::Quantized(q) => q.dequantize(&Device::Cpu),
+            }
+        };
+        out.push(("model.embed_tokens.weight".to_string(), dense(self.embed_tokens.stored())?));
+        let linear = |out: &mut Vec<(String, Tensor)>, l: &Linear| -> candle_core::Result<()> {
+            out.push((format!("{}.weight", l.key()), l.merged_weight(merge)?));
+            if let Some(b) = l.bias() {
+                out.push((format!("{}.bias", l.key()), b.detach()));
+            }
+            Ok(())
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.weight().detach()));
+            for l in layer.self_attn.qkv.parts() {
+                linear(&mut out, l)?;
+            }
+            linear(&mut out, &layer.self_attn.o_proj)?;
+            out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_attention_layernorm.weight().detach()));
+            for l in layer.mlp.gate_up.parts() {
+                linear(&mut out, l)?;
+            }
+            linear(&mut out, &layer.mlp.down_proj)?;
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.weight().detach()));
+        if !self.cfg.tie_word_embeddings {
+            linear(&mut out, &self.lm_head)?;
+        }
+        Ok(out)
     }
 
     /// Key/value heads and head dim: the shape of one layer's cache per position.

@@ -112,6 +112,10 @@ impl Rope {
         Ok(Self { cos, sin, layout })
     }
 
+    pub fn layout(&self) -> RopeLayout {
+        self.layout
+    }
+
     pub fn max_positions(&self) -> usize {
         self.cos.dims()[0]
     }

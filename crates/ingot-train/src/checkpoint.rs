@@ -34,6 +34,9 @@ use serde_json::Value;
 use crate::error::{Context, Error, Result};
 
 pub const MODEL_FILE: &str = "model.safetensors";
+/// Where an adapter-only checkpoint (LoRA, QLoRA) keeps its weights, as PEFT names the file.
+pub const ADAPTER_FILE: &str = "adapter_model.safetensors";
+pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 pub const CONFIG_FILE: &str = "config.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
@@ -53,6 +56,9 @@ pub struct CheckpointContents<'a> {
     pub optimizer: &'a [(String, Tensor)],
     /// The trainer's own state (step, optimizer step count, data position, metrics).
     pub trainer_state: &'a Value,
+    /// For adapter-only training: PEFT's adapter_config.json. The weights then go to
+    /// adapter_model.safetensors (the folder is not a whole model).
+    pub adapter_config: Option<&'a Value>,
 }
 
 /// A loaded checkpoint.
@@ -140,7 +146,13 @@ impl Staged {
 pub fn stage(out: &Path, step: u64, contents: &CheckpointContents) -> Result<Staged> {
     let dir = StagedDir::create(&out.join(step_dir_name(step)))?;
     let tmp = dir.path();
-    write_safetensors(&tmp.join(MODEL_FILE), contents.weights, "model weights")?;
+    match contents.adapter_config {
+        Some(adapter_config) => {
+            write_safetensors(&tmp.join(ADAPTER_FILE), contents.weights, "adapter weights")?;
+            write_json(&tmp.join(ADAPTER_CONFIG_FILE), adapter_config)?;
+        }
+        None => write_safetensors(&tmp.join(MODEL_FILE), contents.weights, "model weights")?,
+    }
     write_safetensors(&tmp.join(OPTIMIZER_FILE), contents.optimizer, "optimizer state")?;
     write_json(&tmp.join(CONFIG_FILE), contents.config)?;
     write_json(&tmp.join(TRAINER_STATE_FILE), contents.trainer_state)?;
@@ -197,7 +209,10 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
     };
     Ok(Checkpoint {
         path: dir.to_path_buf(),
-        weights: read_safetensors(&file(MODEL_FILE)?, device)?,
+        weights: match dir.join(ADAPTER_FILE).is_file() {
+            true => read_safetensors(&dir.join(ADAPTER_FILE), device)?,
+            false => read_safetensors(&file(MODEL_FILE)?, device)?,
+        },
         config: read_json(&file(CONFIG_FILE)?)?,
         optimizer: read_safetensors(&file(OPTIMIZER_FILE)?, device)?,
         trainer_state: read_json(&file(TRAINER_STATE_FILE)?)?,

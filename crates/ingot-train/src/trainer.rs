@@ -245,6 +245,9 @@ pub struct Trainer<'a> {
     pub out_dir: PathBuf,
     /// Show a progress bar (off in tests).
     pub progress: bool,
+    /// Adapter-only training: PEFT's adapter_config.json, saved with each checkpoint, whose
+    /// weights are then the adapters alone (see [`checkpoint::CheckpointContents`]).
+    pub adapter_config: Option<Value>,
 }
 
 impl Trainer<'_> {
@@ -310,13 +313,13 @@ impl Trainer<'_> {
         let (mut last_loss, mut last_val, mut last_ckpt) = (f64::NAN, None, None);
         let mut window = (Instant::now(), 0usize);
         for step in start_step..self.cfg.max_steps {
-            if let Some(d) = self.model.dropout_state() {
-                d.train(self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15));
+            for (i, d) in self.model.dropout_states().into_iter().enumerate() {
+                d.train(self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15) ^ (i as u64).wrapping_mul(0xD1B54A32D192ED03));
             }
             let (mut grads, loss, n_tokens) = gradients(self.model, objective, step, self.cfg.grad_accum, &vars)?;
             tokens_total += n_tokens as u64;
             window.1 += n_tokens;
-            if let Some(d) = self.model.dropout_state() {
+            for d in self.model.dropout_states() {
                 d.eval();
             }
             if !loss.is_finite() {
@@ -386,6 +389,7 @@ impl Trainer<'_> {
                     tokenizer: self.tokenizer,
                     optimizer: &optimizer.state_tensors(),
                     trainer_state: &state,
+                    adapter_config: self.adapter_config.as_ref(),
                 };
                 let path = checkpoint::save(&self.out_dir, done, &contents, self.cfg.keep_last)?;
                 last_ckpt = Some(path);

@@ -57,6 +57,7 @@ fn save(out: &Path, step: u64, varmap: &VarMap, opt: &AdamW, tok: &Tokenizer, ke
         tokenizer: tok,
         optimizer: &optimizer,
         trainer_state: &state,
+        adapter_config: None,
     };
     checkpoint::save(out, step, &contents, keep).unwrap()
 }
@@ -148,6 +149,7 @@ fn crash_mid_save_leaves_previous_checkpoint() {
         tokenizer: &tok,
         optimizer: &optimizer,
         trainer_state: &state,
+        adapter_config: None,
     };
     let staged = checkpoint::stage(&out, 20, &contents).unwrap();
     let staged_dir = staged.path().to_path_buf();

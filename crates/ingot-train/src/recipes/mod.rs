@@ -3,3 +3,4 @@
 //! (losses, optimizer, schedule) lives in the library.
 
 pub mod pretrain;
+pub mod sft;

@@ -110,6 +110,20 @@ pub struct PretrainConfig {
 impl PretrainConfig {
     /// Parse TOML, then apply `section.key=value` overrides (values in TOML syntax).
     pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
+        let cfg: PretrainConfig = parse_toml(text, overrides, origin)?;
+        cfg.train.validate()?;
+        if cfg.data.batch_size == 0 || cfg.data.context == 0 {
+            return Err(Error::Config("data.batch_size and data.context must be at least 1".into()));
+        }
+        ingot_core::limits::at_least("data.eval_batches", cfg.data.eval_batches, 1)?;
+        Ok(cfg)
+    }
+}
+
+/// Parse a recipe's TOML config, then apply `section.key=value` overrides (values in TOML
+/// syntax; a bare word is a string). Errors name the file, line and column.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, overrides: &[String], origin: &str) -> Result<T> {
+    {
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
         for o in overrides {
             let (path, raw) = o.split_once('=').ok_or_else(|| {
@@ -136,14 +150,7 @@ impl PretrainConfig {
                 })?;
             table.insert(key.to_string(), value);
         }
-        let cfg: PretrainConfig =
-            toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| toml_error(origin, text, &e))?;
-        cfg.train.validate()?;
-        if cfg.data.batch_size == 0 || cfg.data.context == 0 {
-            return Err(Error::Config("data.batch_size and data.context must be at least 1".into()));
-        }
-        ingot_core::limits::at_least("data.eval_batches", cfg.data.eval_batches, 1)?;
-        Ok(cfg)
+        toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| toml_error(origin, text, &e))
     }
 }
 
@@ -176,17 +183,7 @@ pub struct LmObjective<'a> {
     pub sample: SampleSection,
 }
 
-/// Mean cross-entropy of logits (B, T, V) against targets (B·T).
-pub fn lm_loss(model: &Model, inputs: &[u32], targets: &[u32], b: usize, t: usize, device: &Device) -> Result<Tensor> {
-    let ce = || -> candle_core::Result<Tensor> {
-        let x = Tensor::from_slice(inputs, (b, t), device)?;
-        let y = Tensor::from_slice(targets, b * t, device)?;
-        let logits = model.forward(&x, None).map_err(|e| candle_core::Error::Msg(e.to_string()))?; // (B, T, V)
-        let v = logits.dim(2)?;
-        candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &y)
-    };
-    Ok(ce().context(|| "language-model loss".into())?)
-}
+pub use crate::loss::lm_loss;
 
 impl Objective for LmObjective<'_> {
     fn loss(&mut self, model: &Model, step: u64, micro: u32) -> Result<(Tensor, usize)> {
@@ -403,10 +400,14 @@ const RESUMABLE: &[&str] = &[
 
 /// The config with the resumable settings and the `[sample]` section removed, by section.
 fn fingerprint(cfg: &PretrainConfig) -> Value {
-    let mut v = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    fingerprint_of(serde_json::to_value(cfg).unwrap_or(Value::Null), RESUMABLE)
+}
+
+/// A config as JSON without `[sample]` and the `resumable` keys (`section.key`).
+pub(crate) fn fingerprint_of(mut v: Value, resumable: &[&str]) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.remove("sample");
-        for path in RESUMABLE {
+        for path in resumable {
             if let Some((section, key)) = path.split_once('.') {
                 if let Some(table) = obj.get_mut(section).and_then(Value::as_object_mut) {
                     table.remove(key);
@@ -433,7 +434,7 @@ fn run_manifest(cfg: &PretrainConfig, tokenizer: &Tokenizer, data_dir: &Path) ->
 /// Is `out` a fresh place for a new run? A folder holding a run (its manifest or a checkpoint) is
 /// refused unless `force`, which then removes that run's checkpoints, metrics and plot (never
 /// anything Ingot did not write). A non-empty folder that is not a run is refused unless `force`.
-fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
+pub(crate) fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
     let is_run = out.join(RUN_MANIFEST).is_file() || out.join(crate::checkpoint::LATEST_FILE).is_file();
     if is_run {
         if !force {
@@ -469,6 +470,12 @@ fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
 
 /// Refuse to resume a run with another config, tokenizer or data than it was made with.
 fn check_resumable(out: &Path, now: &Value) -> Result<()> {
+    check_resumable_with(out, now, &["model", "data", "train"], RESUMABLE)
+}
+
+/// [`check_resumable`] for any recipe: compares the `sections` of the manifests' configs and
+/// their `*_hash` fields; `resumable` names what may change (for the message).
+pub(crate) fn check_resumable_with(out: &Path, now: &Value, sections: &[&str], resumable: &[&str]) -> Result<()> {
     let path = out.join(RUN_MANIFEST);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -478,10 +485,10 @@ fn check_resumable(out: &Path, now: &Value) -> Result<()> {
     };
     let was: Value = serde_json::from_str(&text).map_err(Error::json(&path))?;
     let mut changed = Vec::new();
-    for section in ["model", "data", "train"] {
+    for section in sections {
         changed.extend(differences(section, &was["config"][section], &now["config"][section]));
     }
-    for (key, what) in [("tokenizer_hash", "the tokenizer"), ("dataset_hash", "the prepared data")] {
+    for (key, what) in [("tokenizer_hash", "the tokenizer"), ("dataset_hash", "the prepared data"), ("model_hash", "the base model")] {
         if was[key] != now[key] {
             changed.push(format!("{what} ({} -> {})", short(&was[key]), short(&now[key])));
         }
@@ -494,7 +501,7 @@ fn check_resumable(out: &Path, now: &Value) -> Result<()> {
          (only {} may change), or start a new run in another --out",
         out.display(),
         changed.join(", "),
-        RESUMABLE.join(", ")
+        resumable.join(", ")
     )))
 }
 
@@ -555,7 +562,10 @@ pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, force: bool, progress
     let train = TokenDataset::open(&data_dir, Split::Train)?;
     let val = TokenDataset::open(&data_dir, Split::Val)?;
     train.check_tokenizer(&tokenizer)?;
-    let (model, varmap, model_config) = build_model(&cfg.model, tokenizer.vocab_size(), cfg.train.seed, &device)?;
+    let (model, varmap, mut model_config) = build_model(&cfg.model, tokenizer.vocab_size(), cfg.train.seed, &device)?;
+    // So transformers knows the special tokens (without them it assumes GPT-2's id 50256).
+    let ids = ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };
+    ingot_models::export::with_special_ids(&mut model_config, &ids);
     if cfg.data.context > model.context_length() {
         return Err(Error::Config(format!(
             "data.context {} exceeds the model's context length {}",
@@ -593,6 +603,7 @@ pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, force: bool, progress
         cfg: cfg.train.clone(),
         out_dir: out.to_path_buf(),
         progress,
+        adapter_config: None,
     };
     let mut report = trainer.run(&mut objective, resume)?;
     let full = full_loss(&model, &objective.val, cfg.data.context, cfg.data.batch_size.max(1) * 4, &device)?;
