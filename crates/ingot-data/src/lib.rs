@@ -20,9 +20,12 @@
 //! - Batches are a pure function of (seed, step, micro-step): resuming needs no sampler state.
 //! - Everything a user can get wrong (paths, bad JSONL lines, truncated shards, too-small
 //!   splits) is an [`Error`] that names the file and numbers, never a panic.
+//! - SFT data (`sft`) is small enough to hold in memory: JSONL conversations or prompt/completion
+//!   pairs are encoded at load with a per-token loss mask, and packed into rows for training.
 //!
 //! Files: `corpus.rs` (reading text), `shards.rs` (the binary format), `manifest.rs`
-//! (dataset.json), `prepare.rs` (tokenize and write), `loader.rs` (mmap and sample), `error.rs`.
+//! (dataset.json), `prepare.rs` (tokenize and write), `loader.rs` (mmap and sample), `sft.rs`
+//! (instruction-tuning examples, loss masks, packing), `error.rs`.
 
 mod corpus;
 mod error;
@@ -30,6 +33,7 @@ mod loader;
 mod manifest;
 mod prepare;
 mod shards;
+pub mod sft;
 
 pub use corpus::{read_corpus, Document};
 pub use error::{Error, Result};

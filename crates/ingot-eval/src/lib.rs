@@ -12,6 +12,8 @@
 //! - [`harness`]: requests, few-shot prompts, metrics (acc, acc_norm, exact match, maj@k) with
 //!   standard errors, and a resumable per-document samples log.
 //! - [`report`]: the results as JSON, Markdown and an SVG bar chart.
+//! - [`tooluse`]: seeded tool-use conversations for fine-tuning (calculator, search, no tool), and
+//!   the held-out items [`utilization`] measures tool use on.
 
 pub mod data;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod perplexity;
 pub mod problems;
 pub mod report;
 pub mod tasks;
+pub mod tooluse;
 pub mod utilization;
 
 pub use loglik::{score_continuations, Score};

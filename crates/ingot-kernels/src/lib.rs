@@ -4,10 +4,13 @@
 //!
 //! - [`qmatmul`]: quantized-weight × f32-activation matrix product (Q4_0, Q4_1, Q8_0), with the
 //!   input gradient; [`candle_qmatmul`]: candle's kernel (every GGML format) with the same.
+//! - [`softmax`]: attention's scaled, masked softmax in one pass, with its backward.
 //! - [`quantize`]: f32 → Q4_0, Q4_1, Q8_0 blocks, byte for byte ggml's reference quantizers.
 
 pub mod qmatmul;
 pub mod quantize;
+pub mod softmax;
 
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
 pub use quantize::{quantize_matrix, quantize_row};
+pub use softmax::masked_softmax;

@@ -189,21 +189,32 @@ fn attention(
     // one batched matmul serve the whole group instead of copying k and v R times.
     let q = q.contiguous()?.reshape((b, kh, r * t, d))?; // (B, K, R·T, D)
     let scale = 1.0 / (d as f64).sqrt();
-    let scores = (matmul_strided(&q, &k.t()?)? * scale)?; // (B, K, R·T, S)
-    let scores = match mask {
-        Some(mask) => {
-            let mask = mask.to_dtype(scores.dtype())?.reshape((b, 1, 1, t, s))?;
-            scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
-        }
-        None if t > 1 => {
-            let mask = causal_mask(t, s, q.device())?.to_dtype(scores.dtype())?;
-            scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
-        }
-        None => scores,
+    let raw = matmul_strided(&q, &k.t()?)?; // (B, K, R·T, S)
+    let probs = if raw.dtype() == DType::F32 {
+        // One fused pass (with a backward) instead of eight score-sized temporaries.
+        let mask = match mask {
+            Some(mask) => mask.to_dtype(DType::F32)?,
+            None if t > 1 => causal_mask(t, s, q.device())?.unsqueeze(0)?,
+            None => Tensor::zeros((1, 1, s), DType::F32, q.device())?,
+        };
+        ingot_kernels::masked_softmax(&raw, &mask, scale as f32, t)?
+    } else {
+        let scores = (raw * scale)?;
+        let scores = match mask {
+            Some(mask) => {
+                let mask = mask.to_dtype(scores.dtype())?.reshape((b, 1, 1, t, s))?;
+                scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
+            }
+            None if t > 1 => {
+                let mask = causal_mask(t, s, q.device())?.to_dtype(scores.dtype())?;
+                scores.reshape((b, kh, r, t, s))?.broadcast_add(&mask)?.reshape((b, kh, r * t, s))?
+            }
+            None => scores,
+        };
+        // Softmax in at least f32 (f64 stays f64, for gradient checks).
+        let wide = if scores.dtype() == DType::F64 { scores } else { scores.to_dtype(DType::F32)? };
+        softmax_last_dim(&wide)?.to_dtype(v.dtype())? // (B, K, R·T, S)
     };
-    // Softmax in at least f32 (f64 stays f64, for gradient checks).
-    let wide = if scores.dtype() == DType::F64 { scores } else { scores.to_dtype(DType::F32)? };
-    let probs = softmax_last_dim(&wide)?.to_dtype(v.dtype())?; // (B, K, R·T, S)
     let probs = match dropout {
         Some(dropout) => dropout.forward(&probs)?,
         None => probs,

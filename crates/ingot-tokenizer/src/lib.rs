@@ -17,15 +17,20 @@
 //!   document text can never end or forge a turn.
 //! - Trained tokenizers (`train.rs`) are plain HF pipelines too, so their tokenizer.json loads anywhere.
 //!
+//! - How tools, tool calls and tool results are written for a template lives in [`tool_format`],
+//!   one definition for the agent that prompts a model and the SFT data that trains it.
+//!
 //! Files: `tokenizer.rs` (the type, tokenizer.json loading, saving), `gguf.rs` (building from
-//! GGUF metadata), `chat.rs` (templates), `stream.rs` (incremental decoding), `train.rs` (BPE and
-//! character-level training, content hash), `error.rs`.
+//! GGUF metadata), `chat.rs` (templates), `tool_format.rs` (tool prompts, calls and results),
+//! `stream.rs` (incremental decoding), `train.rs` (BPE and character-level training, content
+//! hash), `error.rs`.
 
 mod chat;
 mod error;
 mod gguf;
 mod stream;
 mod tokenizer;
+pub mod tool_format;
 mod train;
 
 pub use chat::{ChatTemplate, Message, Prompt};

@@ -9,17 +9,16 @@
 //! 3. otherwise runs them with [`execute_calls`] (pure: no model, so it is tested on its own) and
 //!    appends the results with [`results_message`].
 //!
-//! How tools are described to the model: if the chat template's source mentions `tools` (Qwen2.5,
-//! Hermes, Llama 3.1 ...), the JSON schemas go to `render_with_tools` and the template writes its
-//! own, trained-on system prompt. Otherwise a system message written here lists each tool's name,
-//! description and schema, the exact call format, and tells the model to answer directly when no
-//! tool is needed.
-//!
-//! How results go back: templates that handle a `"tool"` role get a `tool` message whose content is
-//! the JSON result (they wrap it themselves, e.g. in `<tool_response>`). Every other template gets a
-//! `user` message `<tool_response>{json}</tool_response>`: any template renders a user turn, and the
-//! tags are the ones the system prompt names. The JSON is built with serde_json, so a tool result or
-//! an error message can never break out of its string.
+//! How tools are described, how a call is written and how results go back are defined once, in
+//! [`ingot_tokenizer::tool_format`], which SFT data uses too, so that a model is tuned on the text
+//! this loop shows it. In short: if the chat template's source mentions `tools` (Qwen2.5, Hermes,
+//! Llama 3.1 ...), the JSON schemas go to the template, which writes its own, trained-on system
+//! prompt; otherwise a system message ([`system_prompt`]) lists each tool's name, description and
+//! schema, the exact call format, and tells the model to answer directly when no tool is needed.
+//! Templates that handle a `"tool"` role get results as a `tool` message of bare JSON; every other
+//! template gets a `user` message `<tool_response>{json}</tool_response>` ([`results_message`]).
+//! The JSON is built with serde_json, so a tool result or an error message can never break out of
+//! its string.
 //!
 //! Nor out of its turn: the conversation is rendered as a [`ingot_tokenizer::Prompt`] and encoded
 //! with `encode_prompt`, so only the template's own markup becomes control tokens. A tool result,
@@ -33,15 +32,17 @@ use std::sync::atomic::AtomicBool;
 
 use ingot_generate::generate::generate_until;
 use ingot_generate::{FinishReason, GenerateParams, Pipeline};
+use ingot_tokenizer::tool_format::{self, ToolStyle, CALL_CLOSE as CLOSE_TAG, CALL_OPEN as OPEN_TAG};
 use ingot_tokenizer::Message;
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::calls::{parse_calls, CallError, ToolCall};
 use crate::tool::Tool;
 
-const CLOSE_TAG: &str = "</tool_call>";
-const OPEN_TAG: &str = "<tool_call>";
+/// The message that carries results back to the model (see [`ingot_tokenizer::tool_format`]).
+pub use ingot_tokenizer::tool_format::results_message;
+/// The outcome of one tool call, as the model will see it (defined with the format it is shown in).
+pub use ingot_tokenizer::tool_format::ToolResult;
 
 /// Why the loop could not run (tool failures are not here: the model sees those).
 #[derive(Debug, thiserror::Error)]
@@ -67,17 +68,6 @@ impl From<ingot_tokenizer::Error> for AgentError {
     fn from(e: ingot_tokenizer::Error) -> Self {
         AgentError::Generate(Box::new(e.into()))
     }
-}
-
-/// The outcome of one tool call, as the model will see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ToolResult {
-    /// The tool the model named (empty if the call could not be read).
-    pub name: String,
-    /// True when the tool ran and returned text.
-    pub ok: bool,
-    /// The tool's output, or the error message.
-    pub content: String,
 }
 
 /// One generation and what came of it.
@@ -207,9 +197,7 @@ impl<'a> Agent<'a> {
         let template = self.pipeline.tokenizer.chat_template().ok_or_else(|| {
             AgentError::Config("tool calling needs a chat model; this model has no chat template".into())
         })?;
-        let source = template.source();
-        let native_tools = source.contains("tools");
-        let tool_role = source.contains("\"tool\"") || source.contains("'tool'");
+        let ToolStyle { native_tools, tool_role } = ToolStyle::of(template);
         let schemas: Vec<Value> = self.tools.iter().map(|t| tool_schema(t.as_ref())).collect();
 
         let mut messages = Vec::new();
@@ -218,7 +206,7 @@ impl<'a> Agent<'a> {
                 messages.push(Message::system(system.clone()));
             }
         } else {
-            messages.push(Message::system(system_prompt(self.system.as_deref(), &self.tools)));
+            messages.push(Message::system(tool_format::system_prompt(self.system.as_deref(), &schemas)));
         }
         messages.extend_from_slice(conversation);
 
@@ -304,26 +292,11 @@ pub fn tool_schema(tool: &dyn Tool) -> Value {
     })
 }
 
-/// The system message for templates that do not describe tools themselves.
+/// The system message for templates that do not describe tools themselves
+/// ([`tool_format::system_prompt`] of the tools' schemas).
 pub fn system_prompt(extra: Option<&str>, tools: &[Box<dyn Tool>]) -> String {
-    let mut s = String::new();
-    if let Some(extra) = extra {
-        s.push_str(extra.trim());
-        s.push_str("\n\n");
-    }
-    s.push_str("You can call tools to help answer the user. The tools, as JSON:\n");
-    for tool in tools {
-        let line = json!({"name": tool.name(), "description": tool.description(), "parameters": tool.parameters()});
-        s.push_str(&line.to_string());
-        s.push('\n');
-    }
-    s.push_str(
-        "\nTo call a tool, reply with only this, filling in the tool name and its arguments as JSON:\n\
-         <tool_call>{\"name\": \"TOOL_NAME\", \"arguments\": {...}}</tool_call>\n\
-         The result comes back inside <tool_response></tool_response>. \
-         If no tool is needed, or once you have the results, answer the user directly in plain text.",
-    );
-    s
+    let schemas: Vec<Value> = tools.iter().map(|t| tool_schema(t.as_ref())).collect();
+    tool_format::system_prompt(extra, &schemas)
 }
 
 /// Runs each call against `tools`. Pure apart from the tools themselves: no model involved.
@@ -357,24 +330,6 @@ pub fn execute_calls(tools: &[Box<dyn Tool>], calls: &[Result<ToolCall, CallErro
         .collect()
 }
 
-/// The message that carries results back to the model: role `tool` with bare JSON when the
-/// template handles that role, else role `user` with each result in `<tool_response>` tags.
-pub fn results_message(results: &[ToolResult], tool_role: bool) -> Message {
-    let bodies: Vec<String> = results
-        .iter()
-        .map(|r| {
-            let key = if r.ok { "result" } else { "error" };
-            json!({"name": r.name, key: r.content}).to_string()
-        })
-        .collect();
-    if tool_role {
-        Message::new("tool", bodies.join("\n"))
-    } else {
-        let wrapped: Vec<String> = bodies.iter().map(|b| format!("<tool_response>{b}</tool_response>")).collect();
-        Message::user(wrapped.join("\n"))
-    }
-}
-
 /// The answer when every step called tools: says so, with the last results.
 fn step_limit_answer(max_steps: usize, last: &[ToolResult]) -> String {
     let mut s = format!("Stopped after {max_steps} steps without a final answer (the step limit was reached).");
@@ -389,5 +344,41 @@ fn has_open_call(text: &str) -> bool {
     match text.rfind(OPEN_TAG) {
         None => false,
         Some(open) => text.rfind(CLOSE_TAG).is_none_or(|close| close < open),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calculator::Calculator;
+
+    /// What the SFT data teaches a model to write is what this loop reads back.
+    #[test]
+    fn call_text_parses_back_to_the_same_call() {
+        let cases = [
+            ("calculator", json!({"expression": "123456789 * 987654321"})),
+            ("search", json!({"query": "naïve \"café\" 日本", "k": 3, "filters": {"tags": ["a", "b"], "x": null}})),
+            ("no_args", json!({})),
+        ];
+        for (name, arguments) in cases {
+            let text = tool_format::call_text(name, &arguments);
+            let parsed = parse_calls(&text);
+            assert_eq!(parsed.text, "", "{text}");
+            assert_eq!(parsed.calls, vec![Ok(ToolCall { name: name.into(), arguments: arguments.clone() })], "{text}");
+            // With the model's own words around it, and two calls in one reply.
+            let reply = format!("Let me check.\n{text}\n{text}");
+            let parsed = parse_calls(&reply);
+            assert_eq!(parsed.text, "Let me check.");
+            assert_eq!(parsed.calls.len(), 2);
+        }
+    }
+
+    #[test]
+    fn system_prompt_is_the_tool_format_one() {
+        let tools: Vec<Box<dyn Tool>> = vec![Box::new(Calculator)];
+        let schema = tool_schema(&Calculator);
+        assert_eq!(system_prompt(Some("Be brief."), &tools), tool_format::system_prompt(Some("Be brief."), &[schema]));
+        let line = json!({"name": "calculator", "description": Calculator.description(), "parameters": Calculator.parameters()});
+        assert!(system_prompt(None, &tools).contains(&format!("JSON:\n{line}\n\nTo call a tool")));
     }
 }

@@ -137,17 +137,25 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, overrides: 
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
-            let table = doc
-                .entry(section.to_string())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-                .as_table_mut()
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "--set {}: {} is not a section",
-                        ingot_core::text::quoted(o),
-                        ingot_core::text::quoted(section)
-                    ))
-                })?;
+            // `data.generate.train`: every part but the last names a (nested) table.
+            let (tables, key) = match key.rsplit_once('.') {
+                Some((inner, key)) => (std::iter::once(section).chain(inner.split('.')).collect::<Vec<_>>(), key),
+                None => (vec![section], key),
+            };
+            let mut table = &mut doc;
+            for name in tables {
+                table = table
+                    .entry(name.to_string())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "--set {}: {} is not a section",
+                            ingot_core::text::quoted(o),
+                            ingot_core::text::quoted(name)
+                        ))
+                    })?;
+            }
             table.insert(key.to_string(), value);
         }
         toml::Value::Table(doc).try_into().map_err(|e: toml::de::Error| toml_error(origin, text, &e))

@@ -64,6 +64,9 @@ pub struct ModelSection {
     pub path: Option<PathBuf>,
     /// "full", "lora" or "qlora".
     pub method: Method,
+    /// A tokenizer.json to use instead of the model's own (a GGUF file without tokenizer
+    /// metadata).
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// `[data.generate]`: make the data set with a built-in generator instead of reading files.
@@ -390,7 +393,10 @@ pub fn run(
         Method::Qlora => Hold::AsStored,
     };
     let (model, files) = ingot_models::load_with(model_path, &device, &LoadOptions { hold, adapters: adapters.clone() })?;
-    let tokenizer = load_tokenizer(model_path, files.gguf.as_deref())?;
+    let tokenizer = match &cfg.model.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => load_tokenizer(model_path, files.gguf.as_deref())?,
+    };
     let model_config = base_config(&model, &tokenizer)?;
 
     let manifest = json!({

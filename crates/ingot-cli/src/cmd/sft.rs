@@ -1,0 +1,105 @@
+//! `ingot sft`: supervised fine-tuning of a pretrained model, full, LoRA or QLoRA (recipe:
+//! ingot-train's `recipes/sft.rs`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ingot_train::recipes::sft::{self, GenerateSection, SftConfig};
+
+#[derive(Args, Debug)]
+pub struct SftCmd {
+    /// A TOML config ([model], [lora], [data], [train]); see configs/sft-*.toml for every field.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Run folder: checkpoints (step-N/), metrics.jsonl, loss.svg, the exported adapter/ or
+    /// model/. Default: runs/<config file name>.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// The base model (default: the config's model.path, else the default model).
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// Continue from the latest checkpoint in the run folder.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Start afresh in a run folder that holds another run (deletes its checkpoints).
+    #[arg(long)]
+    pub force: bool,
+    /// Override a config field, e.g. --set train.max_steps=50 --set model.method=lora (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Print the resolved config and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Write the final report as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Worker threads for tensor kernels (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+/// Writes a built-in data set into `dir` (train.jsonl and, when asked for, val.jsonl).
+fn generate(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(PathBuf, Option<PathBuf>)> {
+    let err = |e: String| ingot_train::Error::Config(e);
+    if g.kind != "tool-use" {
+        return Err(err(format!("data.generate.kind = {:?}: the built-in generator is \"tool-use\"", g.kind)));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    let write = |split: ingot_eval::tooluse::Split, n: usize, name: &str| -> ingot_train::Result<PathBuf> {
+        let path = dir.join(name);
+        let mix = ingot_eval::tooluse::Mix::default();
+        let conversations =
+            ingot_eval::tooluse::conversations(split, g.seed, n, &mix).map_err(|e| err(e.to_string()))?;
+        let mut lines = String::new();
+        for c in &conversations {
+            lines.push_str(&ingot_eval::tooluse::to_json(c).to_string());
+            lines.push('\n');
+        }
+        ingot_core::atomic::write_file(&path, lines.as_bytes())?;
+        Ok(path)
+    };
+    let train = write(ingot_eval::tooluse::Split::Train, g.train, "train.jsonl")?;
+    let val = if g.val > 0 { Some(write(ingot_eval::tooluse::Split::Eval, g.val, "val.jsonl")?) } else { None };
+    eprintln!("generated {} training and {} validation conversations into {}", g.train, g.val, dir.display());
+    Ok((train, val))
+}
+
+pub fn run(cmd: SftCmd) -> Result<()> {
+    crate::args::set_threads(cmd.threads)?;
+    let text =
+        std::fs::read_to_string(&cmd.config).with_context(|| format!("cannot read config {}", cmd.config.display()))?;
+    let cfg = SftConfig::from_toml(&text, &cmd.overrides, &cmd.config.display().to_string())?;
+    if cmd.print_config {
+        println!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let model = match (&cmd.model, &cfg.model.path) {
+        (Some(p), _) | (None, Some(p)) => p.clone(),
+        (None, None) => ingot_core::assets::default_model()?,
+    };
+    let out = cmd.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs")
+            .join(cmd.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()))
+    });
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = sft::run(&cfg, &model, &out, cmd.resume, cmd.force, progress, &generate)?;
+    println!(
+        "{}: trained {} steps ({} tokens) in {:.1} s: {:.0} tokens/s; final loss {:.4}{}; peak RSS {:.0} MiB; {:.2} M trainable parameters",
+        report.method,
+        report.steps_run,
+        report.tokens,
+        report.seconds,
+        report.tokens_per_sec,
+        report.final_loss,
+        report.final_val_loss.map(|v| format!(", validation loss {v:.4}")).unwrap_or_default(),
+        report.peak_rss as f64 / (1 << 20) as f64,
+        report.trainable as f64 / 1e6
+    );
+    println!("output: {}", report.output.display());
+    println!("metrics: {}  plot: {}", out.join("metrics.jsonl").display(), out.join("loss.svg").display());
+    if let Some(path) = &cmd.report {
+        ingot_core::atomic::write_file(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    Ok(())
+}
