@@ -113,6 +113,33 @@ pub fn peft_config(cfg: &LoraConfig, base_model: &str) -> Value {
     })
 }
 
+/// The key a training checkpoint's adapter_config.json carries when its tensors are in llama.cpp's
+/// interleaved q/k row order (checkpoints keep the order they train in, so resuming is exact);
+/// exported adapters never carry it: they are in HF's order, as PEFT expects.
+pub const ROW_ORDER_KEY: &str = "ingot_row_order";
+
+/// True when an adapter folder's tensors are already in the model's row order (an Ingot
+/// checkpoint of a GGUF llama), false when they are in HF's (PEFT's) order.
+fn in_model_order(config: &Value, model: RowOrder, path: &Path) -> Result<bool> {
+    match (config.get(ROW_ORDER_KEY).and_then(Value::as_str), model) {
+        (Some("interleaved"), RowOrder::Interleaved { .. }) => Ok(true),
+        (Some("interleaved"), RowOrder::Hf) => Err(Error::Model(format!(
+            "{}: this training checkpoint keeps its adapters in llama.cpp's q/k row order (it was trained on a GGUF file); apply it to that GGUF file, or use the adapter exported at the end of training (<out>/adapter), which is in HF's order",
+            path.display()
+        ))),
+        _ => Ok(false),
+    }
+}
+
+/// PEFT's adapter_config.json for a checkpoint of adapters trained on a model of `order`.
+pub fn checkpoint_config(cfg: &LoraConfig, base_model: &str, order: RowOrder) -> Value {
+    let mut v = peft_config(cfg, base_model);
+    if let RowOrder::Interleaved { .. } = order {
+        v[ROW_ORDER_KEY] = json!("interleaved");
+    }
+    v
+}
+
 /// Read PEFT's adapter_config.json, refusing what Ingot does not implement (with what to do).
 pub fn read_config(path: &Path) -> Result<LoraConfig> {
     let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
@@ -202,7 +229,14 @@ pub fn load(dir: &Path, order: RowOrder) -> Result<Arc<Adapters>> {
         }
         tensors.push((key, t));
     }
-    let tensors: HashMap<String, Tensor> = reorder(tensors, order, false)?.into_iter().collect();
+    let config_path = dir.join(ADAPTER_CONFIG_FILE);
+    let config: Value = std::fs::read_to_string(&config_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null);
+    // Tensors already in the model's order (an Ingot checkpoint of this model) stay as they are.
+    let tensors = if in_model_order(&config, order, &config_path)? { tensors } else { reorder(tensors, order, false)? };
+    let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
     Adapters::loaded(cfg, tensors, file.display().to_string())
 }
 

@@ -173,6 +173,18 @@ fn saved_adapters_are_peft_adapters_in_hf_row_order() {
     let on_hf = with_adapters(&hf, Hold::AsStored, adapter::load(&saved, RowOrder::of_model(&hf).unwrap()).unwrap());
     let err = max_diff(&want, &logits(&on_hf));
     assert!(err < 1e-4, "the adapter applied to the HF checkpoint differs by {err}");
+    // A training checkpoint keeps the tensors in the model's own (interleaved) order and says so.
+    let ck = dir.join("checkpoint");
+    std::fs::create_dir_all(&ck).unwrap();
+    let raw: HashMap<String, Tensor> =
+        vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
+    candle_core::safetensors::save(&raw, ck.join("adapter_model.safetensors")).unwrap();
+    let ck_config = adapter::checkpoint_config(trained.adapters().unwrap().config(), "tiny", trained.row_order());
+    std::fs::write(ck.join("adapter_config.json"), ck_config.to_string()).unwrap();
+    let from_ck = with_adapters(&gguf, Hold::AsStored, adapter::load(&ck, RowOrder::of_model(&gguf).unwrap()).unwrap());
+    assert!(max_diff(&want, &logits(&from_ck)) < 1e-5, "a checkpoint's adapter read back wrong");
+    let err = adapter::load(&ck, RowOrder::of_model(&hf).unwrap()).err().expect("interleaved rows onto an HF model").to_string();
+    assert!(err.contains("row order"), "{err}");
     // The config is PEFT's.
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(saved.join("adapter_config.json")).unwrap()).unwrap();

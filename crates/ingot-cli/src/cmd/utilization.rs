@@ -23,7 +23,8 @@ pub struct UtilizationCmd {
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
     /// Strategies: plain, cot, sc (self-consistency, k = --k), calculator, facts (local-document
-    /// questions with and without the search tool), no-tool (questions that need no tool, asked
+    /// questions with and without the search tool), search (only the model-driven search of
+    /// facts), no-tool (questions that need no tool, asked
     /// with both tools offered: how often the model calls one anyway).
     #[arg(long, value_delimiter = ',', default_value = "plain,cot,sc,calculator,facts,no-tool")]
     pub strategies: Vec<String>,
@@ -41,7 +42,7 @@ pub struct UtilizationCmd {
 /// One requested strategy, checked before the model loads.
 enum Run {
     Arithmetic(Strategy),
-    Facts,
+    Facts(&'static [FactsMode]),
     NoTool,
 }
 
@@ -51,9 +52,10 @@ fn parse_strategy(s: &str, k: usize) -> Result<Run> {
         "cot" => Run::Arithmetic(Strategy::ChainOfThought),
         "sc" => Run::Arithmetic(Strategy::SelfConsistency(k)),
         "calculator" => Run::Arithmetic(Strategy::Calculator),
-        "facts" => Run::Facts,
+        "facts" => Run::Facts(&[FactsMode::NoTool, FactsMode::SearchTool, FactsMode::Retrieved]),
+        "search" => Run::Facts(&[FactsMode::SearchTool]),
         "no-tool" => Run::NoTool,
-        other => anyhow::bail!("unknown strategy '{other}'; use plain, cot, sc, calculator, facts or no-tool"),
+        other => anyhow::bail!("unknown strategy '{other}'; use plain, cot, sc, calculator, facts, search or no-tool"),
     })
 }
 
@@ -99,9 +101,9 @@ pub fn run(cmd: UtilizationCmd) -> Result<()> {
     for run in runs {
         let batch = match run {
             Run::Arithmetic(strategy) => vec![measure(&p, &items, strategy, cmd.max_tokens)?],
-            Run::Facts => [FactsMode::NoTool, FactsMode::SearchTool, FactsMode::Retrieved]
-                .into_iter()
-                .map(|mode| measure_facts(&p, &facts, &docs, &index, mode, cmd.max_tokens))
+            Run::Facts(modes) => modes
+                .iter()
+                .map(|&mode| measure_facts(&p, &facts, &docs, &index, mode, cmd.max_tokens))
                 .collect::<ingot_eval::Result<Vec<_>>>()?,
             Run::NoTool => {
                 let questions = no_tool_items(Split::Eval, cmd.seed, cmd.n);

@@ -451,7 +451,11 @@ pub fn run(
         objective: SftObjective { train: train_rows, val: val_rows, batch_size: cfg.data.batch_size, seed: cfg.train.seed, device: device.clone() },
         accum: cfg.train.grad_accum,
     };
-    let adapter_config = adapters.as_ref().map(|a| ingot_models::adapter::peft_config(a.config(), &model_path.display().to_string()));
+    // Checkpoints keep the adapters in the order they train in (exact resume); their config says
+    // which, so `--adapter <out>/step-N` reads them right too.
+    let adapter_config = adapters.as_ref().map(|a| {
+        ingot_models::adapter::checkpoint_config(a.config(), &model_path.display().to_string(), model.row_order())
+    });
     let trainer = Trainer {
         model: &model,
         varmap: &vars,
