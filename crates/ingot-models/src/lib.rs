@@ -109,13 +109,14 @@ impl Model {
         })
     }
 
-    fn check_fits(&self, ids: &Tensor, past: usize, cached: bool) -> Result<()> {
+    fn check_fits(&self, ids: &Tensor, past: usize, cached: bool, packed: bool) -> Result<()> {
         let (b, t) = ids.dims2().context(|| "token ids must be (batch, positions)".into())?;
         let ctx = self.context_length();
         if t == 0 {
             return Err(Error::Input("no tokens to run the model on".into()));
         }
-        if past + t > ctx {
+        // Packed rows restart their positions per example, so only their positions must fit.
+        if past + t > ctx && !packed {
             return Err(Error::Input(format!(
                 "sequence of {} tokens ({past} cached + {t} new) exceeds the model's context length of {ctx}",
                 past + t
@@ -246,7 +247,7 @@ impl Model {
     /// inside each example and the loss equals running the examples one by one.
     pub fn forward_hidden_packed(&self, ids: &Tensor, positions: &[u32], segments: &[u32]) -> Result<Tensor> {
         let (b, t) = ids.dims2().context(|| "token ids must be (batch, positions)".into())?;
-        self.check_fits(ids, 0, false)?;
+        self.check_fits(ids, 0, false, true)?;
         if positions.len() != b * t || segments.len() != b * t {
             return Err(Error::Input(format!(
                 "packed batch ({b}, {t}) needs {} positions and segment ids, got {} and {}",
@@ -271,7 +272,7 @@ impl Model {
 
     /// ids (B, T) → final hidden states (B, T, C); appends to `cache` when given.
     pub fn forward_hidden(&self, ids: &Tensor, cache: Option<&mut Cache>) -> Result<Tensor> {
-        self.check_fits(ids, cache.as_ref().map_or(0, |c| c.len()), cache.is_some())?;
+        self.check_fits(ids, cache.as_ref().map_or(0, |c| c.len()), cache.is_some(), false)?;
         let layers = cache.map(|c| c.layers.as_mut_slice());
         match self {
             Model::Llama(m) => m.forward_hidden(ids, layers),

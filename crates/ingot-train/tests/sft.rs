@@ -55,6 +55,7 @@ seq_len = 64
 batch_size = 2
 [train]
 max_steps = {steps}
+decay_steps = 6
 lr = 1e-2
 warmup_steps = 1
 checkpoint_interval = 3

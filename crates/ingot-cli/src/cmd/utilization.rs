@@ -135,6 +135,7 @@ pub fn run(cmd: UtilizationCmd) -> Result<()> {
     if let Some(path) = &cmd.json {
         let report = json!({
             "model": cmd.model.model_path()?.display().to_string(),
+            "adapter": cmd.model.adapter.as_ref().map(|a| a.display().to_string()),
             "seed": cmd.seed,
             "n": cmd.n,
             "max_tokens": cmd.max_tokens,
