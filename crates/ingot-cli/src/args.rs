@@ -50,6 +50,52 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Flags shared by the training recipes (`pretrain`, `sft`).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// A TOML config; see configs/*.toml for every field, commented.
+    #[arg(long, short = 'c')]
+    pub config: PathBuf,
+    /// Run folder: checkpoints (step-N/), metrics.jsonl, loss.svg and what the recipe exports.
+    /// Default: runs/<config file name>.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Continue from the latest checkpoint in the run folder (its config, tokenizer and data must
+    /// be the ones it was started with; only lengths, intervals and sampling may change).
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Start afresh in a run folder that holds another run: deletes that run's checkpoints,
+    /// metrics and plot.
+    #[arg(long)]
+    pub force: bool,
+    /// Override a config field, e.g. --set train.max_steps=500 (nested: data.generate.train=100;
+    /// repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Print the resolved config and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Worker threads for tensor kernels (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl RunArgs {
+    /// The config file's text.
+    pub fn config_text(&self) -> Result<String> {
+        use anyhow::Context;
+        std::fs::read_to_string(&self.config).with_context(|| format!("cannot read config {}", self.config.display()))
+    }
+
+    /// --out, or runs/<config file name>.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            PathBuf::from("runs")
+                .join(self.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()))
+        })
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct GenArgs {
     /// Most tokens to generate.

@@ -23,34 +23,32 @@ fn greedy(model: &str, adapter: Option<&str>) -> String {
     run(&args).ok().stdout
 }
 
+/// `ingot sft` with the bundled tool-use config cut to 6 conversations and 2 steps (lr 3e-3, so
+/// two steps visibly move the adapter), plus `extra` flags.
+fn tiny_sft(model: &str, out: &Path, extra: &[&str]) -> Run {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/sft-tools.toml");
+    let mut args = vec!["sft", "--config", config, "--model", model, "--out", arg(out)];
+    for set in [
+        "data.generate.train=6",
+        "data.generate.val=2",
+        "train.max_steps=2",
+        "train.warmup_steps=1",
+        "train.lr=3e-3",
+        "train.eval_interval=0",
+    ] {
+        args.extend(["--set", set]);
+    }
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn qlora_on_the_real_model_exports_an_adapter_that_every_model_command_takes() {
     let Some(model) = ingot_test_support::real_model() else { return };
     let model = model.display().to_string();
     let dir = temp_dir("cli-sft");
     let out = dir.join("run");
-    let r = run(&[
-        "sft",
-        "--config",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/sft-tools.toml"),
-        "--model",
-        &model,
-        "--out",
-        arg(&out),
-        "--set",
-        "data.generate.train=6",
-        "--set",
-        "data.generate.val=2",
-        "--set",
-        "train.max_steps=2",
-        "--set",
-        "train.warmup_steps=1",
-        "--set",
-        "train.lr=3e-3",
-        "--set",
-        "train.eval_interval=0",
-    ])
-    .ok();
+    let r = tiny_sft(&model, &out, &[]).ok();
     assert!(r.stdout.contains("qlora: trained 2 steps"), "{}", r.dump());
     let adapter = out.join("adapter");
     for file in ["adapter_config.json", "adapter_model.safetensors"] {
@@ -66,28 +64,7 @@ fn qlora_on_the_real_model_exports_an_adapter_that_every_model_command_takes() {
     run(&["merge", "--model", &model, "--adapter", arg(&out), "--out", arg(&merged), "--type", "f32"]).ok();
     assert_eq!(greedy(arg(&merged), None), tuned, "merged GGUF vs base + adapter");
     // Resuming a finished run with nothing left to do is refused with what to change.
-    let again = run(&[
-        "sft",
-        "--config",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/sft-tools.toml"),
-        "--model",
-        &model,
-        "--out",
-        arg(&out),
-        "--resume",
-        "--set",
-        "data.generate.train=6",
-        "--set",
-        "data.generate.val=2",
-        "--set",
-        "train.max_steps=2",
-        "--set",
-        "train.warmup_steps=1",
-        "--set",
-        "train.lr=3e-3",
-        "--set",
-        "train.eval_interval=0",
-    ]);
+    let again = tiny_sft(&model, &out, &["--resume"]);
     again.fails_with("raise train.max_steps");
 }
 

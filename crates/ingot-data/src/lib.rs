@@ -32,8 +32,8 @@ mod error;
 mod loader;
 mod manifest;
 mod prepare;
-mod shards;
 pub mod sft;
+mod shards;
 
 pub use corpus::{read_corpus, Document};
 pub use error::{Error, Result};

@@ -49,7 +49,8 @@ use std::ops::Range;
 use std::path::Path;
 
 use ingot_tokenizer::tool_format::{self, ToolResult, ToolStyle, CALL_OPEN};
-use ingot_tokenizer::{ChatTemplate, Message, Prompt, Tokenizer};
+
+use ingot_tokenizer::{ChatTemplate, Message, Piece, Prompt, Tokenizer};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -583,18 +584,6 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Whose content is where
 
-/// Placeholder delimiters: private-use characters, which no template alters. The same
-/// placeholders `ChatTemplate::render_prompt` renders its skeleton with, so the markup found here
-/// is the markup it marked.
-const SLOT_OPEN: char = '\u{E000}';
-const SLOT_CLOSE: char = '\u{E001}';
-
-/// A render cut into the template's markup and the places where message `i`'s content goes.
-enum Piece {
-    Markup(String),
-    Content(usize),
-}
-
 /// The byte range of `prompt` that holds each message's content, as (message index, range), in
 /// text order. The skeleton (the conversation rendered with numbered placeholders) gives the
 /// markup and the order of contents; each content then runs from the end of the markup before it
@@ -606,13 +595,7 @@ fn content_ranges(
     tools: Option<&[Value]>,
     prompt: &Prompt,
 ) -> Result<Vec<(usize, Range<usize>)>, String> {
-    let slotted: Vec<Message> = messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Message::new(m.role.clone(), format!("{SLOT_OPEN}{i}{SLOT_CLOSE}")))
-        .collect();
-    let skeleton = template.render_with_tools(&slotted, tools, false).map_err(|e| e.to_string())?;
-    let pieces = cut_at_slots(&skeleton, messages.len());
+    let pieces = template.skeleton(messages, tools, false).map_err(|e| e.to_string())?;
     let unclear = || {
         "the chat template writes this conversation differently when the contents change, so its \
          markup cannot be told from the messages' text"
@@ -654,39 +637,6 @@ fn content_ranges(
         return Err(unclear());
     }
     Ok(ranges)
-}
-
-/// Cut `skeleton` at its placeholders; anything that only looks like one stays markup.
-fn cut_at_slots(skeleton: &str, n_messages: usize) -> Vec<Piece> {
-    let mut pieces = Vec::new();
-    let mut markup = String::new();
-    let mut rest = skeleton;
-    while let Some(open) = rest.find(SLOT_OPEN) {
-        let after = &rest[open + SLOT_OPEN.len_utf8()..];
-        let index = after
-            .find(SLOT_CLOSE)
-            .and_then(|close| after[..close].parse::<usize>().ok().map(|i| (i, close)))
-            .filter(|&(i, _)| i < n_messages);
-        match index {
-            Some((i, close)) => {
-                markup.push_str(&rest[..open]);
-                if !markup.is_empty() {
-                    pieces.push(Piece::Markup(std::mem::take(&mut markup)));
-                }
-                pieces.push(Piece::Content(i));
-                rest = &after[close + SLOT_CLOSE.len_utf8()..];
-            }
-            None => {
-                markup.push_str(&rest[..open + SLOT_OPEN.len_utf8()]);
-                rest = after;
-            }
-        }
-    }
-    markup.push_str(rest);
-    if !markup.is_empty() {
-        pieces.push(Piece::Markup(markup));
-    }
-    pieces
 }
 
 /// The forms in which templates write a message's content (as `ChatTemplate::render_prompt`

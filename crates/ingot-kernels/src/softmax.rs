@@ -82,7 +82,13 @@ impl CustomOp2 for MaskedSoftmax {
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, _mask: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let s = res.dim(candle_core::D::Minus1)?;
         let y = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let dy = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;

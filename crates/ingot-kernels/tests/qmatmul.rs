@@ -2,24 +2,11 @@
 //! accumulation), on random blocks and odd sizes, for every format and both code paths.
 
 use ingot_kernels::qmatmul::{available_isas, dequantize_row, dot_rows_isa, QFormat, QMatrix, BLOCK, FUSED_MAX_ROWS};
+mod common;
+
+use common::random_matrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-fn random_matrix(format: QFormat, n: usize, k: usize, rng: &mut StdRng) -> QMatrix {
-    let mut data = Vec::new();
-    for _ in 0..n * k / BLOCK {
-        let mut block: Vec<u8> = (0..format.block_bytes()).map(|_| rng.random()).collect();
-        // Scales (and Q4_1's minimum) as sane finite f16 values.
-        let d = half::f16::from_f32(rng.random_range(-0.1..0.1)).to_le_bytes();
-        block[..2].copy_from_slice(&d);
-        if format == QFormat::Q4_1 {
-            let m = half::f16::from_f32(rng.random_range(-0.5..0.5)).to_le_bytes();
-            block[2..4].copy_from_slice(&m);
-        }
-        data.extend(block);
-    }
-    QMatrix::new(format, n, k, &data).unwrap()
-}
 
 fn reference(w: &QMatrix, x: &[f32], m: usize) -> Vec<f64> {
     let (n, k) = w.shape();

@@ -6,25 +6,13 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor, Var};
-use ingot_kernels::qmatmul::{QFormat, QMatrix, BLOCK};
+use ingot_kernels::qmatmul::QFormat;
 use ingot_kernels::{candle_qmatmul, qmatmul};
+mod common;
+
+use common::random_matrix;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-fn random_matrix(format: QFormat, n: usize, k: usize, rng: &mut StdRng) -> QMatrix {
-    let mut data = Vec::new();
-    for _ in 0..n * k / BLOCK {
-        let mut block: Vec<u8> = (0..format.block_bytes()).map(|_| rng.random()).collect();
-        let d = half::f16::from_f32(rng.random_range(-0.1..0.1)).to_le_bytes();
-        block[..2].copy_from_slice(&d);
-        if format == QFormat::Q4_1 {
-            let m = half::f16::from_f32(rng.random_range(-0.5..0.5)).to_le_bytes();
-            block[2..4].copy_from_slice(&m);
-        }
-        data.extend(block);
-    }
-    QMatrix::new(format, n, k, &data).unwrap()
-}
 
 fn random(shape: &[usize], rng: &mut StdRng) -> Tensor {
     let n: usize = shape.iter().product();
@@ -73,7 +61,14 @@ fn fused_backward_matches_finite_differences() {
         let x0 = random(&[m, k], &mut rng);
         let r = random(&[m, n], &mut rng);
         let loss = |x: &Tensor| -> f64 {
-            (qmatmul(x, &w).unwrap() * &r).unwrap().sum_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_scalar::<f64>().unwrap()
+            (qmatmul(x, &w).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_dtype(candle_core::DType::F64)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
         };
         let x = Var::from_tensor(&x0).unwrap();
         let g = grad_of(&x, |x| qmatmul(x, &w).unwrap(), &r).flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -17,7 +17,11 @@ fn mask(mb: usize, t: usize, s: usize, rng: &mut StdRng) -> Tensor {
     let v: Vec<f32> = (0..mb * t * s)
         .map(|i| {
             let (row, j) = ((i / s) % t, i % s);
-            if j == s - t + row || rng.random_bool(0.6) { 0.0 } else { f32::NEG_INFINITY }
+            if j == s - t + row || rng.random_bool(0.6) {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            }
         })
         .collect();
     Tensor::from_vec(v, (mb, t, s), &Device::Cpu).unwrap()
@@ -40,7 +44,9 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 fn forward_and_backward_match_the_composed_softmax() {
     let mut rng = StdRng::seed_from_u64(1);
     // (B, K, R, T, S, per-batch mask)
-    for (b, k, r, t, s, per_batch) in [(1, 1, 1, 1, 5, false), (2, 3, 2, 7, 7, true), (1, 2, 3, 4, 9, false), (3, 1, 1, 13, 13, true)] {
+    for (b, k, r, t, s, per_batch) in
+        [(1, 1, 1, 1, 5, false), (2, 3, 2, 7, 7, true), (1, 2, 3, 4, 9, false), (3, 1, 1, 13, 13, true)]
+    {
         let x0 = random(&[b, k, r * t, s], &mut rng);
         let m = mask(if per_batch { b } else { 1 }, t, s, &mut rng);
         let dy = random(&[b, k, r * t, s], &mut rng);
@@ -63,7 +69,14 @@ fn backward_matches_finite_differences() {
     let m = mask(1, t, s, &mut rng);
     let dy = random(&[1, 2, t, s], &mut rng);
     let f = |x: &Tensor| -> f64 {
-        (masked_softmax(x, &m, 0.5, t).unwrap() * &dy).unwrap().sum_all().unwrap().to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+        (masked_softmax(x, &m, 0.5, t).unwrap() * &dy)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     };
     let x = Var::from_tensor(&x0).unwrap();
     let l = (masked_softmax(x.as_tensor(), &m, 0.5, t).unwrap() * &dy).unwrap().sum_all().unwrap();

@@ -167,12 +167,16 @@ pub fn read_config(path: &Path) -> Result<LoraConfig> {
     }
     let r = v.get("r").and_then(Value::as_u64).ok_or_else(|| bad("has no integer \"r\"".into()))? as usize;
     let target_modules = match v.get("target_modules") {
-        Some(Value::Array(items)) => {
-            items.iter().map(|t| t.as_str().map(str::to_string)).collect::<Option<Vec<_>>>().ok_or_else(|| bad("target_modules must be strings".into()))?
-        }
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|t| t.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("target_modules must be strings".into()))?,
         Some(Value::String(s)) if s == "all-linear" => vec![s.clone()],
         Some(Value::String(s)) => {
-            return Err(bad(format!("target_modules is the pattern {s:?}; Ingot reads a list of module names or \"all-linear\"")))
+            return Err(bad(format!(
+                "target_modules is the pattern {s:?}; Ingot reads a list of module names or \"all-linear\""
+            )))
         }
         _ => return Err(bad("has no target_modules".into())),
     };
@@ -230,10 +234,8 @@ pub fn load(dir: &Path, order: RowOrder) -> Result<Arc<Adapters>> {
         tensors.push((key, t));
     }
     let config_path = dir.join(ADAPTER_CONFIG_FILE);
-    let config: Value = std::fs::read_to_string(&config_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or(Value::Null);
+    let config: Value =
+        std::fs::read_to_string(&config_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
     // Tensors already in the model's order (an Ingot checkpoint of this model) stay as they are.
     let tensors = if in_model_order(&config, order, &config_path)? { tensors } else { reorder(tensors, order, false)? };
     let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
@@ -242,7 +244,9 @@ pub fn load(dir: &Path, order: RowOrder) -> Result<Arc<Adapters>> {
 
 /// The adapter tensors of `adapters` (trained values), in HF row order, under PEFT's keys.
 pub fn tensors_for_save(adapters: &Adapters, order: RowOrder) -> Result<Vec<(String, Tensor)>> {
-    let vars = adapters.var_map().ok_or_else(|| Error::Input("these adapters were loaded, not trained: nothing new to save".into()))?;
+    let vars = adapters
+        .var_map()
+        .ok_or_else(|| Error::Input("these adapters were loaded, not trained: nothing new to save".into()))?;
     let data = vars.data().lock().map_err(|_| Error::Input("adapter variables lock poisoned".into()))?;
     let mut tensors: Vec<(String, Tensor)> = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));

@@ -238,7 +238,9 @@ impl Model {
     pub fn named_weights(&self, merge: bool) -> Result<Vec<(String, Tensor)>> {
         match self {
             Model::Llama(m) => m.named_weights(merge).context(|| "collecting the model's weights".into()),
-            Model::Gpt2(_) => Err(Error::Input("exporting or merging GPT-2 models is not supported yet; use a llama-family model".into())),
+            Model::Gpt2(_) => Err(Error::Input(
+                "exporting or merging GPT-2 models is not supported yet; use a llama-family model".into(),
+            )),
         }
     }
 
@@ -257,7 +259,10 @@ impl Model {
             )));
         }
         if let Some(&p) = positions.iter().find(|&&p| p as usize >= self.context_length()) {
-            return Err(Error::Input(format!("position {p} is past the model's context length of {}", self.context_length())));
+            return Err(Error::Input(format!(
+                "position {p} is past the model's context length of {}",
+                self.context_length()
+            )));
         }
         let device = ids.device();
         let pos = Tensor::from_slice(positions, (b, t), device).context(|| "position ids".into())?;

@@ -162,13 +162,7 @@ impl Block {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        rope: &Rope,
-        at: At,
-        cache: Option<&mut KvCache>,
-    ) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, rope: &Rope, at: At, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, at, cache)?)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
@@ -263,7 +257,12 @@ impl Llama {
     }
 
     /// Packed rows (see [`At::Packed`]) → final hidden states (B, T, C); no cache.
-    pub fn forward_hidden_packed(&self, ids: &Tensor, positions: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn forward_hidden_packed(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let mut x = self.embed_tokens.forward(ids)?;
         for layer in &self.layers {
             x = layer.forward(&x, &self.rope, At::Packed { positions, mask }, None)?;
@@ -306,7 +305,10 @@ impl Llama {
                 linear(&mut out, l)?;
             }
             linear(&mut out, &layer.self_attn.o_proj)?;
-            out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_attention_layernorm.weight().detach()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.weight().detach(),
+            ));
             for l in layer.mlp.gate_up.parts() {
                 linear(&mut out, l)?;
             }

@@ -64,7 +64,9 @@ fn randomize_b(vars: &VarMap, seed: u64) {
     for (i, key) in keys.into_iter().enumerate() {
         if key.contains("lora_B") {
             let v = &data[key];
-            let t = (Tensor::randn(0f32, 0.05, v.shape(), &Device::Cpu).unwrap() * (1.0 + ((seed + i as u64) % 3) as f64)).unwrap();
+            let t = (Tensor::randn(0f32, 0.05, v.shape(), &Device::Cpu).unwrap()
+                * (1.0 + ((seed + i as u64) % 3) as f64))
+                .unwrap();
             v.set(&t).unwrap();
         }
     }
@@ -86,7 +88,8 @@ fn fresh_adapter_leaves_the_model_exactly_as_it_was() {
         // Saved and loaded (frozen, inference kernels): exactly the base.
         let saved = dir.join("fresh-adapter");
         adapter::save(&saved, &adapters, adapted.row_order(), "tiny").unwrap();
-        let loaded = with_adapters(&gguf, Hold::AsStored, adapter::load(&saved, RowOrder::of_model(&gguf).unwrap()).unwrap());
+        let loaded =
+            with_adapters(&gguf, Hold::AsStored, adapter::load(&saved, RowOrder::of_model(&gguf).unwrap()).unwrap());
         assert_eq!(max_diff(&logits(&base), &logits(&loaded)), 0.0, "{storage:?}: B = 0 must be the identity");
     }
 }
@@ -167,7 +170,8 @@ fn saved_adapters_are_peft_adapters_in_hf_row_order() {
     adapter::save(&saved, trained.adapters().unwrap(), trained.row_order(), "tiny").unwrap();
     assert!(matches!(trained.row_order(), RowOrder::Interleaved { .. }));
     // Back onto the same GGUF file.
-    let again = with_adapters(&gguf, Hold::AsStored, adapter::load(&saved, RowOrder::of_model(&gguf).unwrap()).unwrap());
+    let again =
+        with_adapters(&gguf, Hold::AsStored, adapter::load(&saved, RowOrder::of_model(&gguf).unwrap()).unwrap());
     assert!(max_diff(&want, &logits(&again)) < 1e-5);
     // Onto the HF checkpoint of the same weights: only right if q/k rows were saved in HF order.
     let on_hf = with_adapters(&hf, Hold::AsStored, adapter::load(&saved, RowOrder::of_model(&hf).unwrap()).unwrap());
@@ -183,7 +187,10 @@ fn saved_adapters_are_peft_adapters_in_hf_row_order() {
     std::fs::write(ck.join("adapter_config.json"), ck_config.to_string()).unwrap();
     let from_ck = with_adapters(&gguf, Hold::AsStored, adapter::load(&ck, RowOrder::of_model(&gguf).unwrap()).unwrap());
     assert!(max_diff(&want, &logits(&from_ck)) < 1e-5, "a checkpoint's adapter read back wrong");
-    let err = adapter::load(&ck, RowOrder::of_model(&hf).unwrap()).err().expect("interleaved rows onto an HF model").to_string();
+    let err = adapter::load(&ck, RowOrder::of_model(&hf).unwrap())
+        .err()
+        .expect("interleaved rows onto an HF model")
+        .to_string();
     assert!(err.contains("row order"), "{err}");
     // The config is PEFT's.
     let config: serde_json::Value =
@@ -256,10 +263,11 @@ fn adapters_for_another_model_or_missing_modules_are_refused_by_name() {
     adapter::save(&saved, model.adapters().unwrap(), model.row_order(), "tiny").unwrap();
     let qwen = write_gguf(&dir.join("qwen.gguf"), QWEN2, 1, Storage::F32);
     let loaded = adapter::load(&saved, RowOrder::of_model(&qwen).unwrap()).unwrap();
-    let err = ingot_models::load_with(&qwen, &Device::Cpu, &LoadOptions { adapters: Some(loaded), ..Default::default() })
-        .err()
-        .expect("an adapter of other shapes must fail")
-        .to_string();
+    let err =
+        ingot_models::load_with(&qwen, &Device::Cpu, &LoadOptions { adapters: Some(loaded), ..Default::default() })
+            .err()
+            .expect("an adapter of other shapes must fail")
+            .to_string();
     assert!(err.contains("another model") && err.contains("model.layers.0"), "{err}");
     // Not an adapter folder.
     let empty = dir.join("empty");

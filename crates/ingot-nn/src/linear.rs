@@ -111,7 +111,9 @@ impl Linear {
             Kernel::DenseTransposed(w) => w.t()?.contiguous()?,
             Kernel::Fused(m) => Tensor::from_vec(m.dequantize(), m.shape(), &candle_core::Device::Cpu)?,
             Kernel::Quantized(QMatMul::QTensor(q)) => q.dequantize(&candle_core::Device::Cpu)?,
-            Kernel::Quantized(QMatMul::Tensor(t)) | Kernel::Quantized(QMatMul::TensorF16(t)) => t.to_dtype(candle_core::DType::F32)?,
+            Kernel::Quantized(QMatMul::Tensor(t)) | Kernel::Quantized(QMatMul::TensorF16(t)) => {
+                t.to_dtype(candle_core::DType::F32)?
+            }
         };
         match (&self.adapter, merge) {
             (Some(a), true) => base.detach() + a.delta_weight()?.detach(),

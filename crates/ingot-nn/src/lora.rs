@@ -114,7 +114,12 @@ impl Adapters {
     /// Fresh adapters to train, in `vars`; A drawn from generators seeded by (seed, key).
     pub fn train(cfg: LoraConfig, vars: VarMap, seed: u64) -> Result<Arc<Self>> {
         cfg.validate()?;
-        Ok(Arc::new(Self { cfg, source: Source::Train { vars, seed }, dropout: DropoutState::new(), seen: Mutex::default() }))
+        Ok(Arc::new(Self {
+            cfg,
+            source: Source::Train { vars, seed },
+            dropout: DropoutState::new(),
+            seen: Mutex::default(),
+        }))
     }
 
     /// Saved adapters (PEFT-keyed tensors); `origin` names the file for errors.
@@ -155,7 +160,13 @@ impl Adapters {
 
     /// The adapter for the linear layer at `module_key` (in → out), if it is a target.
     /// `output_head` layers are adapted only when named in full (PEFT's all-linear skips them).
-    pub fn for_module(&self, module_key: &str, in_dim: usize, out_dim: usize, output_head: bool) -> Result<Option<Lora>> {
+    pub fn for_module(
+        &self,
+        module_key: &str,
+        in_dim: usize,
+        out_dim: usize,
+        output_head: bool,
+    ) -> Result<Option<Lora>> {
         let hit = self.targets(module_key, output_head);
         if let Ok(mut seen) = self.seen.lock() {
             seen.push((module_key.to_string(), hit));
@@ -168,10 +179,17 @@ impl Adapters {
         let (a, b) = match &self.source {
             Source::Train { vars, seed } => {
                 let bound = 1.0 / (in_dim as f64).sqrt();
-                let a_init = crate::init::sample_init(&Init::Uniform { lo: -bound, up: bound }, r * in_dim, in_dim, *seed, &a_key);
+                let a_init = crate::init::sample_init(
+                    &Init::Uniform { lo: -bound, up: bound },
+                    r * in_dim,
+                    in_dim,
+                    *seed,
+                    &a_key,
+                );
                 let a = Var::from_vec(a_init, (r, in_dim), &Device::Cpu).context(|| format!("creating {a_key}"))?;
                 let b = Var::zeros((out_dim, r), DType::F32, &Device::Cpu).context(|| format!("creating {b_key}"))?;
-                let mut data = vars.data().lock().map_err(|_| Error::Input("adapter variables lock poisoned".into()))?;
+                let mut data =
+                    vars.data().lock().map_err(|_| Error::Input("adapter variables lock poisoned".into()))?;
                 let a = data.entry(a_key).or_insert(a).as_tensor().clone();
                 let b = data.entry(b_key).or_insert(b).as_tensor().clone();
                 (a, b)
@@ -195,7 +213,8 @@ impl Adapters {
                 (get(&a_key, (r, in_dim))?, get(&b_key, (out_dim, r))?)
             }
         };
-        let dropout = (self.cfg.lora_dropout > 0.0).then(|| Dropout::new(self.cfg.lora_dropout as f32, self.dropout.clone()));
+        let dropout =
+            (self.cfg.lora_dropout > 0.0).then(|| Dropout::new(self.cfg.lora_dropout as f32, self.dropout.clone()));
         Ok(Some(Lora { a, b, scale: self.cfg.scaling(), dropout }))
     }
 
@@ -203,8 +222,7 @@ impl Adapters {
     /// must have had every tensor used. Errors name the module and what exists.
     pub fn finish(&self) -> Result<()> {
         let seen = self.seen.lock().map_err(|_| Error::Input("adapter record lock poisoned".into()))?;
-        let names: BTreeSet<String> =
-            seen.iter().map(|(k, _)| k.rsplit('.').next().unwrap_or(k).to_string()).collect();
+        let names: BTreeSet<String> = seen.iter().map(|(k, _)| k.rsplit('.').next().unwrap_or(k).to_string()).collect();
         let keys: BTreeSet<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
         for t in &self.cfg.target_modules {
             if t == "all-linear" {

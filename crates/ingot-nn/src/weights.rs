@@ -124,7 +124,14 @@ impl Weights {
     /// Weights read through a candle `VarBuilder` (safetensors files or a training `VarMap`).
     pub fn from_var_builder(vb: VarBuilder<'static>) -> Self {
         let device = vb.device().clone();
-        Self { source: Source::Vars(vb), prefix: Vec::new(), device, check_finite: false, hold: Hold::AsStored, adapters: None }
+        Self {
+            source: Source::Vars(vb),
+            prefix: Vec::new(),
+            device,
+            check_finite: false,
+            hold: Hold::AsStored,
+            adapters: None,
+        }
     }
 
     /// Memory-map safetensors files (f32 compute; other stored dtypes are converted).

@@ -189,11 +189,25 @@ impl ChatTemplate {
         add_generation_prompt: bool,
     ) -> Result<Prompt> {
         let text = self.render_with_tools(messages, tools, add_generation_prompt)?;
+        let pieces = self.skeleton(messages, tools, add_generation_prompt)?;
+        Ok(align(&text, &pieces, messages).unwrap_or_else(|| fill(&pieces, messages)))
+    }
+}
+
+impl ChatTemplate {
+    /// The conversation rendered with each content replaced by a placeholder, cut into the
+    /// template's own markup and the places where each message's content goes: which text of a
+    /// render is whose (what `render_prompt` marks, and SFT's assistant masks).
+    pub fn skeleton(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<Piece>> {
         let slotted: Vec<Message> =
             messages.iter().enumerate().map(|(i, m)| Message::new(m.role.clone(), slot(i))).collect();
         let skeleton = self.render_with_tools(&slotted, tools, add_generation_prompt)?;
-        let pieces = skeleton_pieces(&skeleton, messages.len());
-        Ok(align(&text, &pieces, messages).unwrap_or_else(|| fill(&pieces, messages)))
+        Ok(skeleton_pieces(&skeleton, messages.len()))
     }
 }
 
@@ -207,9 +221,11 @@ fn slot(i: usize) -> String {
 }
 
 /// A skeleton render cut into the template's markup and the places where a message's content goes.
-#[derive(Debug, PartialEq)]
-enum Piece {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text the template writes itself.
     Markup(String),
+    /// Where the content of message `i` goes.
     Content(usize),
 }
 
@@ -362,6 +378,18 @@ fn tojson(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<String
     };
     result.map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
     String::from_utf8(out).map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))
+}
+
+/// `value` as Python's `json.dumps(value, ensure_ascii=False)` prints it: `", "` between items,
+/// `": "` after keys, keys in the order given.
+pub(crate) fn python_json(value: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    // Serializing a Value into a Vec cannot fail, and the bytes are UTF-8 (serde_json writes
+    // strings as given, escaping only what JSON requires).
+    if value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, PythonCompact)).is_err() {
+        return value.to_string();
+    }
+    String::from_utf8(out).unwrap_or_else(|_| value.to_string())
 }
 
 /// serde_json output with Python's default separators: `", "` between items, `": "` after keys.

@@ -33,7 +33,7 @@ mod tokenizer;
 pub mod tool_format;
 mod train;
 
-pub use chat::{ChatTemplate, Message, Prompt};
+pub use chat::{ChatTemplate, Message, Piece, Prompt};
 pub use error::{Error, Result};
 pub use stream::TokenStream;
 pub use tokenizer::Tokenizer;

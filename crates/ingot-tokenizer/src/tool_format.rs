@@ -17,8 +17,6 @@
 //! Which style a template gets is read from its source text, not from rendering it: cheap, and the
 //! same answer the agent has always used.
 
-use std::io;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -100,7 +98,7 @@ pub fn system_prompt(extra: Option<&str>, schemas: &[Value]) -> String {
 /// "arguments": {"expression": "2+2"}}</tool_call>`, the JSON spaced as Python's `json.dumps`
 /// writes it (as the system prompt's example and Qwen/Hermes' templates do).
 pub fn call_text(name: &str, arguments: &Value) -> String {
-    let body = python_json(&json!({"name": name, "arguments": arguments}));
+    let body = crate::chat::python_json(&json!({"name": name, "arguments": arguments}));
     format!("{CALL_OPEN}{body}{CALL_CLOSE}")
 }
 
@@ -120,43 +118,6 @@ pub fn results_message(results: &[ToolResult], tool_role: bool) -> Message {
     } else {
         let wrapped: Vec<String> = bodies.iter().map(|b| format!("{RESPONSE_OPEN}{b}{RESPONSE_CLOSE}")).collect();
         Message::user(wrapped.join("\n"))
-    }
-}
-
-/// `value` as Python's `json.dumps(value, ensure_ascii=False)` prints it: `", "` between items,
-/// `": "` after keys, keys in the order given.
-pub(crate) fn python_json(value: &Value) -> String {
-    let mut out = Vec::new();
-    // Serializing a Value into a Vec cannot fail, and the bytes are UTF-8 (serde_json writes
-    // strings as given, escaping only what JSON requires).
-    if value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, PythonCompact)).is_err() {
-        return value.to_string();
-    }
-    String::from_utf8(out).unwrap_or_else(|_| value.to_string())
-}
-
-/// serde_json output with Python's default separators.
-struct PythonCompact;
-
-impl serde_json::ser::Formatter for PythonCompact {
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
-    }
-
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        writer.write_all(b": ")
     }
 }
 

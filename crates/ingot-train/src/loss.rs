@@ -111,7 +111,11 @@ mod tests {
         let mask = Tensor::new(&[0f32, 1.0, 0.0, 1.0], &Device::Cpu).unwrap();
         let loss = masked_cross_entropy(x.as_tensor(), &t, &mask).unwrap();
         // Equals the plain loss over the kept rows only.
-        let kept = cross_entropy(&logits().index_select(&Tensor::new(&[1u32, 3], &Device::Cpu).unwrap(), 0).unwrap(), &Tensor::new(&[2u32, 1], &Device::Cpu).unwrap()).unwrap();
+        let kept = cross_entropy(
+            &logits().index_select(&Tensor::new(&[1u32, 3], &Device::Cpu).unwrap(), 0).unwrap(),
+            &Tensor::new(&[2u32, 1], &Device::Cpu).unwrap(),
+        )
+        .unwrap();
         assert!((loss.to_scalar::<f32>().unwrap() - kept.to_scalar::<f32>().unwrap()).abs() < 1e-6);
         let g = loss.backward().unwrap().get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
         assert!(g[0].iter().chain(&g[2]).all(|&v| v == 0.0), "masked rows got gradient: {g:?}");

@@ -314,7 +314,9 @@ impl Trainer<'_> {
         let mut window = (Instant::now(), 0usize);
         for step in start_step..self.cfg.max_steps {
             for (i, d) in self.model.dropout_states().into_iter().enumerate() {
-                d.train(self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15) ^ (i as u64).wrapping_mul(0xD1B54A32D192ED03));
+                d.train(
+                    self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15) ^ (i as u64).wrapping_mul(0xD1B54A32D192ED03),
+                );
             }
             let (mut grads, loss, n_tokens) = gradients(self.model, objective, step, self.cfg.grad_accum, &vars)?;
             tokens_total += n_tokens as u64;

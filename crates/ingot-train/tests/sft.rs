@@ -30,7 +30,8 @@ fn write_data(path: &Path, n: usize) {
 /// A tiny llama as an HF folder (with tokenizer) and the same-shaped model as a Q8_0 GGUF file.
 fn models(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let hf = write_model_folder(&dir.join("hf"), LLAMA, 3);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
     let mut json: serde_json::Value = serde_json::from_str(LLAMA).unwrap();
     json["vocab_size"] = config["vocab_size"].clone();
     let gguf = write_gguf(&dir.join("q8.gguf"), &json.to_string(), 3, Storage::Quantized(GgmlDType::Q8_0));
@@ -104,7 +105,8 @@ fn lora_and_qlora_runs_resume_bit_identically_and_move_only_adapters() {
     write_data(&data, 12);
     for (method, model) in [("lora", &hf), ("qlora", &gguf)] {
         let full_run = dir.join(format!("{method}-full"));
-        let report = sft::run(&config(method, &data, &tok, 6), model, &full_run, false, false, false, &no_generator).unwrap();
+        let report =
+            sft::run(&config(method, &data, &tok, 6), model, &full_run, false, false, false, &no_generator).unwrap();
         assert!(report.final_loss.is_finite());
         let split = dir.join(format!("{method}-split"));
         sft::run(&config(method, &data, &tok, 3), model, &split, false, false, false, &no_generator).unwrap();
@@ -112,7 +114,9 @@ fn lora_and_qlora_runs_resume_bit_identically_and_move_only_adapters() {
         let adapter = |run: &Path| read(&run.join("adapter").join("adapter_model.safetensors"));
         assert_eq!(adapter(&full_run), adapter(&split), "{method}: resumed adapter differs from the uninterrupted one");
         // The exported adapter holds only the targeted modules' pairs, and the base file is untouched.
-        let tensors = candle_core::safetensors::load(full_run.join("adapter").join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+        let tensors =
+            candle_core::safetensors::load(full_run.join("adapter").join("adapter_model.safetensors"), &Device::Cpu)
+                .unwrap();
         assert_eq!(tensors.len(), 3 * 3 * 2, "{method}: 3 layers x 3 modules x (A, B)");
         for (key, t) in &tensors {
             assert!(key.starts_with("base_model.model.model.layers."), "{key}");

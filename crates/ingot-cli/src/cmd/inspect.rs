@@ -26,7 +26,11 @@ pub struct InspectCmd {
 }
 
 pub fn run(cmd: InspectCmd) -> Result<()> {
-    let args = ModelArgs { model: cmd.path.clone().or(cmd.model.model.clone()), adapter: cmd.model.adapter.clone(), threads: cmd.model.threads };
+    let args = ModelArgs {
+        model: cmd.path.clone().or(cmd.model.model.clone()),
+        adapter: cmd.model.adapter.clone(),
+        threads: cmd.model.threads,
+    };
     let p = args.load()?;
     let m = &p.model;
     println!("path:            {}", p.files.path.display());

@@ -55,7 +55,12 @@ pub fn run(cmd: MergeCmd) -> Result<()> {
         let Some(source) = p.files.gguf.as_deref() else {
             bail!("GGUF output needs a GGUF base model (its tokenizer metadata is copied); write an HF folder instead (an --out without .gguf)")
         };
-        ingot_core::atomic::check_output_file(&cmd.out, "GGUF file", |p| p.extension().is_some_and(|e| e == "gguf") && ingot_core::gguf::GgufFile::open(p).is_ok(), cmd.force)?;
+        ingot_core::atomic::check_output_file(
+            &cmd.out,
+            "GGUF file",
+            |p| p.extension().is_some_and(|e| e == "gguf") && ingot_core::gguf::GgufFile::open(p).is_ok(),
+            cmd.force,
+        )?;
         let arch = ArchMetadata::default().with_special_ids(&ids);
         export::write_gguf(&cmd.out, Some(source), &arch, &tensors, ingot_models::llama::gguf_name, ty)?;
     } else {
@@ -64,8 +69,19 @@ pub fn run(cmd: MergeCmd) -> Result<()> {
         }
         let config = export::llama_hf_config(&cfg, &ids)?;
         let (tok, tok_config) = ingot_train::recipes::sft::tokenizer_files(&p.tokenizer)?;
-        export::write_hf_checkpoint(&cmd.out, &config, &tensors, &tok, &[("tokenizer_config.json", &tok_config)], cmd.force)?;
+        export::write_hf_checkpoint(
+            &cmd.out,
+            &config,
+            &tensors,
+            &tok,
+            &[("tokenizer_config.json", &tok_config)],
+            cmd.force,
+        )?;
     }
-    println!("merged {} into {}", cmd.model.adapter.as_ref().map(|a| a.display().to_string()).unwrap_or_default(), cmd.out.display());
+    println!(
+        "merged {} into {}",
+        cmd.model.adapter.as_ref().map(|a| a.display().to_string()).unwrap_or_default(),
+        cmd.out.display()
+    );
     Ok(())
 }

@@ -3,40 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use ingot_train::recipes::sft::{self, GenerateSection, SftConfig};
 
+use crate::args::RunArgs;
+
 #[derive(Args, Debug)]
 pub struct SftCmd {
-    /// A TOML config ([model], [lora], [data], [train]); see configs/sft-*.toml for every field.
-    #[arg(long, short = 'c')]
-    pub config: PathBuf,
-    /// Run folder: checkpoints (step-N/), metrics.jsonl, loss.svg, the exported adapter/ or
-    /// model/. Default: runs/<config file name>.
-    #[arg(long, short = 'o')]
-    pub out: Option<PathBuf>,
+    /// Sections: [model], [lora], [data] (with [data.generate]), [train].
+    #[command(flatten)]
+    pub run: RunArgs,
     /// The base model (default: the config's model.path, else the default model).
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
-    /// Continue from the latest checkpoint in the run folder.
-    #[arg(long, conflicts_with = "force")]
-    pub resume: bool,
-    /// Start afresh in a run folder that holds another run (deletes its checkpoints).
-    #[arg(long)]
-    pub force: bool,
-    /// Override a config field, e.g. --set train.max_steps=50 --set model.method=lora (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    pub overrides: Vec<String>,
-    /// Print the resolved config and exit.
-    #[arg(long)]
-    pub print_config: bool,
     /// Write the final report as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Worker threads for tensor kernels (default: all cores).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
 }
 
 /// Writes a built-in data set into `dir` (train.jsonl and, when asked for, val.jsonl).
@@ -66,11 +49,10 @@ fn generate(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(PathBuf, Op
 }
 
 pub fn run(cmd: SftCmd) -> Result<()> {
-    crate::args::set_threads(cmd.threads)?;
-    let text =
-        std::fs::read_to_string(&cmd.config).with_context(|| format!("cannot read config {}", cmd.config.display()))?;
-    let cfg = SftConfig::from_toml(&text, &cmd.overrides, &cmd.config.display().to_string())?;
-    if cmd.print_config {
+    let run = &cmd.run;
+    crate::args::set_threads(run.threads)?;
+    let cfg = SftConfig::from_toml(&run.config_text()?, &run.overrides, &run.config.display().to_string())?;
+    if run.print_config {
         println!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(());
     }
@@ -78,14 +60,11 @@ pub fn run(cmd: SftCmd) -> Result<()> {
         (Some(p), _) | (None, Some(p)) => p.clone(),
         (None, None) => ingot_core::assets::default_model()?,
     };
-    let out = cmd.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs")
-            .join(cmd.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()))
-    });
+    let out = run.out_dir();
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = sft::run(&cfg, &model, &out, cmd.resume, cmd.force, progress, &generate)?;
+    let report = sft::run(&cfg, &model, &out, run.resume, run.force, progress, &generate)?;
     println!(
-        "{}: trained {} steps ({} tokens) in {:.1} s: {:.0} tokens/s; final loss {:.4}{}; peak RSS {:.0} MiB; {:.2} M trainable parameters",
+        "{}: trained {} steps ({} tokens) in {:.1} s: {:.0} tokens/s; final loss {:.4}{}; peak RSS {:.0} MiB ({:.0} MiB after loading the model); {:.2} M trainable parameters",
         report.method,
         report.steps_run,
         report.tokens,
@@ -94,6 +73,7 @@ pub fn run(cmd: SftCmd) -> Result<()> {
         report.final_loss,
         report.final_val_loss.map(|v| format!(", validation loss {v:.4}")).unwrap_or_default(),
         report.peak_rss as f64 / (1 << 20) as f64,
+        report.model_rss as f64 / (1 << 20) as f64,
         report.trainable as f64 / 1e6
     );
     println!("output: {}", report.output.display());

@@ -496,7 +496,9 @@ pub(crate) fn check_resumable_with(out: &Path, now: &Value, sections: &[&str], r
     for section in sections {
         changed.extend(differences(section, &was["config"][section], &now["config"][section]));
     }
-    for (key, what) in [("tokenizer_hash", "the tokenizer"), ("dataset_hash", "the prepared data"), ("model_hash", "the base model")] {
+    for (key, what) in
+        [("tokenizer_hash", "the tokenizer"), ("dataset_hash", "the prepared data"), ("model_hash", "the base model")]
+    {
         if was[key] != now[key] {
             changed.push(format!("{what} ({} -> {})", short(&was[key]), short(&now[key])));
         }
@@ -572,7 +574,8 @@ pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, force: bool, progress
     train.check_tokenizer(&tokenizer)?;
     let (model, varmap, mut model_config) = build_model(&cfg.model, tokenizer.vocab_size(), cfg.train.seed, &device)?;
     // So transformers knows the special tokens (without them it assumes GPT-2's id 50256).
-    let ids = ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };
+    let ids =
+        ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };
     ingot_models::export::with_special_ids(&mut model_config, &ids);
     if cfg.data.context > model.context_length() {
         return Err(Error::Config(format!(

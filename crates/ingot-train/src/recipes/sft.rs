@@ -224,16 +224,17 @@ pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Te
         }
     }
     if picked.is_empty() {
-        return Err(Error::Config("a batch holds no trained token (every example needs an assistant or completion token)".into()));
+        return Err(Error::Config(
+            "a batch holds no trained token (every example needs an assistant or completion token)".into(),
+        ));
     }
     let x = Tensor::from_vec(ids, (b, t), device).context(|| "input ids".into())?;
     let hidden = model.forward_hidden_packed(&x, &positions, &segments)?; // (B, T, C)
     let c = hidden.dim(2).context(|| "hidden size".into())?;
     let flat = hidden.reshape((b * t, c)).context(|| "flattening hidden states".into())?;
-    let loss = lm_head_loss(&flat, &picked, &targets, |h| {
-        model.logits(h).map_err(|e| candle_core::Error::Msg(e.to_string()))
-    })
-    .context(|| "SFT loss".into())?;
+    let loss =
+        lm_head_loss(&flat, &picked, &targets, |h| model.logits(h).map_err(|e| candle_core::Error::Msg(e.to_string())))
+            .context(|| "SFT loss".into())?;
     Ok((loss, rows.iter().map(|r| r.ids.len()).sum()))
 }
 
@@ -306,8 +307,11 @@ pub struct SftReport {
     pub tokens_per_sec: f64,
     /// Trainable parameters.
     pub trainable: usize,
-    /// Peak resident memory of the process (VmHWM), bytes.
+    /// Peak resident memory of the process (VmHWM), bytes: activations dominate it for small models.
     pub peak_rss: u64,
+    /// Resident memory once the model (and adapters) were loaded, before training, bytes: what
+    /// holding the base costs (QLoRA keeps it quantized, LoRA and full expand it to f32).
+    pub model_rss: u64,
     pub train_stats: SftStats,
     pub rows: usize,
     /// The exported adapter (`<out>/adapter`) or model (`<out>/model`).
@@ -316,11 +320,20 @@ pub struct SftReport {
 
 /// Peak resident set size of this process, from /proc (0 where unavailable).
 pub fn peak_rss() -> u64 {
+    proc_status_bytes("VmHWM:")
+}
+
+/// Resident set size of this process now, from /proc (0 where unavailable).
+pub fn current_rss() -> u64 {
+    proc_status_bytes("VmRSS:")
+}
+
+fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
         })
         .map_or(0, |kb| kb * 1024)
@@ -336,7 +349,8 @@ fn load_tokenizer(model_path: &Path, gguf: Option<&ingot_core::gguf::GgufFile>) 
 
 /// The base model's HF config.json for checkpoints, with the tokenizer's special ids.
 fn base_config(model: &Model, tokenizer: &Tokenizer) -> Result<Value> {
-    let ids = ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };
+    let ids =
+        ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };
     match model {
         Model::Llama(m) => Ok(ingot_models::export::llama_hf_config(m.config(), &ids)?),
         Model::Gpt2(_) => Err(Error::Config("SFT supports the llama family; this model is GPT-2".into())),
@@ -392,7 +406,9 @@ pub fn run(
         Method::Lora => Hold::Dense,
         Method::Qlora => Hold::AsStored,
     };
-    let (model, files) = ingot_models::load_with(model_path, &device, &LoadOptions { hold, adapters: adapters.clone() })?;
+    let (model, files) =
+        ingot_models::load_with(model_path, &device, &LoadOptions { hold, adapters: adapters.clone() })?;
+    let model_rss = current_rss();
     let tokenizer = match &cfg.model.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
         None => load_tokenizer(model_path, files.gguf.as_deref())?,
@@ -448,7 +464,13 @@ pub fn run(
     );
     let rows = train_rows.len();
     let mut objective = SftTraining {
-        objective: SftObjective { train: train_rows, val: val_rows, batch_size: cfg.data.batch_size, seed: cfg.train.seed, device: device.clone() },
+        objective: SftObjective {
+            train: train_rows,
+            val: val_rows,
+            batch_size: cfg.data.batch_size,
+            seed: cfg.train.seed,
+            device: device.clone(),
+        },
         accum: cfg.train.grad_accum,
     };
     // Checkpoints keep the adapters in the order they train in (exact resume); their config says
@@ -507,6 +529,7 @@ pub fn run(
         tokens_per_sec: report.tokens as f64 / report.seconds.max(1e-9),
         trainable,
         peak_rss: peak_rss(),
+        model_rss,
         train_stats: stats,
         rows,
         output,
