@@ -473,6 +473,16 @@ pub fn from_hf_config(cfg: &HfConfig, w: &Weights, source: &str) -> Result<Model
 fn load_checkpoint(dir: &Path, device: &Device, opts: &LoadOptions) -> Result<(Model, ModelFiles)> {
     let config_path = dir.join("config.json");
     let cfg = read_hf_config(&config_path)?;
+    // A full fine-tune's checkpoint of a GGUF llama keeps llama.cpp's q/k row order: as an HF
+    // folder it would compute something else.
+    let raw: serde_json::Value =
+        std::fs::read_to_string(&config_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    if raw.get(adapter::ROW_ORDER_KEY).is_some() {
+        return Err(Error::Model(format!(
+            "{}: this training checkpoint keeps q/k rows in llama.cpp's order (a full fine-tune of a GGUF file); resume training from it, or load the model exported at the end of training (<out>/model) or written by `ingot merge`",
+            dir.display()
+        )));
+    }
     let files = safetensors_files(dir)?;
     let w = opts.apply(Weights::from_safetensors(&files, device)?);
     let model = from_hf_config(&cfg, &w, &config_path.display().to_string())?;

@@ -285,7 +285,9 @@ pub fn eval_loss(model: &Model, rows: &[Packed], batch: usize, device: &Device) 
         let refs: Vec<&Packed> = chunk.iter().collect();
         let n: usize = chunk
             .iter()
-            .map(|r| (0..r.ids.len() - 1).filter(|&i| r.trained[i + 1] && r.segments[i + 1] == r.segments[i]).count())
+            .map(|r| {
+                (0..r.ids.len().saturating_sub(1)).filter(|&i| r.trained[i + 1] && r.segments[i + 1] == r.segments[i]).count()
+            })
             .sum();
         let (loss, _) = rows_loss(model, &refs, device)?;
         total += loss.detach().to_scalar::<f32>().context(|| "reading eval loss".into())? as f64 * n as f64;
@@ -478,11 +480,17 @@ pub fn run(
     let adapter_config = adapters.as_ref().map(|a| {
         ingot_models::adapter::checkpoint_config(a.config(), &model_path.display().to_string(), model.row_order())
     });
+    // Full fine-tuning of a GGUF llama trains q/k rows in llama.cpp's order: its checkpoints say
+    // so, and loading one as an HF folder is refused (the export under <out>/model is in HF order).
+    let mut checkpoint_config = model_config.clone();
+    if adapters.is_none() && model.row_order() != ingot_models::adapter::RowOrder::Hf {
+        checkpoint_config[ingot_models::adapter::ROW_ORDER_KEY] = json!("interleaved");
+    }
     let trainer = Trainer {
         model: &model,
         varmap: &vars,
         tokenizer: &tokenizer,
-        model_config: model_config.clone(),
+        model_config: checkpoint_config,
         run_info: serde_json::to_value(cfg).unwrap_or(Value::Null),
         cfg: cfg.train.clone(),
         out_dir: out.to_path_buf(),
