@@ -286,7 +286,9 @@ pub fn eval_loss(model: &Model, rows: &[Packed], batch: usize, device: &Device) 
         let n: usize = chunk
             .iter()
             .map(|r| {
-                (0..r.ids.len().saturating_sub(1)).filter(|&i| r.trained[i + 1] && r.segments[i + 1] == r.segments[i]).count()
+                (0..r.ids.len().saturating_sub(1))
+                    .filter(|&i| r.trained[i + 1] && r.segments[i + 1] == r.segments[i])
+                    .count()
             })
             .sum();
         let (loss, _) = rows_loss(model, &refs, device)?;
