@@ -31,7 +31,8 @@ fn generate(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(PathBuf, Op
     std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     let write = |split: ingot_eval::tooluse::Split, n: usize, name: &str| -> ingot_train::Result<PathBuf> {
         let path = dir.join(name);
-        let mix = ingot_eval::tooluse::Mix::default();
+        let [calculator, search, no_tool] = g.mix;
+        let mix = ingot_eval::tooluse::Mix { calculator, search, no_tool };
         let conversations =
             ingot_eval::tooluse::conversations(split, g.seed, n, &mix).map_err(|e| err(e.to_string()))?;
         let mut lines = String::new();

@@ -80,6 +80,14 @@ pub struct GenerateSection {
     /// Held-out conversations for the validation loss (from the generator's evaluation split).
     pub val: usize,
     pub seed: u64,
+    /// Shares of calculator, search and no-tool conversations (normalised; default 0.45, 0.30,
+    /// 0.25).
+    #[serde(default = "default_mix")]
+    pub mix: [f64; 3],
+}
+
+fn default_mix() -> [f64; 3] {
+    [0.45, 0.30, 0.25]
 }
 
 /// `[data]`
