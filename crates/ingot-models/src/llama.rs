@@ -291,32 +291,18 @@ impl Llama {
             }
         };
         out.push(("model.embed_tokens.weight".to_string(), dense(self.embed_tokens.stored())?));
-        let linear = |out: &mut Vec<(String, Tensor)>, l: &Linear| -> candle_core::Result<()> {
-            out.push((format!("{}.weight", l.key()), l.merged_weight(merge)?));
-            if let Some(b) = l.bias() {
-                out.push((format!("{}.bias", l.key()), b.detach()));
-            }
-            Ok(())
-        };
         for (i, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{i}");
             out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.weight().detach()));
-            for l in layer.self_attn.qkv.parts() {
-                linear(&mut out, l)?;
-            }
-            linear(&mut out, &layer.self_attn.o_proj)?;
-            out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                layer.post_attention_layernorm.weight().detach(),
-            ));
-            for l in layer.mlp.gate_up.parts() {
-                linear(&mut out, l)?;
-            }
-            linear(&mut out, &layer.mlp.down_proj)?;
+            out.extend(layer.self_attn.qkv.named_weights(merge)?);
+            out.extend(layer.self_attn.o_proj.named_weights(merge)?);
+            out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_attention_layernorm.weight().detach()));
+            out.extend(layer.mlp.gate_up.named_weights(merge)?);
+            out.extend(layer.mlp.down_proj.named_weights(merge)?);
         }
         out.push(("model.norm.weight".to_string(), self.norm.weight().detach()));
         if !self.cfg.tie_word_embeddings {
-            linear(&mut out, &self.lm_head)?;
+            out.extend(self.lm_head.named_weights(merge)?);
         }
         Ok(out)
     }

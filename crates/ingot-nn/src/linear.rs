@@ -99,8 +99,13 @@ impl Linear {
         self.adapter.as_ref()
     }
 
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
+    /// `<key>.weight` (merged when `merge`) and `<key>.bias`, as an exported model stores them.
+    pub fn named_weights(&self, merge: bool) -> candle_core::Result<Vec<(String, Tensor)>> {
+        let mut out = vec![(format!("{}.weight", self.key), self.merged_weight(merge)?)];
+        if let Some(b) = &self.bias {
+            out.push((format!("{}.bias", self.key), b.detach()));
+        }
+        Ok(out)
     }
 
     /// The weight (out, in) as dense f32 (quantized storage expanded), with the adapter's update
@@ -215,22 +220,62 @@ impl Linear {
 #[derive(Clone, Debug)]
 pub enum SharedInput {
     Separate(Vec<Linear>),
-    Stacked { layer: Linear, parts: Vec<Linear> },
+    /// One kernel over the stacked weights; the parts keep only what is theirs (a second copy of
+    /// their quantized weights would double the memory of q/k/v and gate/up).
+    Stacked { layer: Linear, parts: Vec<StackedPart> },
+}
+
+/// One layer of a [`SharedInput::Stacked`]: its key, width and adapter.
+#[derive(Clone, Debug)]
+pub struct StackedPart {
+    key: String,
+    out_dim: usize,
+    adapter: Option<Lora>,
 }
 
 impl SharedInput {
     pub fn new(parts: Vec<Linear>) -> Self {
         let refs: Vec<&Linear> = parts.iter().collect();
         match Linear::concat_outputs(&refs) {
-            Some(layer) => Self::Stacked { layer, parts },
+            Some(layer) => Self::Stacked {
+                layer,
+                parts: parts
+                    .into_iter()
+                    .map(|p| StackedPart { key: p.key, out_dim: p.out_dim, adapter: p.adapter })
+                    .collect(),
+            },
             None => Self::Separate(parts),
         }
     }
 
-    /// The layers, as loaded (for export and merging; a stacked layer's parts share its kernel).
-    pub fn parts(&self) -> &[Linear] {
+    /// Each layer's `<key>.weight` (out, in) as dense f32 and `<key>.bias`, adapters merged in
+    /// when `merge`: what an exported model stores.
+    pub fn named_weights(&self, merge: bool) -> candle_core::Result<Vec<(String, Tensor)>> {
         match self {
-            Self::Separate(parts) | Self::Stacked { parts, .. } => parts,
+            Self::Separate(parts) => {
+                let mut out = Vec::new();
+                for l in parts {
+                    out.extend(l.named_weights(merge)?);
+                }
+                Ok(out)
+            }
+            Self::Stacked { layer, parts } => {
+                let w = layer.merged_weight(false)?; // (Σ out, in)
+                let mut out = Vec::new();
+                let mut start = 0;
+                for p in parts {
+                    let mut wp = w.narrow(0, start, p.out_dim)?;
+                    if let (Some(a), true) = (&p.adapter, merge) {
+                        wp = (wp + a.delta_weight()?.detach())?;
+                    }
+                    out.push((format!("{}.weight", p.key), wp));
+                    if let Some(b) = &layer.bias {
+                        out.push((format!("{}.bias", p.key), b.narrow(0, start, p.out_dim)?.detach()));
+                    }
+                    start += p.out_dim;
+                }
+                Ok(out)
+            }
         }
     }
 
