@@ -296,7 +296,10 @@ impl Llama {
             out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.weight().detach()));
             out.extend(layer.self_attn.qkv.named_weights(merge)?);
             out.extend(layer.self_attn.o_proj.named_weights(merge)?);
-            out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_attention_layernorm.weight().detach()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.weight().detach(),
+            ));
             out.extend(layer.mlp.gate_up.named_weights(merge)?);
             out.extend(layer.mlp.down_proj.named_weights(merge)?);
         }

@@ -222,7 +222,10 @@ pub enum SharedInput {
     Separate(Vec<Linear>),
     /// One kernel over the stacked weights; the parts keep only what is theirs (a second copy of
     /// their quantized weights would double the memory of q/k/v and gate/up).
-    Stacked { layer: Linear, parts: Vec<StackedPart> },
+    Stacked {
+        layer: Linear,
+        parts: Vec<StackedPart>,
+    },
 }
 
 /// One layer of a [`SharedInput::Stacked`]: its key, width and adapter.

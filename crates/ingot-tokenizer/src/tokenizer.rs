@@ -286,10 +286,13 @@ impl Tokenizer {
         Ok(write_file(path, json.as_bytes())?)
     }
 
-    /// Write an HF-style `tokenizer_config.json` (atomically) that [`Tokenizer::from_file`]
-    /// reads back: BOS/EOS/PAD/UNK tokens, `add_bos_token`, `add_eos_token`, `chat_template`.
-    pub fn save_config(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
+    /// The `tokenizer.json` text [`Tokenizer::save`] writes.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(true).map_err(Error::hf("serializing the tokenizer".to_string()))
+    }
+
+    /// The `tokenizer_config.json` text [`Tokenizer::save_config`] writes.
+    pub fn config_json(&self) -> String {
         let text = |id: Option<u32>| id.and_then(|id| self.inner.id_to_token(id));
         let config = serde_json::json!({
             "bos_token": text(self.bos),
@@ -300,9 +303,14 @@ impl Tokenizer {
             "add_eos_token": self.add_eos,
             "chat_template": self.chat_template.as_ref().map(ChatTemplate::source),
         });
-        let json = serde_json::to_string_pretty(&config)
-            .map_err(|source| ingot_core::Error::Json { path: path.to_path_buf(), cause: source })?;
-        Ok(write_file(path, json.as_bytes())?)
+        // A Value of strings, bools and nulls always serializes.
+        serde_json::to_string_pretty(&config).unwrap_or_else(|_| config.to_string())
+    }
+
+    /// Write an HF-style `tokenizer_config.json` (atomically) that [`Tokenizer::from_file`]
+    /// reads back: BOS/EOS/PAD/UNK tokens, `add_bos_token`, `add_eos_token`, `chat_template`.
+    pub fn save_config(&self, path: impl AsRef<Path>) -> Result<()> {
+        Ok(write_file(path.as_ref(), self.config_json().as_bytes())?)
     }
 }
 

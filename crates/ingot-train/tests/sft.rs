@@ -85,11 +85,11 @@ fn packed_rows_give_the_loss_of_their_examples_one_by_one() {
     let rows = pack(&examples, 200);
     assert!(rows.len() < examples.len(), "the examples should share rows");
     let refs: Vec<_> = rows.iter().collect();
-    let (packed, _) = rows_loss(&model, &refs, &Device::Cpu).unwrap();
+    let (packed, _, _) = rows_loss(&model, &refs, &Device::Cpu).unwrap();
     let trained = |e: &SftExample| e.trained.iter().skip(1).filter(|&&t| t).count() as f64;
     let (mut sum, mut count) = (0f64, 0f64);
     for e in &examples {
-        let (loss, _) = rows_loss(&model, &[&single_row(e)], &Device::Cpu).unwrap();
+        let (loss, _, _) = rows_loss(&model, &[&single_row(e)], &Device::Cpu).unwrap();
         sum += loss.to_scalar::<f32>().unwrap() as f64 * trained(e);
         count += trained(e);
     }

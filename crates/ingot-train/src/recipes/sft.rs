@@ -205,9 +205,10 @@ pub fn single_row(e: &SftExample) -> Packed {
     }
 }
 
-/// Next-token loss over the trained tokens of `rows` (padded to the longest), and the tokens the
-/// batch holds. Positions predict the next token of their own example only.
-pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Tensor, usize)> {
+/// Next-token loss over the trained tokens of `rows` (padded to the longest), the tokens the
+/// batch holds and how many of them were targets. Positions predict the next token of their own
+/// example only.
+pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Tensor, usize, usize)> {
     let t = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
     if t < 2 {
         return Err(Error::Config("an SFT row needs at least 2 tokens".into()));
@@ -243,7 +244,7 @@ pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Te
     let loss =
         lm_head_loss(&flat, &picked, &targets, |h| model.logits(h).map_err(|e| candle_core::Error::Msg(e.to_string())))
             .context(|| "SFT loss".into())?;
-    Ok((loss, rows.iter().map(|r| r.ids.len()).sum()))
+    Ok((loss, rows.iter().map(|r| r.ids.len()).sum(), targets.len()))
 }
 
 /// The rows of micro-batch `micro` of step `step`: a pure function of (seed, step, micro), so a
@@ -274,7 +275,8 @@ impl Objective for SftTraining {
         let o = &self.objective;
         let idx = batch_rows(o.train.len(), o.batch_size, o.seed, step, micro, self.accum);
         let rows: Vec<&Packed> = idx.iter().map(|&i| &o.train[i]).collect();
-        rows_loss(model, &rows, &o.device)
+        let (loss, tokens, _) = rows_loss(model, &rows, &o.device)?;
+        Ok((loss, tokens))
     }
 
     fn eval_loss(&mut self, model: &Model) -> Result<Option<f64>> {
@@ -291,15 +293,7 @@ pub fn eval_loss(model: &Model, rows: &[Packed], batch: usize, device: &Device) 
     let (mut total, mut count) = (0f64, 0usize);
     for chunk in rows.chunks(batch.max(1)) {
         let refs: Vec<&Packed> = chunk.iter().collect();
-        let n: usize = chunk
-            .iter()
-            .map(|r| {
-                (0..r.ids.len().saturating_sub(1))
-                    .filter(|&i| r.trained[i + 1] && r.segments[i + 1] == r.segments[i])
-                    .count()
-            })
-            .sum();
-        let (loss, _) = rows_loss(model, &refs, device)?;
+        let (loss, _, n) = rows_loss(model, &refs, device)?;
         total += loss.detach().to_scalar::<f32>().context(|| "reading eval loss".into())? as f64 * n as f64;
         count += n;
     }
@@ -556,14 +550,5 @@ pub fn run(
 
 /// The tokenizer's tokenizer.json and tokenizer_config.json (special tokens, chat template).
 pub fn tokenizer_files(tokenizer: &Tokenizer) -> Result<(Vec<u8>, Vec<u8>)> {
-    let dir = std::env::temp_dir().join(format!("ingot-tokenizer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(Error::io("creating", &dir))?;
-    let read = |name: &str| std::fs::read(dir.join(name)).map_err(Error::io("reading", dir.join(name)));
-    let result = (|| {
-        tokenizer.save(dir.join("tokenizer.json"))?;
-        tokenizer.save_config(dir.join("tokenizer_config.json"))?;
-        Ok((read("tokenizer.json")?, read("tokenizer_config.json")?))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    Ok((tokenizer.to_json()?.into_bytes(), tokenizer.config_json().into_bytes()))
 }
