@@ -11,7 +11,9 @@ use ingot_core::{Error, Result};
 use std::sync::Arc;
 
 use ingot_nn::dropout::DropoutState;
-use ingot_nn::{causal_attention_with_dropout, normal, Dropout, Embedding, KvCache, LayerNorm, Linear, Weights};
+use ingot_nn::{
+    causal_attention_with_dropout, normal, Checkpointing, Dropout, Embedding, KvCache, LayerNorm, Linear, Weights,
+};
 
 use crate::config::{Activation, Gpt2Config};
 
@@ -104,12 +106,14 @@ impl Block {
 pub struct Gpt2 {
     wte: Embedding,
     wpe: Tensor,
-    blocks: Vec<Block>,
+    blocks: Vec<Arc<Block>>,
     ln_f: LayerNorm,
     lm_head: Linear,
     embd_dropout: Dropout,
     dropout: Arc<DropoutState>,
     cfg: Gpt2Config,
+    /// Recompute each block in backward instead of keeping its activations (training only).
+    checkpointing: Option<Arc<Checkpointing>>,
 }
 
 impl Gpt2 {
@@ -123,8 +127,9 @@ impl Gpt2 {
         let wte = Embedding::load(&t.pp("wte"), cfg.vocab_size, cfg.n_embd, normal(0.02))?;
         let wpe = t.pp("wpe").get(&[cfg.n_positions, cfg.n_embd], "weight", normal(0.02))?;
         let dropout = DropoutState::new();
-        let blocks =
-            (0..cfg.n_layer).map(|i| Block::load(&t.pp("h").pp(i), cfg, &dropout)).collect::<Result<Vec<_>>>()?;
+        let blocks = (0..cfg.n_layer)
+            .map(|i| Block::load(&t.pp("h").pp(i), cfg, &dropout).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
         let ln_f = LayerNorm::load(&t.pp("ln_f"), cfg.n_embd, cfg.layer_norm_epsilon)?;
         let lm_head = if w.is_gguf() && w.contains("lm_head.weight") {
             Linear::load(&w.pp("lm_head"), cfg.n_embd, cfg.vocab_size, false, normal(0.02))?
@@ -135,7 +140,16 @@ impl Gpt2 {
             return Err(Error::Model(format!("n_embd {} is not divisible by n_head {}", cfg.n_embd, cfg.n_head)));
         }
         let embd_dropout = Dropout::new(cfg.embd_pdrop, dropout.clone());
-        Ok(Self { wte, wpe, blocks, ln_f, lm_head, embd_dropout, dropout, cfg: cfg.clone() })
+        Ok(Self { wte, wpe, blocks, ln_f, lm_head, embd_dropout, dropout, cfg: cfg.clone(), checkpointing: None })
+    }
+
+    /// Turn activation checkpointing on (Some) or off for the uncached forward passes.
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Arc<Checkpointing>>) {
+        self.checkpointing = checkpointing;
+    }
+
+    pub fn checkpointing(&self) -> Option<&Arc<Checkpointing>> {
+        self.checkpointing.as_ref()
     }
 
     pub fn config(&self) -> &Gpt2Config {
@@ -169,7 +183,14 @@ impl Gpt2 {
         let mut x = self.embd_dropout.forward(&self.wte.forward(ids)?.broadcast_add(&pos)?)?; // (B, T, C)
         probe(None, &x)?;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, cache.as_mut().map(|c| &mut c[i]))?;
+            x = match (cache.as_mut(), &self.checkpointing) {
+                (Some(c), _) => block.forward(&x, Some(&mut c[i]))?,
+                (None, Some(checkpointing)) => {
+                    let block = block.clone();
+                    checkpointing.apply(&x, Arc::new(move |x| block.forward(x, None)))?
+                }
+                (None, None) => block.forward(&x, None)?,
+            };
             probe(Some(i), &x)?;
         }
         self.ln_f.forward(&x)

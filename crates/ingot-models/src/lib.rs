@@ -215,6 +215,29 @@ impl Model {
         states
     }
 
+    /// Activation checkpointing for training (see [`ingot_nn::checkpoint`]): each block keeps only
+    /// its input and recomputes the rest in backward. `vars` holds every trainable variable; the
+    /// gradients the recomputations give them are collected by [`Self::take_checkpoint_grads`].
+    pub fn enable_checkpointing(&mut self, vars: candle_nn::VarMap) {
+        let dropout = self.dropout_states().into_iter().cloned().collect();
+        let c = Some(ingot_nn::Checkpointing::new(vars, dropout));
+        match self {
+            Model::Llama(m) => m.set_checkpointing(c),
+            Model::Gpt2(m) => m.set_checkpointing(c),
+        }
+    }
+
+    /// The parameter gradients produced inside checkpointed blocks since the last call, as
+    /// (variable, gradient): add them to the backward pass's gradients. Empty without
+    /// checkpointing.
+    pub fn take_checkpoint_grads(&self) -> Vec<(Tensor, Tensor)> {
+        let c = match self {
+            Model::Llama(m) => m.checkpointing(),
+            Model::Gpt2(m) => m.checkpointing(),
+        };
+        c.map(|c| c.take_grads()).unwrap_or_default()
+    }
+
     /// The order of this model's q/k projection rows (for saving adapters and exporting).
     pub fn row_order(&self) -> adapter::RowOrder {
         match self {

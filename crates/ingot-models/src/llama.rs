@@ -14,8 +14,8 @@ use ingot_core::{CandleContext, Result};
 use std::sync::Arc;
 
 use ingot_nn::{
-    causal_attention, masked_attention, normal, Adapters, Embedding, KvCache, Linear, RmsNorm, Rope, RopeLayout,
-    RopeScaling, SharedInput, Stored, Weights,
+    causal_attention, masked_attention, normal, Adapters, Checkpointing, Embedding, KvCache, Linear, RmsNorm, Rope,
+    RopeLayout, RopeScaling, SharedInput, Stored, Weights,
 };
 
 use crate::config::{Activation, LlamaConfig};
@@ -171,12 +171,14 @@ impl Block {
 /// A llama-family decoder.
 pub struct Llama {
     embed_tokens: Embedding,
-    layers: Vec<Block>,
+    layers: Vec<Arc<Block>>,
     norm: RmsNorm,
     lm_head: Linear,
     rope: Rope,
     cfg: LlamaConfig,
     adapters: Option<Arc<Adapters>>,
+    /// Recompute each block in backward instead of keeping its activations (training only).
+    checkpointing: Option<Arc<Checkpointing>>,
 }
 
 impl Llama {
@@ -206,8 +208,9 @@ impl Llama {
         let rope = Rope::new(cfg.head_dim, cfg.max_position_embeddings, cfg.rope_theta, &scaling, layout, w.device())?;
         let m = w.pp("model");
         let embed_tokens = Embedding::load(&m.pp("embed_tokens"), cfg.vocab_size, cfg.hidden_size, normal(0.02))?;
-        let layers =
-            (0..cfg.num_layers).map(|i| Block::load(&m.pp("layers").pp(i), cfg)).collect::<Result<Vec<_>>>()?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| Block::load(&m.pp("layers").pp(i), cfg).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(&m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
         let lm_head = if cfg.tie_word_embeddings {
             embed_tokens.as_linear()?
@@ -217,7 +220,39 @@ impl Llama {
         if let Some(a) = w.adapters() {
             a.finish()?;
         }
-        Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone(), adapters: w.adapters().cloned() })
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rope,
+            cfg: cfg.clone(),
+            adapters: w.adapters().cloned(),
+            checkpointing: None,
+        })
+    }
+
+    /// Turn activation checkpointing on (Some) or off for the uncached forward passes.
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Arc<Checkpointing>>) {
+        self.checkpointing = checkpointing;
+    }
+
+    pub fn checkpointing(&self) -> Option<&Arc<Checkpointing>> {
+        self.checkpointing.as_ref()
+    }
+
+    /// Layer `i` on `x` with no cache, checkpointed when that is on.
+    fn uncached_layer(&self, i: usize, x: &Tensor, at: At) -> candle_core::Result<Tensor> {
+        let Some(c) = &self.checkpointing else { return self.layers[i].forward(x, &self.rope, at, None) };
+        let (layer, rope) = (self.layers[i].clone(), self.rope.clone());
+        let block: ingot_nn::checkpoint::Block = match at {
+            At::Offset(offset) => Arc::new(move |x| layer.forward(x, &rope, At::Offset(offset), None)),
+            At::Packed { positions, mask } => {
+                let (positions, mask) = (positions.clone(), mask.clone());
+                Arc::new(move |x| layer.forward(x, &rope, At::Packed { positions: &positions, mask: &mask }, None))
+            }
+        };
+        c.apply(x, block)
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -249,8 +284,10 @@ impl Llama {
         let mut x = self.embed_tokens.forward(ids)?; // (B, T, C)
         probe(None, &x)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_mut().map(|c| &mut c[i]);
-            x = layer.forward(&x, &self.rope, At::Offset(offset), layer_cache)?;
+            x = match cache.as_mut() {
+                Some(c) => layer.forward(&x, &self.rope, At::Offset(offset), Some(&mut c[i]))?,
+                None => self.uncached_layer(i, &x, At::Offset(offset))?,
+            };
             probe(Some(i), &x)?;
         }
         self.norm.forward(&x)
@@ -264,8 +301,8 @@ impl Llama {
         mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let mut x = self.embed_tokens.forward(ids)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &self.rope, At::Packed { positions, mask }, None)?;
+        for i in 0..self.layers.len() {
+            x = self.uncached_layer(i, &x, At::Packed { positions, mask })?;
         }
         self.norm.forward(&x)
     }

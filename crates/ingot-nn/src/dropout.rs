@@ -34,7 +34,24 @@ impl DropoutState {
             *rng = None;
         }
     }
+
+    /// The mode and generator position now, to draw the same masks again later (activation
+    /// checkpointing recomputes a block with the masks of its forward).
+    pub fn snapshot(&self) -> DropoutSnapshot {
+        DropoutSnapshot(self.rng.lock().ok().and_then(|rng| rng.clone()))
+    }
+
+    /// Back to a [`Self::snapshot`].
+    pub fn restore(&self, snapshot: DropoutSnapshot) {
+        if let Ok(mut rng) = self.rng.lock() {
+            *rng = snapshot.0;
+        }
+    }
 }
+
+/// A [`DropoutState`]'s mode and generator position.
+#[derive(Clone, Debug)]
+pub struct DropoutSnapshot(Option<StdRng>);
 
 /// Zero each element with probability p and scale the rest by 1/(1-p) (training mode only).
 #[derive(Clone, Debug)]

@@ -7,6 +7,7 @@
 //! Errors are `ingot_core::Error`, shared with the model code that calls these layers.
 
 pub mod attention;
+pub mod checkpoint;
 pub mod dropout;
 pub mod init;
 pub mod linear;
@@ -16,6 +17,7 @@ pub mod rope;
 pub mod weights;
 
 pub use attention::{causal_attention, causal_attention_with_dropout, masked_attention, packed_mask, KvCache};
+pub use checkpoint::Checkpointing;
 pub use dropout::Dropout;
 pub use init::SeededVarMap;
 pub use linear::{Embedding, Linear, SharedInput};

@@ -74,6 +74,9 @@ pub struct TrainConfig {
     pub checkpoint_interval: u64,
     /// Checkpoints to keep.
     pub keep_last: usize,
+    /// Recompute each block's activations in backward instead of keeping them: activation
+    /// memory falls to about one tensor per layer, for ~1/3 more compute. Same results.
+    pub activation_checkpointing: bool,
 }
 
 impl Default for TrainConfig {
@@ -96,6 +99,7 @@ impl Default for TrainConfig {
             log_interval: 10,
             checkpoint_interval: 500,
             keep_last: 3,
+            activation_checkpointing: false,
         }
     }
 }
@@ -199,7 +203,15 @@ pub fn gradients(
             .and_then(|l| l.to_scalar::<f64>())
             .context(|| "reading the loss".into())?;
         let scaled = (loss / accum as f64).context(|| "scaling the loss".into())?;
-        let g = scaled.backward().context(|| "backward pass".into())?;
+        let mut g = scaled.backward().context(|| "backward pass".into())?;
+        // Checkpointed blocks hand their parameters' gradients over here.
+        for (var, grad) in model.take_checkpoint_grads() {
+            let sum = match g.get(&var) {
+                Some(outer) => (outer + &grad).context(|| "adding checkpointed gradients".into())?,
+                None => grad,
+            };
+            g.insert(&var, sum);
+        }
         match grads.as_mut() {
             None => grads = Some(g),
             Some(acc) => accumulate(acc, g, vars)?,

@@ -403,6 +403,7 @@ const RESUMABLE: &[&str] = &[
     "train.log_interval",
     "train.checkpoint_interval",
     "train.keep_last",
+    "train.activation_checkpointing",
     "data.eval_batches",
 ];
 
@@ -572,7 +573,11 @@ pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, force: bool, progress
     let train = TokenDataset::open(&data_dir, Split::Train)?;
     let val = TokenDataset::open(&data_dir, Split::Val)?;
     train.check_tokenizer(&tokenizer)?;
-    let (model, varmap, mut model_config) = build_model(&cfg.model, tokenizer.vocab_size(), cfg.train.seed, &device)?;
+    let (mut model, varmap, mut model_config) =
+        build_model(&cfg.model, tokenizer.vocab_size(), cfg.train.seed, &device)?;
+    if cfg.train.activation_checkpointing {
+        model.enable_checkpointing(varmap.clone());
+    }
     // So transformers knows the special tokens (without them it assumes GPT-2's id 50256).
     let ids =
         ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };

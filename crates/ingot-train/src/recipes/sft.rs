@@ -147,6 +147,7 @@ const RESUMABLE: &[&str] = &[
     "train.log_interval",
     "train.checkpoint_interval",
     "train.keep_last",
+    "train.activation_checkpointing",
 ];
 
 impl SftConfig {
@@ -320,6 +321,8 @@ pub struct SftReport {
     pub model_rss: u64,
     pub train_stats: SftStats,
     pub rows: usize,
+    /// Whether blocks recomputed their activations in backward (train.activation_checkpointing).
+    pub activation_checkpointing: bool,
     /// The exported adapter (`<out>/adapter`) or model (`<out>/model`).
     pub output: PathBuf,
 }
@@ -412,8 +415,11 @@ pub fn run(
         Method::Lora => Hold::Dense,
         Method::Qlora => Hold::AsStored,
     };
-    let (model, files) =
+    let (mut model, files) =
         ingot_models::load_with(model_path, &device, &LoadOptions { hold, adapters: adapters.clone() })?;
+    if cfg.train.activation_checkpointing {
+        model.enable_checkpointing(vars.clone());
+    }
     let model_rss = current_rss();
     let tokenizer = match &cfg.model.tokenizer {
         Some(path) => Tokenizer::from_file(path)?,
@@ -544,6 +550,7 @@ pub fn run(
         model_rss,
         train_stats: stats,
         rows,
+        activation_checkpointing: cfg.train.activation_checkpointing,
         output,
     })
 }
