@@ -136,6 +136,11 @@ impl GenArgs {
         };
         sampling.validate()?;
         anyhow::ensure!(self.max_tokens > 0, "--max-tokens must be at least 1");
-        Ok(GenerateParams { max_tokens: self.max_tokens, sampling, stop: self.stop.clone(), no_cache: false })
+        Ok(GenerateParams {
+            max_tokens: self.max_tokens,
+            sampling,
+            stop: self.stop.clone(),
+            ..GenerateParams::default()
+        })
     }
 }

@@ -434,7 +434,7 @@ fn run_generation(
         max_tokens: cfg.max_gen_tokens,
         sampling: SamplingParams { temperature: 0.0, seed: cfg.seed, ..SamplingParams::default() },
         stop: ["Question:", "</s>", "<|im_end|>", "\n\n"].map(String::from).to_vec(),
-        no_cache: false,
+        ..GenerateParams::default()
     };
     // The examples are the same for every question: their keys and values are computed once.
     let shared = if cfg.chat {

@@ -1,16 +1,18 @@
-//! The generation loop: prefill the prompt into the KV cache, then decode one token at a time,
-//! streaming text as it becomes valid UTF-8 and stopping on end-of-sequence tokens, stop strings
-//! or the token limit, or when the caller's cancel flag is raised (Ctrl-C in `ingot chat`).
+//! One generation ([`generate`], [`generate_until`]) or several continuations of one prompt
+//! ([`generate_batch`]): rows on the step engine ([`crate::engine`]), which prefills the prompt
+//! into the KV cache, then decodes one token at a time, streaming text as it becomes valid UTF-8
+//! and stopping on end-of-sequence tokens, stop strings or the token limit, or when the caller's
+//! cancel flag is raised (Ctrl-C in `ingot chat`). Also the settings and results they share.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use ingot_models::{Cache, Model};
-use ingot_tokenizer::{TokenStream, Tokenizer};
+use ingot_tokenizer::Tokenizer;
 
+use crate::engine::{Engine, Event};
 use crate::error::{Error, Result};
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::SamplingParams;
 
 #[derive(Clone, Debug)]
 pub struct GenerateParams {
@@ -21,12 +23,31 @@ pub struct GenerateParams {
     /// Recompute the whole sequence each step instead of using the KV cache (for checking the
     /// cache; quadratic cost).
     pub no_cache: bool,
+    /// What happens when the sequence fills the model's context.
+    pub full_context: FullContext,
 }
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { max_tokens: 256, sampling: SamplingParams::default(), stop: Vec::new(), no_cache: false }
+        Self {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop: Vec::new(),
+            no_cache: false,
+            full_context: FullContext::Slide,
+        }
     }
+}
+
+/// When a sequence reaches the model's context length.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FullContext {
+    /// Go on over the last `context - 1` tokens, as nanoGPT's sampler does (each further token
+    /// recomputes that window: positions restart, so the cache cannot be reused).
+    #[default]
+    Slide,
+    /// Finish with [`FinishReason::Length`] (what an API server reports).
+    Finish,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +84,18 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// A generation cancelled before it produced anything.
+    pub fn cancelled(prompt_tokens: usize) -> Self {
+        Self {
+            text: String::new(),
+            tokens: Vec::new(),
+            finish_reason: FinishReason::Cancelled,
+            prompt_tokens,
+            prefill_secs: 0.0,
+            decode_secs: 0.0,
+        }
+    }
+
     pub fn prefill_tokens_per_sec(&self) -> f64 {
         self.prompt_tokens as f64 / self.prefill_secs.max(1e-9)
     }
@@ -74,15 +107,24 @@ impl Generation {
 }
 
 /// Holds back streamed text that could be the start of a stop string.
-struct StopFilter {
+pub(crate) struct StopFilter {
     stops: Vec<String>,
     emitted: usize,
     text: String,
 }
 
 impl StopFilter {
+    pub(crate) fn new(stops: &[String]) -> Self {
+        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), emitted: 0, text: String::new() }
+    }
+
+    /// All the text so far (up to a stop string, without it).
+    pub(crate) fn into_text(self) -> String {
+        self.text
+    }
+
     /// Add text; return what is safe to show now, and whether a stop string was found.
-    fn push(&mut self, chunk: &str) -> (String, bool) {
+    pub(crate) fn push(&mut self, chunk: &str) -> (String, bool) {
         self.text.push_str(chunk);
         // A stop string can only end inside the new chunk; search from where it could begin.
         let longest = self.stops.iter().map(String::len).max().unwrap_or(0);
@@ -113,7 +155,7 @@ impl StopFilter {
         (out, false)
     }
 
-    fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         let out = self.text[self.emitted..].to_string();
         self.emitted = self.text.len();
         out
@@ -143,100 +185,22 @@ pub fn generate_until(
     cancel: &AtomicBool,
     mut on_text: impl FnMut(&str),
 ) -> Result<Generation> {
-    params.sampling.validate()?;
-    if prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty after tokenization".into()));
-    }
-    let ctx = model.context_length();
-    if prompt.len() >= ctx {
-        return Err(Error::Input(format!(
-            "the prompt is {} tokens but the model's context length is {ctx}; shorten the prompt",
-            prompt.len()
-        )));
-    }
-    let eos = tokenizer.eos_ids();
-    let mut sampler = Sampler::new(params.sampling.clone());
-    let mut stream = TokenStream::new(tokenizer, true);
-    let mut filter = StopFilter {
-        stops: params.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
-        emitted: 0,
-        text: String::new(),
-    };
-    let mut cache = model.new_cache();
-    let mut all: Vec<u32> = prompt.to_vec();
-    let mut out_tokens = Vec::new();
-    let to_input = |ids: &[u32]| Tensor::new(ids, device).and_then(|t| t.unsqueeze(0));
-
-    let start = Instant::now();
-    let mut logits = next_logits(model, &to_input(prompt)?, &mut cache, params.no_cache, &all)?;
-    let prefill_secs = start.elapsed().as_secs_f64();
-    let decode_start = Instant::now();
-    let mut finish_reason = FinishReason::Length;
-    while out_tokens.len() < params.max_tokens {
-        if cancel.load(Ordering::Relaxed) {
-            finish_reason = FinishReason::Cancelled;
-            break;
-        }
-        let next = sampler.sample(&logits, &all);
-        if eos.contains(&next) {
-            finish_reason = FinishReason::Eos;
-            break;
-        }
-        out_tokens.push(next);
-        all.push(next);
-        if let Some(piece) = stream.push(next)? {
-            let (shown, stopped) = filter.push(&piece);
-            if !shown.is_empty() {
-                on_text(&shown);
-            }
-            if stopped {
-                finish_reason = FinishReason::Stop;
-                break;
-            }
-        }
-        if out_tokens.len() >= params.max_tokens {
-            break;
-        }
-        logits = if all.len() >= ctx {
-            // The window is full: slide it, as nanoGPT does, recomputing the last ctx - 1 tokens
-            // from scratch (positions restart, so the cache cannot be reused).
-            let window = &all[all.len() + 1 - ctx..];
-            next_logits(model, &to_input(window)?, &mut cache, true, window)?
-        } else {
-            next_logits(model, &to_input(&[next])?, &mut cache, params.no_cache, &all)?
-        };
-    }
-    if finish_reason != FinishReason::Stop {
-        if let Some(rest) = stream.finish() {
-            let (shown, stopped) = filter.push(&rest);
-            if !shown.is_empty() {
-                on_text(&shown);
-            }
-            if stopped {
-                finish_reason = FinishReason::Stop;
-            }
-        }
-        let tail = filter.finish();
-        if !tail.is_empty() {
-            on_text(&tail);
-        }
-    }
-    Ok(Generation {
-        text: filter.text,
-        tokens: out_tokens,
-        finish_reason,
-        prompt_tokens: prompt.len(),
-        prefill_secs,
-        decode_secs: decode_start.elapsed().as_secs_f64(),
-    })
+    let mut engine = Engine::new(model, tokenizer, device);
+    engine.join_group(prompt, params, std::slice::from_ref(&params.sampling), None, Some(cancel))?;
+    let mut done = None;
+    engine.run(&mut |event| match event {
+        Event::Text { text, .. } => on_text(text),
+        Event::Done { generation, .. } => done = Some(generation),
+    })?;
+    done.ok_or_else(|| Error::Input("the generation ended without a result".into()))
 }
 
-/// Several continuations of one prompt at once: the prompt is prefilled once, its keys and values
-/// are copied to one batch row per entry of `samplings`, and the rows decode in lockstep (one
-/// forward pass of batch B per step, which costs far less than B passes: each weight is read once
-/// per step for all rows). Each row has its own sampler and seed, so row 0 can be greedy and the
-/// rest sampled (self-consistency with its greedy reference in one go). A row that finishes
-/// leaves the batch and its rows of the KV cache.
+/// Several continuations of one prompt at once: the prompt is prefilled once (from the part of
+/// `prefix` it shares, when given), its keys and values are copied to one row per entry of
+/// `samplings`, and the rows decode together on the step engine (one forward pass for all rows
+/// per step, which costs far less than one pass per row: each weight is read once per step).
+/// Each row has its own sampler and seed, so row 0 can be greedy and the rest sampled
+/// (self-consistency with its greedy reference in one go). A row that finishes leaves.
 ///
 /// Each row's text equals what [`generate`] returns with the same sampling settings, up to
 /// float differences between batched and single-row kernels.
@@ -249,125 +213,17 @@ pub fn generate_batch(
     prefix: Option<&PromptCache>,
     device: &Device,
 ) -> Result<Vec<Generation>> {
-    for s in samplings {
-        s.validate()?;
-    }
-    let rows = samplings.len();
-    if rows == 0 {
-        return Ok(Vec::new());
-    }
-    if prompt.is_empty() {
-        return Err(Error::Input("the prompt is empty after tokenization".into()));
-    }
-    let ctx = model.context_length();
-    if prompt.len() + params.max_tokens > ctx {
-        return Err(Error::Input(format!(
-            "the prompt ({} tokens) plus --max-tokens {} exceeds the model's context length {ctx}",
-            prompt.len(),
-            params.max_tokens
-        )));
-    }
-    let eos = tokenizer.eos_ids();
-    let start = Instant::now();
-    // Reuse the cached prefix as far as the prompt's tokens agree with it (few-shot examples shared
-    // by every question). Agreement can stop short of the whole prefix: BPE merges across the
-    // seam, e.g. a trailing "\n\n" is one token alone but two before "Question".
-    let shared = prefix.map_or(0, |p| p.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count());
-    let shared = shared.min(prompt.len() - 1);
-    let (mut cache, done) = match prefix {
-        Some(p) if shared > 0 => {
-            let mut c = p.fork()?;
-            c.truncate(shared);
-            (c, shared)
-        }
-        _ => (model.new_cache(), 0),
-    };
-    let first = model.forward_last(&Tensor::new(&prompt[done..], device)?.unsqueeze(0)?, Some(&mut cache))?;
-    let first: Vec<f32> = first.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
-    let prefill_secs = start.elapsed().as_secs_f64();
-    let decode_start = Instant::now();
-    cache.repeat_batch(rows)?;
-
-    struct Row<'a> {
-        sampler: Sampler,
-        stream: TokenStream<'a>,
-        filter: StopFilter,
-        all: Vec<u32>,
-        out: Vec<u32>,
-        finish: Option<FinishReason>,
-    }
-    let mut state: Vec<Row> = samplings
-        .iter()
-        .map(|s| Row {
-            sampler: Sampler::new(s.clone()),
-            stream: TokenStream::new(tokenizer, true),
-            filter: StopFilter {
-                stops: params.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
-                emitted: 0,
-                text: String::new(),
-            },
-            all: prompt.to_vec(),
-            out: Vec::new(),
-            finish: None,
-        })
-        .collect();
-    let mut logits: Vec<Vec<f32>> = vec![first; rows];
-    // Rows still generating, in batch order; a finished row leaves the batch (and the cache).
-    let mut active: Vec<usize> = (0..rows).collect();
-    for step in 0..params.max_tokens {
-        let mut feed = Vec::with_capacity(active.len());
-        let mut still = Vec::with_capacity(active.len());
-        for (slot, (&r, l)) in active.iter().zip(&logits).enumerate() {
-            let row = &mut state[r];
-            let next = row.sampler.sample(l, &row.all);
-            if eos.contains(&next) {
-                row.finish = Some(FinishReason::Eos);
-                continue;
+    let mut engine = Engine::new(model, tokenizer, device);
+    let ids = engine.join_group(prompt, params, samplings, prefix, None)?;
+    let mut done: Vec<Option<Generation>> = vec![None; ids.len()];
+    engine.run(&mut |event| {
+        if let Event::Done { row, generation } = event {
+            if let Some(k) = ids.iter().position(|&id| id == row) {
+                done[k] = Some(generation);
             }
-            row.out.push(next);
-            row.all.push(next);
-            if let Some(piece) = row.stream.push(next)? {
-                if row.filter.push(&piece).1 {
-                    row.finish = Some(FinishReason::Stop);
-                    continue;
-                }
-            }
-            feed.push(next);
-            still.push((slot, r));
         }
-        if still.is_empty() || step + 1 == params.max_tokens {
-            break;
-        }
-        if still.len() < active.len() {
-            let keep: Vec<u32> = still.iter().map(|&(slot, _)| slot as u32).collect();
-            cache.select_batch(&keep)?;
-        }
-        active = still.into_iter().map(|(_, r)| r).collect();
-        let x = Tensor::from_vec(feed, (active.len(), 1), device)?;
-        let l = model.forward_last(&x, Some(&mut cache))?; // (active, V)
-        logits = l.to_dtype(DType::F32)?.to_vec2()?;
-    }
-    let decode_secs = decode_start.elapsed().as_secs_f64();
-    state
-        .into_iter()
-        .map(|mut row| {
-            if row.finish != Some(FinishReason::Stop) {
-                if let Some(rest) = row.stream.finish() {
-                    if row.filter.push(&rest).1 {
-                        row.finish = Some(FinishReason::Stop);
-                    }
-                }
-            }
-            Ok(Generation {
-                text: row.filter.text,
-                tokens: row.out,
-                finish_reason: row.finish.unwrap_or(FinishReason::Length),
-                prompt_tokens: prompt.len(),
-                prefill_secs,
-                decode_secs,
-            })
-        })
-        .collect()
+    })?;
+    done.into_iter().map(|g| g.ok_or_else(|| Error::Input("a row ended without a result".into()))).collect()
 }
 
 /// The keys and values of a prompt prefix that many prompts share (few-shot examples), computed
@@ -386,24 +242,18 @@ impl PromptCache {
         Ok(Self { tokens: tokens.to_vec(), cache })
     }
 
-    /// A private copy to extend (the cache's buffers are written in place, so sharing them would
-    /// let one prompt overwrite another's positions).
-    fn fork(&self) -> Result<Cache> {
-        let mut c = self.cache.clone();
-        c.repeat_batch(1)?;
+    /// The prefix's tokens.
+    pub(crate) fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// A private copy of its first `len` positions to extend (the cache's buffers are written in
+    /// place, so sharing them would let one prompt overwrite another's positions).
+    pub(crate) fn fork(&self, len: usize) -> Result<Cache> {
+        let mut c = self.cache.fork()?;
+        c.truncate(len);
         Ok(c)
     }
-}
-
-/// Logits (V) for the position after `input`; `all` is the whole sequence for the no-cache path.
-fn next_logits(model: &Model, input: &Tensor, cache: &mut Cache, no_cache: bool, all: &[u32]) -> Result<Vec<f32>> {
-    let logits = if no_cache {
-        let full = Tensor::new(all, input.device())?.unsqueeze(0)?;
-        model.forward_last(&full, None)?
-    } else {
-        model.forward_last(input, Some(cache))?
-    };
-    Ok(logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
 }
 
 #[cfg(test)]
@@ -411,8 +261,7 @@ mod tests {
     use super::StopFilter;
 
     fn run(stops: &[&str], chunks: &[&str]) -> (String, bool) {
-        let mut f =
-            StopFilter { stops: stops.iter().map(|s| s.to_string()).collect(), emitted: 0, text: String::new() };
+        let mut f = StopFilter::new(&stops.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let mut shown = String::new();
         for c in chunks {
             let (s, stopped) = f.push(c);

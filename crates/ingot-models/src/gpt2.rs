@@ -16,6 +16,7 @@ use ingot_nn::{
 };
 
 use crate::config::{Activation, Gpt2Config};
+use crate::Kv;
 
 /// HF key (with or without the `transformer.` prefix) → llama.cpp GGUF tensor name.
 pub fn gguf_name(key: &str) -> Option<String> {
@@ -78,7 +79,7 @@ impl Block {
         })
     }
 
-    fn attention(&self, x: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+    fn attention(&self, x: &Tensor, cache: Kv) -> candle_core::Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let (h, d) = (self.n_head, c / self.n_head);
         let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, d))?; // (B, T, 3, H, D)
@@ -86,16 +87,30 @@ impl Block {
         let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?; // (B, H, T, D)
         let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
         let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
-        let (k, v) = match cache {
-            Some(cache) => cache.append(&k, &v)?,
-            None => (k, v),
-        };
-        let y = causal_attention_with_dropout(&q, &k, &v, Some(&self.attn_dropout))?; // (B, H, T, D)
+        let y = match cache {
+            Kv::Rows(caches) => {
+                // Each row against its own cache: one query per row.
+                if t != 1 || caches.len() != b {
+                    candle_core::bail!("row-wise decoding takes one new token for each of the {} rows", caches.len())
+                }
+                let mut ys = Vec::with_capacity(b);
+                for (r, cache) in caches.iter_mut().enumerate() {
+                    let (k, v) = cache.append(&k.narrow(0, r, 1)?, &v.narrow(0, r, 1)?)?;
+                    ys.push(causal_attention_with_dropout(&q.narrow(0, r, 1)?, &k, &v, Some(&self.attn_dropout))?);
+                }
+                Tensor::cat(&ys, 0)?
+            }
+            Kv::One(cache) => {
+                let (k, v) = cache.append(&k, &v)?;
+                causal_attention_with_dropout(&q, &k, &v, Some(&self.attn_dropout))?
+            }
+            Kv::None => causal_attention_with_dropout(&q, &k, &v, Some(&self.attn_dropout))?,
+        }; // (B, H, T, D)
         let y = y.transpose(1, 2)?.reshape((b, t, c))?; // (B, T, C)
         self.attn_proj.forward(&y)
     }
 
-    fn forward(&self, x: &Tensor, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, cache: Kv) -> candle_core::Result<Tensor> {
         let x = (x + self.resid_dropout.forward(&self.attention(&self.ln_1.forward(x)?, cache)?)?)?;
         let h = self.activation.forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?; // (B, T, 4C)
         &x + self.resid_dropout.forward(&self.mlp_proj.forward(&h)?)?
@@ -184,14 +199,28 @@ impl Gpt2 {
         probe(None, &x)?;
         for (i, block) in self.blocks.iter().enumerate() {
             x = match (cache.as_mut(), &self.checkpointing) {
-                (Some(c), _) => block.forward(&x, Some(&mut c[i]))?,
+                (Some(c), _) => block.forward(&x, Kv::One(&mut c[i]))?,
                 (None, Some(checkpointing)) => {
                     let block = block.clone();
-                    checkpointing.apply(&x, Arc::new(move |x| block.forward(x, None)))?
+                    checkpointing.apply(&x, Arc::new(move |x| block.forward(x, Kv::None)))?
                 }
-                (None, None) => block.forward(&x, None)?,
+                (None, None) => block.forward(&x, Kv::None)?,
             };
             probe(Some(i), &x)?;
+        }
+        self.ln_f.forward(&x)
+    }
+
+    /// One new token per row, each row at its own position in its own cache (`caches[row]`
+    /// holds that row's per-layer caches): ids (B, 1) → final hidden states (B, 1, C).
+    pub fn forward_rows(&self, ids: &Tensor, caches: &mut [&mut [KvCache]]) -> candle_core::Result<Tensor> {
+        let positions: Vec<u32> = caches.iter().map(|c| c.first().map_or(0, KvCache::len) as u32).collect();
+        let n = positions.len();
+        let pos = self.wpe.index_select(&Tensor::from_vec(positions, n, ids.device())?, 0)?.unsqueeze(1)?; // (B, 1, C)
+        let mut x = self.embd_dropout.forward(&self.wte.forward(ids)?.broadcast_add(&pos)?)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut layer_caches: Vec<&mut KvCache> = caches.iter_mut().map(|c| &mut c[i]).collect();
+            x = block.forward(&x, Kv::Rows(&mut layer_caches))?;
         }
         self.ln_f.forward(&x)
     }

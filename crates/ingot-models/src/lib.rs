@@ -25,6 +25,16 @@ pub use llama::Llama;
 
 const SUPPORTED: &str = "llama (SmolLM, Llama 2/3), mistral, qwen2, gpt2";
 
+/// The keys and values a layer reads and extends.
+pub enum Kv<'a, 'b> {
+    /// No cache: attention over the new positions only.
+    None,
+    /// One cache for the whole batch (every row at the same position).
+    One(&'a mut KvCache),
+    /// One cache per row, each at its own length; one new token per row.
+    Rows(&'a mut [&'b mut KvCache]),
+}
+
 /// One of Ingot's architectures.
 pub enum Model {
     Llama(Llama),
@@ -61,6 +71,14 @@ impl Cache {
             l.repeat_batch(n).context(|| "repeating the KV cache over a batch".into())?;
         }
         Ok(())
+    }
+
+    /// A private copy: `clone` shares the buffers, which appending writes in place, so two
+    /// sequences continuing one cloned prefix would overwrite each other's positions.
+    pub fn fork(&self) -> Result<Self> {
+        let mut c = self.clone();
+        c.repeat_batch(1)?;
+        Ok(c)
     }
 
     /// Keep only the batch rows `rows`, in that order.
@@ -324,6 +342,31 @@ impl Model {
         let h = self.forward_hidden(ids, cache)?;
         let logits = self.logits(&h)?;
         self.check_finite(&logits, ids, past)?;
+        Ok(logits)
+    }
+
+    /// One new token per row, `ids[r]` for the sequence in `caches[r]`, each row at its own
+    /// position (its cache's length) → logits (B, V). How rows at different lengths decode as
+    /// one batch: the weights are read once for all of them.
+    pub fn forward_rows(&self, ids: &[u32], caches: &mut [&mut Cache]) -> Result<Tensor> {
+        if ids.len() != caches.len() || ids.is_empty() {
+            return Err(Error::Input(format!("{} new tokens for {} rows", ids.len(), caches.len())));
+        }
+        let device = caches.iter().flat_map(|c| c.layers.iter()).find_map(KvCache::device).unwrap_or(Device::Cpu);
+        let x = Tensor::from_slice(ids, (ids.len(), 1), &device).context(|| "row token ids".into())?;
+        for c in caches.iter() {
+            self.check_fits(&x.narrow(0, 0, 1).context(|| "row ids".into())?, c.len(), true, false)?;
+        }
+        self.check_fits(&x, 0, false, false)?;
+        let past = caches.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+        let mut layers: Vec<&mut [KvCache]> = caches.iter_mut().map(|c| c.layers.as_mut_slice()).collect();
+        let h = match self {
+            Model::Llama(m) => m.forward_rows(&x, &mut layers),
+            Model::Gpt2(m) => m.forward_rows(&x, &mut layers),
+        }
+        .context(|| "row-wise forward pass".into())?;
+        let logits = self.logits(&h)?.squeeze(1).context(|| "squeezing logits".into())?;
+        self.check_finite(&logits, &x, past)?;
         Ok(logits)
     }
 

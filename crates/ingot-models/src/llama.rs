@@ -19,6 +19,7 @@ use ingot_nn::{
 };
 
 use crate::config::{Activation, LlamaConfig};
+use crate::Kv;
 
 /// HF key → llama.cpp GGUF tensor name.
 pub fn gguf_name(key: &str) -> Option<String> {
@@ -85,7 +86,7 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, at: At, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, rope: &Rope, at: At, cache: Kv) -> candle_core::Result<Tensor> {
         let (b, t, _c) = x.dims3()?;
         let (h, k, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let [q, kk, v]: [Tensor; 3] =
@@ -93,17 +94,32 @@ impl Attention {
         let q = q.reshape((b, t, h, d))?.transpose(1, 2)?; // (B, H, T, D)
         let kk = kk.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
         let v = v.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
-        let y = match at {
-            At::Offset(offset) => {
+        let y = match (at, cache) {
+            (_, Kv::Rows(caches)) => {
+                // Each row at its own position, against its own cache: one query per row.
+                if t != 1 || caches.len() != b {
+                    candle_core::bail!("row-wise decoding takes one new token for each of the {} rows", caches.len())
+                }
+                let mut ys = Vec::with_capacity(b);
+                for (r, cache) in caches.iter_mut().enumerate() {
+                    let offset = cache.len();
+                    let q = rope.apply(&q.narrow(0, r, 1)?, offset)?;
+                    let kk = rope.apply(&kk.narrow(0, r, 1)?, offset)?;
+                    let (kk, v) = cache.append(&kk, &v.narrow(0, r, 1)?)?;
+                    ys.push(causal_attention(&q, &kk, &v)?); // (1, H, 1, D)
+                }
+                Tensor::cat(&ys, 0)?
+            }
+            (At::Offset(offset), cache) => {
                 let q = rope.apply(&q, offset)?;
                 let kk = rope.apply(&kk, offset)?;
                 let (kk, v) = match cache {
-                    Some(cache) => cache.append(&kk, &v)?, // (B, K, S, D)
-                    None => (kk, v),
+                    Kv::One(cache) => cache.append(&kk, &v)?, // (B, K, S, D)
+                    _ => (kk, v),
                 };
                 causal_attention(&q, &kk, &v)? // (B, H, T, D)
             }
-            At::Packed { positions, mask } => {
+            (At::Packed { positions, mask }, _) => {
                 let q = rope.apply_positions(&q, positions)?;
                 let kk = rope.apply_positions(&kk, positions)?;
                 masked_attention(&q, &kk, &v, mask)?
@@ -162,7 +178,7 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, rope: &Rope, at: At, cache: Option<&mut KvCache>) -> candle_core::Result<Tensor> {
+    fn forward(&self, x: &Tensor, rope: &Rope, at: At, cache: Kv) -> candle_core::Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, at, cache)?)?;
         &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
     }
@@ -243,13 +259,13 @@ impl Llama {
 
     /// Layer `i` on `x` with no cache, checkpointed when that is on.
     fn uncached_layer(&self, i: usize, x: &Tensor, at: At) -> candle_core::Result<Tensor> {
-        let Some(c) = &self.checkpointing else { return self.layers[i].forward(x, &self.rope, at, None) };
+        let Some(c) = &self.checkpointing else { return self.layers[i].forward(x, &self.rope, at, Kv::None) };
         let (layer, rope) = (self.layers[i].clone(), self.rope.clone());
         let block: ingot_nn::checkpoint::Block = match at {
-            At::Offset(offset) => Arc::new(move |x| layer.forward(x, &rope, At::Offset(offset), None)),
+            At::Offset(offset) => Arc::new(move |x| layer.forward(x, &rope, At::Offset(offset), Kv::None)),
             At::Packed { positions, mask } => {
                 let (positions, mask) = (positions.clone(), mask.clone());
-                Arc::new(move |x| layer.forward(x, &rope, At::Packed { positions: &positions, mask: &mask }, None))
+                Arc::new(move |x| layer.forward(x, &rope, At::Packed { positions: &positions, mask: &mask }, Kv::None))
             }
         };
         c.apply(x, block)
@@ -285,10 +301,22 @@ impl Llama {
         probe(None, &x)?;
         for (i, layer) in self.layers.iter().enumerate() {
             x = match cache.as_mut() {
-                Some(c) => layer.forward(&x, &self.rope, At::Offset(offset), Some(&mut c[i]))?,
+                Some(c) => layer.forward(&x, &self.rope, At::Offset(offset), Kv::One(&mut c[i]))?,
                 None => self.uncached_layer(i, &x, At::Offset(offset))?,
             };
             probe(Some(i), &x)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// One new token per row, each row at its own position in its own cache (`caches[row]`
+    /// holds that row's per-layer caches): ids (B, 1) → final hidden states (B, 1, C). The linear
+    /// layers run once for the whole batch; attention runs row by row.
+    pub fn forward_rows(&self, ids: &Tensor, caches: &mut [&mut [KvCache]]) -> candle_core::Result<Tensor> {
+        let mut x = self.embed_tokens.forward(ids)?; // (B, 1, C)
+        for (i, layer) in self.layers.iter().enumerate() {
+            let mut layer_caches: Vec<&mut KvCache> = caches.iter_mut().map(|c| &mut c[i]).collect();
+            x = layer.forward(&x, &self.rope, At::Offset(0), Kv::Rows(&mut layer_caches))?;
         }
         self.norm.forward(&x)
     }

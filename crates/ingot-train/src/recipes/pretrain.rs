@@ -224,7 +224,7 @@ impl Objective for LmObjective<'_> {
                 ..Default::default()
             },
             stop: Vec::new(),
-            no_cache: false,
+            ..Default::default()
         };
         let g = ingot_generate::generate(model, self.tokenizer, &prompt, &params, &self.device, |_| {})?;
         Ok(Some(format!("{}{}", self.sample.prompt, g.text)))

@@ -1,0 +1,346 @@
+//! The step engine: every generation in Ingot (the CLI, evaluation, the tool loop, the server)
+//! is rows on one of these.
+//!
+//! Each row is one sequence with its own KV cache, position, sampler, stop strings, token limit
+//! and cancel switch. Rows join ([`Engine::join`], [`Engine::join_group`]) and leave (they finish,
+//! or are cancelled) between any two steps. A [`Engine::step`] prefills the rows that joined
+//! since the last step (each alone: its prompt fills its cache), then samples one token for
+//! every row and runs one forward pass for all of them together
+//! ([`Model::forward_rows`]: the weights are read once per step for the whole batch, attention
+//! runs row by row against each row's own cache). Text is streamed per row as it becomes valid
+//! UTF-8 and cannot be the start of a stop string ([`Event::Text`]); a finished row reports its
+//! [`Generation`] ([`Event::Done`]) and leaves at once.
+//!
+//! A row whose sequence fills the model's context either slides its window, as nanoGPT does
+//! (recomputing the last `context - 1` tokens without the cache at each further step), or
+//! finishes with [`FinishReason::Length`] ([`FullContext`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use ingot_models::{Cache, Model};
+use ingot_tokenizer::{TokenStream, Tokenizer};
+
+use crate::error::{Error, Result};
+use crate::generate::{FinishReason, FullContext, GenerateParams, Generation, PromptCache, StopFilter};
+use crate::sampling::{Sampler, SamplingParams};
+
+/// A row's handle, unique within its engine.
+pub type RowId = u64;
+
+/// What a step reports.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// New text of a row (never part of a stop string).
+    Text { row: RowId, text: &'a str },
+    /// A row finished and left the engine.
+    Done { row: RowId, generation: Generation },
+}
+
+struct Row<'a> {
+    id: RowId,
+    sampler: Sampler,
+    stream: TokenStream<'a>,
+    filter: StopFilter,
+    /// Prompt and generated tokens.
+    all: Vec<u32>,
+    prompt_tokens: usize,
+    out: Vec<u32>,
+    max_tokens: usize,
+    no_cache: bool,
+    full_context: FullContext,
+    cache: Cache,
+    /// Logits for the next token (from the prefill or the last step).
+    logits: Vec<f32>,
+    cancelled: bool,
+    cancel_flag: Option<&'a AtomicBool>,
+    prefill_secs: f64,
+    decode_start: Instant,
+}
+
+/// Rows that joined and wait for their prefill: one prompt, one or more rows.
+struct Pending<'a> {
+    /// Each row's id, sampling settings, and whether it was cancelled before it started.
+    rows: Vec<(RowId, SamplingParams, bool)>,
+    prompt: Vec<u32>,
+    params: GenerateParams,
+    prefix: Option<&'a PromptCache>,
+    cancel_flag: Option<&'a AtomicBool>,
+}
+
+/// Many generations on one model, stepped together. `'a` borrows the model, the tokenizer,
+/// shared prompt prefixes and cancel flags.
+pub struct Engine<'a> {
+    model: &'a Model,
+    tokenizer: &'a Tokenizer,
+    device: Device,
+    rows: Vec<Row<'a>>,
+    pending: Vec<Pending<'a>>,
+    next_id: RowId,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(model: &'a Model, tokenizer: &'a Tokenizer, device: &Device) -> Self {
+        Self { model, tokenizer, device: device.clone(), rows: Vec::new(), pending: Vec::new(), next_id: 0 }
+    }
+
+    /// Add a generation of `prompt`; it is prefilled at the next step. Errors (bad sampling
+    /// settings, an empty prompt, a prompt that fills the context) are reported here.
+    pub fn join(&mut self, prompt: &[u32], params: &GenerateParams) -> Result<RowId> {
+        let ids = self.join_group(prompt, params, std::slice::from_ref(&params.sampling), None, None)?;
+        Ok(ids[0])
+    }
+
+    /// Add one row per entry of `samplings`, all continuing `prompt`: the prompt is prefilled
+    /// once (from the part of `prefix` it shares, when given) and its cache copied to each row.
+    /// `cancel`, when raised, finishes every row of the group with [`FinishReason::Cancelled`]
+    /// before its next token.
+    pub fn join_group(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        samplings: &[SamplingParams],
+        prefix: Option<&'a PromptCache>,
+        cancel: Option<&'a AtomicBool>,
+    ) -> Result<Vec<RowId>> {
+        for s in samplings {
+            s.validate()?;
+        }
+        if prompt.is_empty() {
+            return Err(Error::Input("the prompt is empty after tokenization".into()));
+        }
+        let ctx = self.model.context_length();
+        if prompt.len() >= ctx {
+            return Err(Error::Input(format!(
+                "the prompt is {} tokens but the model's context length is {ctx}; shorten the prompt",
+                prompt.len()
+            )));
+        }
+        let ids: Vec<RowId> = (0..samplings.len() as u64).map(|k| self.next_id + k).collect();
+        self.next_id += samplings.len() as u64;
+        if !ids.is_empty() {
+            self.pending.push(Pending {
+                rows: ids.iter().zip(samplings).map(|(&id, s)| (id, s.clone(), false)).collect(),
+                prompt: prompt.to_vec(),
+                params: params.clone(),
+                prefix,
+                cancel_flag: cancel,
+            });
+        }
+        Ok(ids)
+    }
+
+    /// Finish `row` with [`FinishReason::Cancelled`] at the next step (what it generated so far
+    /// is reported). False when no such row is running or waiting.
+    pub fn cancel(&mut self, row: RowId) -> bool {
+        if let Some(r) = self.rows.iter_mut().find(|r| r.id == row) {
+            r.cancelled = true;
+            return true;
+        }
+        for p in &mut self.pending {
+            if let Some(r) = p.rows.iter_mut().find(|r| r.0 == row) {
+                r.2 = true;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Rows running or waiting for their prefill.
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.pending.iter().map(|p| p.rows.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Prefill the rows that joined, sample one token for every row, run one forward pass for
+    /// the rows that go on; report text and finished rows through `on_event`.
+    pub fn step(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<()> {
+        self.prefill(on_event)?;
+        let ctx = self.model.context_length();
+        let eos = self.tokenizer.eos_ids();
+        let mut finished: Vec<(usize, FinishReason)> = Vec::new();
+        let mut go_on: Vec<usize> = Vec::new();
+        for (i, row) in self.rows.iter_mut().enumerate() {
+            if row.cancelled || row.cancel_flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                finished.push((i, FinishReason::Cancelled));
+                continue;
+            }
+            let next = row.sampler.sample(&row.logits, &row.all);
+            if eos.contains(&next) {
+                finished.push((i, FinishReason::Eos));
+                continue;
+            }
+            row.out.push(next);
+            row.all.push(next);
+            if let Some(piece) = row.stream.push(next)? {
+                let (shown, stopped) = row.filter.push(&piece);
+                if !shown.is_empty() {
+                    on_event(Event::Text { row: row.id, text: &shown });
+                }
+                if stopped {
+                    finished.push((i, FinishReason::Stop));
+                    continue;
+                }
+            }
+            if row.out.len() >= row.max_tokens || (row.all.len() >= ctx && row.full_context == FullContext::Finish) {
+                finished.push((i, FinishReason::Length));
+                continue;
+            }
+            go_on.push(i);
+        }
+        self.forward(&go_on, ctx)?;
+        // Finished rows leave, latest first so the earlier indices stay valid.
+        for &(i, reason) in finished.iter().rev() {
+            let row = self.rows.remove(i);
+            finish(row, reason, on_event)?;
+        }
+        Ok(())
+    }
+
+    /// Step until every row has finished.
+    pub fn run(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<()> {
+        while !self.is_empty() {
+            self.step(on_event)?;
+        }
+        Ok(())
+    }
+
+    fn prefill(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<()> {
+        for p in std::mem::take(&mut self.pending) {
+            if p.rows.iter().all(|r| r.2) {
+                // Cancelled before it started: nothing to compute.
+                for (id, _, _) in p.rows {
+                    on_event(Event::Done { row: id, generation: Generation::cancelled(p.prompt.len()) });
+                }
+                continue;
+            }
+            let start = Instant::now();
+            let prompt = &p.prompt;
+            let (logits, mut cache) = if p.params.no_cache {
+                let x = Tensor::new(prompt.as_slice(), &self.device)?.unsqueeze(0)?;
+                (self.model.forward_last(&x, None)?, Cache::default())
+            } else {
+                // Reuse the cached prefix as far as the prompt's tokens agree with it (few-shot
+                // examples shared by every question). Agreement can stop short of the whole
+                // prefix: BPE merges across the seam, e.g. a trailing "\n\n" is one token alone
+                // but two before "Question".
+                let shared = p.prefix.map_or(0, |c| c.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count());
+                let shared = shared.min(prompt.len() - 1);
+                let (mut cache, done) = match p.prefix {
+                    Some(c) if shared > 0 => (c.fork(shared)?, shared),
+                    _ => (self.model.new_cache(), 0),
+                };
+                let input = Tensor::new(&prompt[done..], &self.device)?.unsqueeze(0)?;
+                (self.model.forward_last(&input, Some(&mut cache))?, cache)
+            };
+            let logits: Vec<f32> = logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
+            let prefill_secs = start.elapsed().as_secs_f64();
+            let n = p.rows.len();
+            for (k, (id, sampling, cancelled)) in p.rows.into_iter().enumerate() {
+                let row = Row {
+                    id,
+                    sampler: Sampler::new(sampling),
+                    stream: TokenStream::new(self.tokenizer, true),
+                    filter: StopFilter::new(&p.params.stop),
+                    all: prompt.clone(),
+                    prompt_tokens: prompt.len(),
+                    out: Vec::new(),
+                    max_tokens: p.params.max_tokens,
+                    no_cache: p.params.no_cache,
+                    full_context: p.params.full_context,
+                    // The last row takes the prefilled cache, the others a private copy.
+                    cache: if k + 1 == n { std::mem::take(&mut cache) } else { cache.fork()? },
+                    logits: logits.clone(),
+                    cancelled,
+                    cancel_flag: p.cancel_flag,
+                    prefill_secs,
+                    decode_start: Instant::now(),
+                };
+                if row.max_tokens == 0 {
+                    finish(row, FinishReason::Length, on_event)?;
+                } else {
+                    self.rows.push(row);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logits of the next token for rows `go_on` (indices into `self.rows`): cached rows as one
+    /// batch, rows without a cache (or whose window slides) one by one.
+    fn forward(&mut self, go_on: &[usize], ctx: usize) -> Result<()> {
+        let (mut batched, mut alone) = (Vec::new(), Vec::new());
+        for &i in go_on {
+            let row = &self.rows[i];
+            if row.no_cache || row.all.len() >= ctx {
+                alone.push(i);
+            } else {
+                batched.push(i);
+            }
+        }
+        if !batched.is_empty() {
+            let feed: Vec<u32> = batched.iter().map(|&i| *self.rows[i].all.last().unwrap_or(&0)).collect();
+            // The chosen rows' caches, lent out for the pass and put back after it.
+            let mut caches: Vec<Cache> = batched.iter().map(|&i| std::mem::take(&mut self.rows[i].cache)).collect();
+            let result = if caches.len() == 1 {
+                // One row: the plain cached pass, exactly what a lone generation runs.
+                Tensor::new(&feed[..1], &self.device)
+                    .and_then(|x| x.unsqueeze(0))
+                    .map_err(Error::from)
+                    .and_then(|x| Ok(self.model.forward_last(&x, Some(&mut caches[0]))?))
+            } else {
+                let mut refs: Vec<&mut Cache> = caches.iter_mut().collect();
+                self.model.forward_rows(&feed, &mut refs).map_err(Error::from)
+            };
+            for (&i, cache) in batched.iter().zip(caches) {
+                self.rows[i].cache = cache;
+            }
+            let logits: Vec<Vec<f32>> = result?.to_dtype(DType::F32)?.to_vec2()?;
+            for (&i, l) in batched.iter().zip(logits) {
+                self.rows[i].logits = l;
+            }
+        }
+        for i in alone {
+            let row = &mut self.rows[i];
+            // The whole sequence, or (a full context) its last context - 1 tokens: positions
+            // restart, so the cache cannot be reused.
+            let window = &row.all[row.all.len().saturating_sub(ctx - 1)..];
+            let x = Tensor::new(window, &self.device)?.unsqueeze(0)?;
+            row.logits = self.model.forward_last(&x, None)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
+        }
+        Ok(())
+    }
+}
+
+/// Flush a finished row's text and report its generation.
+fn finish(mut row: Row<'_>, mut reason: FinishReason, on_event: &mut dyn FnMut(Event<'_>)) -> Result<()> {
+    if reason != FinishReason::Stop {
+        if let Some(rest) = row.stream.finish() {
+            let (shown, stopped) = row.filter.push(&rest);
+            if !shown.is_empty() {
+                on_event(Event::Text { row: row.id, text: &shown });
+            }
+            if stopped {
+                reason = FinishReason::Stop;
+            }
+        }
+        let tail = row.filter.finish();
+        if !tail.is_empty() {
+            on_event(Event::Text { row: row.id, text: &tail });
+        }
+    }
+    let generation = Generation {
+        text: row.filter.into_text(),
+        tokens: row.out,
+        finish_reason: reason,
+        prompt_tokens: row.prompt_tokens,
+        prefill_secs: row.prefill_secs,
+        decode_secs: row.decode_start.elapsed().as_secs_f64(),
+    };
+    on_event(Event::Done { row: row.id, generation });
+    Ok(())
+}

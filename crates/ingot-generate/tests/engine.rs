@@ -1,0 +1,195 @@
+//! The step engine: rows at different positions decode as one batch with the logits each gets
+//! alone, and rows that join, finish and are cancelled at any step give exactly what they give
+//! alone (and greedy rows what a cache-free recomputation gives).
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use ingot_generate::{
+    generate, Engine, Event, FinishReason, GenerateParams, Generation, Pipeline, RowId, SamplingParams,
+};
+use ingot_models::Model;
+use ingot_test_support::models::{write_model_folder, GPT2, LLAMA, QWEN2};
+use ingot_test_support::temp_dir;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn tiny_pipelines() -> Vec<(&'static str, Pipeline)> {
+    let dir = temp_dir("engine-models");
+    [("llama", LLAMA), ("qwen2", QWEN2), ("gpt2", GPT2)]
+        .into_iter()
+        .map(|(name, json)| {
+            let folder = write_model_folder(&dir.join(name), json, 5);
+            (name, Pipeline::load(&folder, &Device::Cpu).unwrap())
+        })
+        .collect()
+}
+
+fn last_logits(model: &Model, ids: &[u32], cache: &mut ingot_models::Cache) -> Vec<f32> {
+    let x = Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    model.forward_last(&x, Some(cache)).unwrap().squeeze(0).unwrap().to_vec1().unwrap()
+}
+
+/// Three rows prefilled to different lengths, then four batched steps, each row's logits checked
+/// against the same step run alone on a copy of its cache.
+fn check_rows_against_alone(name: &str, model: &Model, tolerance: f32) {
+    let vocab = model.vocab_size() as u32;
+    let prompts: Vec<Vec<u32>> =
+        [3usize, 11, 7].iter().map(|&n| (0..n as u32).map(|i| (i * 7 + n as u32) % vocab).collect()).collect();
+    let mut caches: Vec<ingot_models::Cache> = prompts
+        .iter()
+        .map(|p| {
+            let mut c = model.new_cache();
+            last_logits(model, p, &mut c);
+            c
+        })
+        .collect();
+    for step in 0..4u32 {
+        let feed: Vec<u32> = (0..3u32).map(|r| (step * 13 + r * 5 + 1) % vocab).collect();
+        let alone: Vec<Vec<f32>> =
+            caches.iter().zip(&feed).map(|(c, &id)| last_logits(model, &[id], &mut c.fork().unwrap())).collect();
+        let mut refs: Vec<&mut ingot_models::Cache> = caches.iter_mut().collect();
+        let batched: Vec<Vec<f32>> = model.forward_rows(&feed, &mut refs).unwrap().to_vec2().unwrap();
+        for (r, (a, b)) in alone.iter().zip(&batched).enumerate() {
+            let scale = a.iter().fold(1f32, |m, x| m.max(x.abs()));
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(diff <= tolerance * scale, "{name}: row {r} at step {step} differs by {diff}");
+        }
+        assert_eq!(
+            caches.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            vec![4 + step as usize, 12 + step as usize, 8 + step as usize]
+        );
+    }
+}
+
+#[test]
+fn rows_at_different_positions_get_the_logits_they_get_alone() {
+    for (name, p) in tiny_pipelines() {
+        check_rows_against_alone(name, &p.model, 1e-4);
+    }
+}
+
+#[test]
+fn rows_at_different_positions_on_the_default_model() {
+    let Some(path) = ingot_test_support::real_model() else { return };
+    let p = Pipeline::load(&path, &Device::Cpu).unwrap();
+    check_rows_against_alone("default model", &p.model, 1e-4);
+}
+
+/// What the test asked for and what came back, per row.
+struct Seen {
+    prompt: Vec<u32>,
+    params: GenerateParams,
+    streamed: String,
+    done: Option<Generation>,
+    cancelled: bool,
+}
+
+#[test]
+fn rows_join_finish_and_leave_at_any_step() {
+    for (name, p) in tiny_pipelines() {
+        let vocab = p.model.vocab_size() as u32;
+        let ctx = p.model.context_length();
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut engine = Engine::new(&p.model, &p.tokenizer, &p.device);
+        let mut seen: HashMap<RowId, Seen> = HashMap::new();
+        let mut max_rows = 0;
+        for step in 0..60 {
+            if step < 45 && rng.random_bool(0.5) {
+                // Some prompts nearly fill the context, so those rows slide their window.
+                let len = if rng.random_bool(0.15) { ctx - 3 } else { rng.random_range(1..20) };
+                let prompt: Vec<u32> = (0..len).map(|_| rng.random_range(0..vocab)).collect();
+                let sampling = if rng.random_bool(0.5) {
+                    SamplingParams::default()
+                } else {
+                    SamplingParams { temperature: 0.8, top_p: 0.9, seed: rng.random(), ..SamplingParams::default() }
+                };
+                let stop = if rng.random_bool(0.3) { vec!["e".to_string()] } else { Vec::new() };
+                let params =
+                    GenerateParams { max_tokens: rng.random_range(0..12), sampling, stop, ..Default::default() };
+                if rng.random_bool(0.3) {
+                    // A group: one prefill, its cache copied to each row.
+                    let samplings: Vec<SamplingParams> = (0..3)
+                        .map(|k| SamplingParams {
+                            temperature: 0.8 * k as f64,
+                            seed: rng.random(),
+                            ..SamplingParams::default()
+                        })
+                        .collect();
+                    let ids = engine.join_group(&prompt, &params, &samplings, None, None).unwrap();
+                    for (id, sampling) in ids.into_iter().zip(samplings) {
+                        let params = GenerateParams { sampling, ..params.clone() };
+                        seen.insert(
+                            id,
+                            Seen {
+                                prompt: prompt.clone(),
+                                params,
+                                streamed: String::new(),
+                                done: None,
+                                cancelled: false,
+                            },
+                        );
+                    }
+                } else {
+                    let id = engine.join(&prompt, &params).unwrap();
+                    seen.insert(id, Seen { prompt, params, streamed: String::new(), done: None, cancelled: false });
+                }
+            }
+            if rng.random_bool(0.1) {
+                let running: Vec<RowId> =
+                    seen.iter().filter(|(_, s)| s.done.is_none() && !s.cancelled).map(|(&id, _)| id).collect();
+                if !running.is_empty() {
+                    let id = running[rng.random_range(0..running.len())];
+                    assert!(engine.cancel(id));
+                    seen.get_mut(&id).unwrap().cancelled = true;
+                }
+            }
+            max_rows = max_rows.max(engine.len());
+            engine
+                .step(&mut |event| match event {
+                    Event::Text { row, text } => seen.get_mut(&row).unwrap().streamed.push_str(text),
+                    Event::Done { row, generation } => {
+                        let s = seen.get_mut(&row).unwrap();
+                        assert!(s.done.is_none(), "{name}: row {row} finished twice");
+                        s.done = Some(generation);
+                    }
+                })
+                .unwrap();
+        }
+        engine
+            .run(&mut |event| {
+                if let Event::Done { row, generation } = event {
+                    seen.get_mut(&row).unwrap().done = Some(generation);
+                }
+            })
+            .unwrap();
+        assert!(engine.is_empty());
+        assert!(max_rows >= 4, "{name}: the schedule should run several rows at once (max {max_rows})");
+        let (mut cancelled, mut slid) = (0, 0);
+        for (id, s) in &seen {
+            let got = s.done.as_ref().unwrap_or_else(|| panic!("{name}: row {id} never finished"));
+            let alone = generate(&p.model, &p.tokenizer, &s.prompt, &s.params, &p.device, |_| {}).unwrap();
+            if s.cancelled && got.finish_reason == FinishReason::Cancelled {
+                cancelled += 1;
+                assert!(alone.tokens.starts_with(&got.tokens), "{name}: cancelled row {id} went another way");
+                continue;
+            }
+            assert_eq!(got.tokens, alone.tokens, "{name}: row {id} ({} prompt tokens, {:?})", s.prompt.len(), s.params);
+            assert_eq!(got.text, alone.text);
+            assert_eq!(got.finish_reason, alone.finish_reason);
+            assert_eq!(s.streamed, got.text, "{name}: streamed text differs from the result");
+            if s.prompt.len() + got.tokens.len() >= ctx {
+                slid += 1;
+            }
+            if s.params.sampling.temperature == 0.0 {
+                let slow = GenerateParams { no_cache: true, ..s.params.clone() };
+                let reference = generate(&p.model, &p.tokenizer, &s.prompt, &slow, &p.device, |_| {}).unwrap();
+                assert_eq!(
+                    got.tokens, reference.tokens,
+                    "{name}: greedy row {id} differs from the cache-free recomputation"
+                );
+            }
+        }
+        assert!(cancelled >= 1 && slid >= 1, "{name}: {cancelled} cancelled, {slid} slid: the schedule should do both");
+    }
+}
