@@ -22,15 +22,19 @@
 //!   splits) is an [`Error`] that names the file and numbers, never a panic.
 //! - SFT data (`sft`) is small enough to hold in memory: JSONL conversations or prompt/completion
 //!   pairs are encoded at load with a per-token loss mask, and packed into rows for training.
+//!   Preference pairs and prompt-only sets (`preference`, TRL's formats) are encoded by the same
+//!   encoder, one SFT example per side.
 //!
 //! Files: `corpus.rs` (reading text), `shards.rs` (the binary format), `manifest.rs`
 //! (dataset.json), `prepare.rs` (tokenize and write), `loader.rs` (mmap and sample), `sft.rs`
-//! (instruction-tuning examples, loss masks, packing), `error.rs`.
+//! (instruction-tuning examples, loss masks, packing), `preference.rs` (chosen/rejected pairs,
+//! prompts for RL), `error.rs`.
 
 mod corpus;
 mod error;
 mod loader;
 mod manifest;
+pub mod preference;
 mod prepare;
 pub mod sft;
 mod shards;

@@ -117,86 +117,123 @@ pub fn load(
     max_len: usize,
     overlong: Overlong,
 ) -> Result<(Vec<SftExample>, SftStats)> {
-    if max_len == 0 {
-        return Err(Error::Invalid("SFT max_len must be at least 1 token".into()));
+    let encoder = Encoder::new(tokenizer);
+    let encoded = encode_lines(path, "read the SFT data", EXAMPLE_SHAPES, |value| encoder.encode(value))?;
+    let mut examples = Vec::with_capacity(encoded.len());
+    let mut stats = SftStats::default();
+    for (line, example) in encoded {
+        let mut example = example.map_err(|detail| bad_line(path, line, detail))?;
+        example.line = line;
+        if let Some(example) = fit(example, max_len, overlong, &mut stats).map_err(|d| bad_line(path, line, d))? {
+            examples.push(example);
+        }
     }
-    let text = std::fs::read_to_string(path).map_err(Error::io("read the SFT data", path))?;
+    if examples.is_empty() {
+        return Err(all_dropped(path, stats.dropped, max_len));
+    }
+    Ok((examples, stats))
+}
+
+pub(crate) fn bad_line(path: &Path, line: usize, detail: String) -> Error {
+    Error::BadJsonLine { path: path.to_path_buf(), line, detail }
+}
+
+pub(crate) fn all_dropped(path: &Path, dropped: usize, max_len: usize) -> Error {
+    Error::BadCorpusFile {
+        path: path.to_path_buf(),
+        detail: format!("all {dropped} examples were dropped as longer than max_len {max_len} tokens; raise max_len"),
+    }
+}
+
+/// Each non-blank line of the JSONL file `path` parsed and passed to `encode`, in parallel, in
+/// file order: (1-based line, result). `what` names the reading in errors ("read the SFT
+/// data"); `shapes` says what a line should look like.
+pub(crate) fn encode_lines<T: Send>(
+    path: &Path,
+    what: &'static str,
+    shapes: &str,
+    encode: impl Fn(&Value) -> std::result::Result<T, String> + Sync,
+) -> Result<Vec<(usize, std::result::Result<T, String>)>> {
+    let text = std::fs::read_to_string(path).map_err(Error::io(what, path))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let lines: Vec<(usize, &str)> =
         text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty()).collect();
     if lines.is_empty() {
         return Err(Error::BadCorpusFile {
             path: path.to_path_buf(),
-            detail: format!("holds no examples; write one JSON object per line, {EXAMPLE_SHAPES}"),
+            detail: format!("holds no examples; write one JSON object per line, {shapes}"),
         });
     }
-
-    let encoder = Encoder::new(tokenizer);
-    // Parallel over lines; `collect` keeps file order, so the result does not depend on threads.
-    let encoded: Vec<Result<SftExample, String>> = lines
+    // `collect` keeps file order, so the result does not depend on threads.
+    Ok(lines
         .par_iter()
         .map(|&(line, text)| {
-            let value: Value = serde_json::from_str(text)
-                .map_err(|e| format!("not JSON ({e}); each line must be one JSON object, {EXAMPLE_SHAPES}"))?;
-            let mut example = encoder.encode(&value)?;
-            example.line = line;
-            Ok(example)
+            let value: std::result::Result<Value, String> = serde_json::from_str(text)
+                .map_err(|e| format!("not JSON ({e}); each line must be one JSON object, {shapes}"));
+            (line, value.and_then(|v| encode(&v)))
         })
-        .collect();
+        .collect())
+}
 
-    let bad_line = |line: usize, detail: String| Error::BadJsonLine { path: path.to_path_buf(), line, detail };
-    let mut examples = Vec::with_capacity(lines.len());
-    let mut stats = SftStats::default();
-    for (&(line, _), result) in lines.iter().zip(encoded) {
-        let mut example = result.map_err(|detail| bad_line(line, detail))?;
-        if example.ids.len() > max_len {
-            match overlong {
-                Overlong::Error => {
-                    return Err(bad_line(
-                        line,
-                        format!(
-                            "the example is {} tokens long, more than max_len {max_len}; raise max_len, or set \
-                             overlong to \"truncate\" or \"drop\"",
-                            example.ids.len()
-                        ),
-                    ))
-                }
-                Overlong::Drop => {
+/// Apply `max_len` to one example: Some (kept, maybe cut) or None (dropped), counted in `stats`;
+/// an error message when `overlong` refuses it.
+pub(crate) fn fit(
+    mut example: SftExample,
+    max_len: usize,
+    overlong: Overlong,
+    stats: &mut SftStats,
+) -> std::result::Result<Option<SftExample>, String> {
+    if max_len == 0 {
+        return Err("max_len must be at least 1 token".into());
+    }
+    if example.ids.len() > max_len {
+        match overlong {
+            Overlong::Error => {
+                return Err(format!(
+                    "the example is {} tokens long, more than max_len {max_len}; raise max_len, or set overlong \
+                     to \"truncate\" or \"drop\"",
+                    example.ids.len()
+                ))
+            }
+            Overlong::Drop => {
+                stats.dropped += 1;
+                return Ok(None);
+            }
+            Overlong::Truncate => {
+                example.ids.truncate(max_len);
+                example.trained.truncate(max_len);
+                if !example.trained.contains(&true) {
                     stats.dropped += 1;
-                    continue;
+                    return Ok(None);
                 }
-                Overlong::Truncate => {
-                    example.ids.truncate(max_len);
-                    example.trained.truncate(max_len);
-                    if !example.trained.contains(&true) {
-                        stats.dropped += 1;
-                        continue;
-                    }
-                    stats.truncated += 1;
-                }
+                stats.truncated += 1;
             }
         }
-        stats.examples += 1;
-        stats.tokens += example.ids.len();
-        stats.trained_tokens += example.trained.iter().filter(|&&t| t).count();
-        examples.push(example);
     }
-    if examples.is_empty() {
-        return Err(Error::BadCorpusFile {
-            path: path.to_path_buf(),
-            detail: format!(
-                "all {} examples were dropped as longer than max_len {max_len} tokens; raise max_len",
-                stats.dropped
-            ),
-        });
-    }
-    Ok((examples, stats))
+    stats.examples += 1;
+    stats.tokens += example.ids.len();
+    stats.trained_tokens += example.trained.iter().filter(|&&t| t).count();
+    Ok(Some(example))
 }
 
 /// Encode one example, in either format (a prompt/completion pair too). `line` is 0. Problems
 /// are [`Error::Invalid`], without a file name; [`load`] names the file and line.
 pub fn encode_conversation(tokenizer: &Tokenizer, value: &Value) -> Result<SftExample> {
     Encoder::new(tokenizer).encode(value).map_err(Error::Invalid)
+}
+
+/// Encodes examples with one tokenizer (and its template) for many lines.
+pub(crate) struct ExampleEncoder<'a>(Encoder<'a>);
+
+impl<'a> ExampleEncoder<'a> {
+    pub(crate) fn new(tokenizer: &'a Tokenizer) -> Self {
+        Self(Encoder::new(tokenizer))
+    }
+
+    /// One example in either format (see the module docs).
+    pub(crate) fn encode(&self, value: &Value) -> std::result::Result<SftExample, String> {
+        self.0.encode(value)
+    }
 }
 
 /// Pack `examples` into rows of at most `seq_len` tokens: greedy, in order, deterministic; no
