@@ -8,6 +8,7 @@ pub mod adapter;
 pub mod config;
 pub mod export;
 pub mod gpt2;
+pub mod heads;
 pub mod llama;
 pub mod presets;
 
@@ -109,6 +110,14 @@ impl Model {
         match self {
             Model::Llama(m) => m.config().vocab_size,
             Model::Gpt2(m) => m.config().vocab_size,
+        }
+    }
+
+    /// Width of the hidden states (what a head on them takes).
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Model::Llama(m) => m.config().hidden_size,
+            Model::Gpt2(m) => m.config().n_embd,
         }
     }
 

@@ -3,4 +3,5 @@
 //! (losses, optimizer, schedule) lives in the library.
 
 pub mod pretrain;
+pub mod reward;
 pub mod sft;

@@ -250,7 +250,7 @@ pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Te
 
 /// The rows of micro-batch `micro` of step `step`: a pure function of (seed, step, micro), so a
 /// resumed run sees the same data. Epochs are reshuffled permutations of all rows.
-fn batch_rows(n_rows: usize, batch: usize, seed: u64, step: u64, micro: u32, accum: u32) -> Vec<usize> {
+pub(crate) fn batch_rows(n_rows: usize, batch: usize, seed: u64, step: u64, micro: u32, accum: u32) -> Vec<usize> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let start = (step * accum as u64 + micro as u64) * batch as u64;
@@ -357,7 +357,7 @@ fn load_tokenizer(model_path: &Path, gguf: Option<&ingot_core::gguf::GgufFile>) 
 }
 
 /// The base model's HF config.json for checkpoints, with the tokenizer's special ids.
-fn base_config(model: &Model, tokenizer: &Tokenizer) -> Result<Value> {
+pub(crate) fn base_config(model: &Model, tokenizer: &Tokenizer) -> Result<Value> {
     let ids =
         ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };
     match model {
@@ -367,9 +367,51 @@ fn base_config(model: &Model, tokenizer: &Tokenizer) -> Result<Value> {
 }
 
 /// fnv1a of a file's bytes, for the run manifest (`--resume` refuses changed data).
-fn file_hash(path: &Path) -> Result<String> {
+pub(crate) fn file_hash(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(Error::io("reading", path))?;
     Ok(format!("{:016x}", ingot_core::hash::fnv1a64(&bytes)))
+}
+
+/// A model loaded for training, its trainable part in the VarMap given to [`load_trainable`].
+pub(crate) struct Trainable {
+    pub model: Model,
+    pub adapters: Option<std::sync::Arc<Adapters>>,
+    pub tokenizer: Tokenizer,
+    /// Resident memory once the model was loaded (see [`SftReport::model_rss`]).
+    pub model_rss: u64,
+}
+
+/// The model of `[model]` loaded for `method`: every weight a variable in `vars` (full), or
+/// fresh adapters in `vars` over the base held dense (lora) or as stored (qlora); activation
+/// checkpointing as `train` says. Shared by every recipe that tunes a pretrained model.
+pub(crate) fn load_trainable(
+    section: &ModelSection,
+    lora: &LoraConfig,
+    train: &TrainConfig,
+    model_path: &Path,
+    device: &Device,
+    vars: &VarMap,
+) -> Result<Trainable> {
+    let adapters = match section.method {
+        Method::Full => None,
+        Method::Lora | Method::Qlora => Some(Adapters::train(lora.clone(), vars.clone(), train.seed)?),
+    };
+    let hold = match section.method {
+        Method::Full => Hold::Trainable(vars.clone()),
+        Method::Lora => Hold::Dense,
+        Method::Qlora => Hold::AsStored,
+    };
+    let (mut model, files) =
+        ingot_models::load_with(model_path, device, &LoadOptions { hold, adapters: adapters.clone() })?;
+    if train.activation_checkpointing {
+        model.enable_checkpointing(vars.clone());
+    }
+    let model_rss = current_rss();
+    let tokenizer = match &section.tokenizer {
+        Some(path) => Tokenizer::from_file(path)?,
+        None => load_tokenizer(model_path, files.gguf.as_deref())?,
+    };
+    Ok(Trainable { model, adapters, tokenizer, model_rss })
 }
 
 /// Run the recipe: the whole of `ingot sft`.
@@ -406,25 +448,8 @@ pub fn run(
 
     // Model, with the trainable part.
     let vars = VarMap::new();
-    let adapters = match cfg.model.method {
-        Method::Full => None,
-        Method::Lora | Method::Qlora => Some(Adapters::train(cfg.lora.clone(), vars.clone(), cfg.train.seed)?),
-    };
-    let hold = match cfg.model.method {
-        Method::Full => Hold::Trainable(vars.clone()),
-        Method::Lora => Hold::Dense,
-        Method::Qlora => Hold::AsStored,
-    };
-    let (mut model, files) =
-        ingot_models::load_with(model_path, &device, &LoadOptions { hold, adapters: adapters.clone() })?;
-    if cfg.train.activation_checkpointing {
-        model.enable_checkpointing(vars.clone());
-    }
-    let model_rss = current_rss();
-    let tokenizer = match &cfg.model.tokenizer {
-        Some(path) => Tokenizer::from_file(path)?,
-        None => load_tokenizer(model_path, files.gguf.as_deref())?,
-    };
+    let Trainable { model, adapters, tokenizer, model_rss } =
+        load_trainable(&cfg.model, &cfg.lora, &cfg.train, model_path, &device, &vars)?;
     let model_config = base_config(&model, &tokenizer)?;
 
     let manifest = json!({
@@ -518,21 +543,7 @@ pub fn run(
         }
         None => {
             let dir = out.join("model");
-            let mut tensors = model.named_weights(false)?;
-            if let Model::Llama(m) = &model {
-                if model.row_order() != ingot_models::adapter::RowOrder::Hf {
-                    ingot_models::export::llama_qk_to_hf(&mut tensors, m.config())?;
-                }
-            }
-            let (tok, tok_config) = tokenizer_files(&tokenizer)?;
-            ingot_models::export::write_hf_checkpoint(
-                &dir,
-                &model_config,
-                &tensors,
-                &tok,
-                &[("tokenizer_config.json", &tok_config)],
-                true,
-            )?;
+            write_full_model(&dir, &model, &tokenizer, &model_config)?;
             dir
         }
     };
@@ -553,6 +564,27 @@ pub fn run(
         activation_checkpointing: cfg.train.activation_checkpointing,
         output,
     })
+}
+
+/// A fully fine-tuned model as an HF checkpoint folder at `dir` (q/k rows back in HF's order),
+/// with its tokenizer files.
+pub(crate) fn write_full_model(dir: &Path, model: &Model, tokenizer: &Tokenizer, model_config: &Value) -> Result<()> {
+    let mut tensors = model.named_weights(false)?;
+    if let Model::Llama(m) = model {
+        if model.row_order() != ingot_models::adapter::RowOrder::Hf {
+            ingot_models::export::llama_qk_to_hf(&mut tensors, m.config())?;
+        }
+    }
+    let (tok, tok_config) = tokenizer_files(tokenizer)?;
+    ingot_models::export::write_hf_checkpoint(
+        dir,
+        model_config,
+        &tensors,
+        &tok,
+        &[("tokenizer_config.json", &tok_config)],
+        true,
+    )?;
+    Ok(())
 }
 
 /// The tokenizer's tokenizer.json and tokenizer_config.json (special tokens, chat template).
