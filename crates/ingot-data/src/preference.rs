@@ -13,7 +13,9 @@
 //!   [messages]}`, rendered with the model's chat template;
 //! - implicit prompt, conversational: `{"chosen": [messages], "rejected": [messages]}`, the prompt
 //!   being the messages both share from the start (TRL's `maybe_extract_prompt`);
-//! - optionally `"margin": number` (how much better chosen is, for the reward model's margin term).
+//! - optionally `"margin": number` (how much better chosen is, for the reward model's margin term)
+//!   and `"tools": [schemas]` (offered to the model in the prompt, as in SFT data); other fields
+//!   (ids, categories) are ignored, as TRL ignores extra columns.
 //!
 //! Each side becomes an [`SftExample`] made by exactly the SFT encoder ([`crate::sft`]): its
 //! `trained` mask marks the answer's tokens (and the markup that ends the turn), the tokens whose
@@ -127,7 +129,6 @@ fn encode_with(encoder: &ExampleEncoder, value: &Value) -> std::result::Result<P
 /// A pair line as two SFT prompt/completion lines (the shared prompt, each answer) and the margin.
 fn as_sft_examples(value: &Value) -> std::result::Result<(Value, Value, Option<f32>), String> {
     let object = value.as_object().ok_or_else(|| format!("expected a JSON object, {PAIR_SHAPES}"))?;
-    let known = ["prompt", "chosen", "rejected", "margin"];
     let margin = match object.get("margin") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => {
@@ -139,8 +140,10 @@ fn as_sft_examples(value: &Value) -> std::result::Result<(Value, Value, Option<f
         (Some(c), Some(r)) => (c, r),
         _ => return Err(format!("a pair needs \"chosen\" and \"rejected\"; write {PAIR_SHAPES}")),
     };
+    let tools = object.get("tools").cloned().unwrap_or(Value::Null);
     let pair = |prompt: &Value, c: &Value, r: &Value| {
-        (json!({"prompt": prompt, "completion": c}), json!({"prompt": prompt, "completion": r}))
+        let side = |answer: &Value| json!({"prompt": prompt, "completion": answer, "tools": tools});
+        (side(c), side(r))
     };
     let (c, r) = match (object.get("prompt"), chosen, rejected) {
         (Some(p @ Value::String(_)), Value::String(_), Value::String(_)) => pair(p, chosen, rejected),
@@ -169,9 +172,6 @@ fn as_sft_examples(value: &Value) -> std::result::Result<(Value, Value, Option<f
             )
         }
     };
-    if let Some(extra) = object.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(format!("unknown field \"{extra}\"; a pair line has {}", known.join(", ")));
-    }
     Ok((c, r, margin))
 }
 

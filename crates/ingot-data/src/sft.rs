@@ -13,8 +13,8 @@
 //!   "arguments"}}` with arguments an object or a JSON string; schemas are OpenAI-shaped.
 //! - `{"prompt": "...", "completion": "..."}`: plain text, no template. The ids are BOS (when the
 //!   tokenizer adds one) + prompt + completion + EOS; the completion and the EOS are trained.
-//!   With message lists for both (TRL's conversational prompt/completion), only the completion's
-//!   assistant turns are trained.
+//!   With message lists for both (TRL's conversational prompt/completion, optionally with
+//!   `tools`), only the completion's assistant turns are trained.
 //!
 //! A conversation is shown to the chat template the way the tool-calling agent shows it at
 //! inference ([`ingot_tokenizer::tool_format`]), so the model learns the very text it will see:
@@ -302,12 +302,7 @@ fn parse_example(value: &Value) -> Result<Example, String> {
     let object = value.as_object().ok_or_else(|| format!("expected a JSON object, {EXAMPLE_SHAPES}"))?;
     if let Some(messages) = object.get("messages") {
         let turns = parse_turns(messages, "messages", true)?;
-        let tools = match object.get("tools") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(tools)) => tools.clone(),
-            Some(_) => return Err("\"tools\" must be a list of tool schemas".into()),
-        };
-        return Ok(Example::Chat { turns, tools });
+        return Ok(Example::Chat { turns, tools: parse_tools(object)? });
     }
     match (object.get("prompt"), object.get("completion")) {
         (Some(Value::String(prompt)), Some(Value::String(completion))) => {
@@ -316,10 +311,18 @@ fn parse_example(value: &Value) -> Result<Example, String> {
         (Some(prompt @ Value::Array(_)), Some(completion @ Value::Array(_))) => {
             let mut turns = parse_turns(prompt, "prompt", false)?;
             turns.extend(parse_turns(completion, "completion", true)?);
-            Ok(Example::Chat { turns, tools: Vec::new() })
+            Ok(Example::Chat { turns, tools: parse_tools(object)? })
         }
         (None, None) => Err(format!("neither \"messages\" nor \"prompt\" and \"completion\"; write {EXAMPLE_SHAPES}")),
         _ => Err("\"prompt\" and \"completion\" must both be strings (plain text) or both be lists of messages".into()),
+    }
+}
+
+fn parse_tools(object: &serde_json::Map<String, Value>) -> Result<Vec<Value>, String> {
+    match object.get("tools") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(tools)) => Ok(tools.clone()),
+        Some(_) => Err("\"tools\" must be a list of tool schemas".into()),
     }
 }
 

@@ -97,7 +97,6 @@ fn pairs_are_kept_or_dropped_whole_and_errors_name_the_line() {
         ("{\"prompt\": \"a\", \"chosen\": [], \"rejected\": \"c\"}", "all be strings"),
         ("{\"chosen\": \"b\", \"rejected\": \"c\"}", "lists of messages"),
         ("not json", "not JSON"),
-        ("{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\", \"score\": 1}", "unknown field \"score\""),
         ("{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\", \"margin\": \"big\"}", "margin"),
     ] {
         let path = dir.write("bad.jsonl", format!("{}\n{text}\n", line("a", "b")));

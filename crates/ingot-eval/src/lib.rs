@@ -14,12 +14,15 @@
 //! - [`report`]: the results as JSON, Markdown and an SVG bar chart.
 //! - [`tooluse`]: seeded tool-use conversations for fine-tuning (calculator, search, no tool), and
 //!   the held-out items [`utilization`] measures tool use on.
+//! - [`preference`]: the preference sets for alignment: the authored harmlessness set and
+//!   verifiable tool-use pairs.
 
 pub mod data;
 pub mod error;
 pub mod harness;
 pub mod loglik;
 pub mod perplexity;
+pub mod preference;
 pub mod problems;
 pub mod report;
 pub mod tasks;
