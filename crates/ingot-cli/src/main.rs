@@ -41,6 +41,8 @@ enum Command {
     Pretrain(cmd::pretrain::PretrainCmd),
     /// Fine-tune a pretrained model on instructions (full, LoRA or QLoRA).
     Sft(cmd::sft::SftCmd),
+    /// Train a reward model on preference pairs (chosen vs rejected answers).
+    RewardTrain(cmd::reward_train::RewardTrainCmd),
     /// Fold a LoRA adapter into its base model; write an HF folder or a GGUF file.
     Merge(cmd::merge::MergeCmd),
     /// Accuracy of prompting strategies on seeded arithmetic word problems.
@@ -85,6 +87,7 @@ fn main() {
         Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
         Command::Sft(c) => cmd::sft::run(c),
+        Command::RewardTrain(c) => cmd::reward_train::run(c),
         Command::Merge(c) => cmd::merge::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
         Command::UtilizationBench(c) => cmd::utilization::run(c),

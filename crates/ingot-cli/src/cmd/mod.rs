@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod merge;
 pub mod perplexity;
 pub mod pretrain;
+pub mod reward_train;
 pub mod sft;
 pub mod tokenizer;
 pub mod train_bench;

@@ -1,0 +1,101 @@
+//! `ingot reward-train`: a reward model on preference pairs (recipe: ingot-train's
+//! `recipes/reward.rs`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+use ingot_eval::tooluse::{Mix, Split};
+use ingot_train::recipes::reward::{self, RewardConfig};
+use ingot_train::recipes::sft::GenerateSection;
+
+use crate::args::RunArgs;
+
+#[derive(Args, Debug)]
+pub struct RewardTrainCmd {
+    /// Sections: [model], [lora], [data] (with [data.generate]), [reward], [train].
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// The base model (default: the config's model.path, else the default model).
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// Write the final report as JSON here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Writes a built-in preference set into `dir`: "harmlessness" (the authored set, its own fixed
+/// split; `train` and `val` cap the counts, 0 = all) or "tool-use" (verifiable pairs).
+pub fn generate_pairs(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(PathBuf, Option<PathBuf>)> {
+    let err = |e: String| ingot_train::Error::Config(e);
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    let lines = |split: Split, n: usize| -> ingot_train::Result<Vec<serde_json::Value>> {
+        match g.kind.as_str() {
+            "harmlessness" => {
+                let items = ingot_eval::preference::harmlessness(split).map_err(|e| err(e.to_string()))?;
+                let take = if n == 0 { items.len() } else { n.min(items.len()) };
+                Ok(items[..take].iter().map(|i| i.to_pair()).collect())
+            }
+            "tool-use" => {
+                let [calculator, search, no_tool] = g.mix;
+                ingot_eval::preference::tool_use_pairs(split, g.seed, n, &Mix { calculator, search, no_tool })
+                    .map_err(|e| err(e.to_string()))
+            }
+            other => Err(err(format!(
+                "data.generate.kind = {other:?}: the built-in preference sets are \"harmlessness\" and \"tool-use\""
+            ))),
+        }
+    };
+    let write = |split: Split, n: usize, name: &str| -> ingot_train::Result<(PathBuf, usize)> {
+        let path = dir.join(name);
+        let pairs = lines(split, n)?;
+        let text: String = pairs.iter().map(|p| format!("{p}\n")).collect();
+        ingot_core::atomic::write_file(&path, text.as_bytes())?;
+        Ok((path, pairs.len()))
+    };
+    let (train, n_train) = write(Split::Train, g.train, "train.jsonl")?;
+    let (val, n_val) = write(Split::Eval, g.val, "val.jsonl")?;
+    eprintln!("wrote {n_train} training and {n_val} held-out {} pairs into {}", g.kind, dir.display());
+    Ok((train, (n_val > 0).then_some(val)))
+}
+
+pub fn run(cmd: RewardTrainCmd) -> Result<()> {
+    let run = &cmd.run;
+    crate::args::set_threads(run.threads)?;
+    let cfg = RewardConfig::from_toml(&run.config_text()?, &run.overrides, &run.config.display().to_string())?;
+    if run.print_config {
+        println!("{}", toml::to_string_pretty(&cfg)?);
+        return Ok(());
+    }
+    let model = match (&cmd.model, &cfg.model.path) {
+        (Some(p), _) | (None, Some(p)) => p.clone(),
+        (None, None) => ingot_core::assets::default_model()?,
+    };
+    let out = run.out_dir();
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = reward::run(&cfg, &model, &out, run.resume, run.force, progress, &generate_pairs)?;
+    println!(
+        "{}: trained {} steps ({} tokens) in {:.1} s: {:.0} tokens/s; final loss {:.4}; {:.2} M trainable parameters",
+        report.method,
+        report.steps_run,
+        report.tokens,
+        report.seconds,
+        report.tokens_per_sec,
+        report.final_loss,
+        report.trainable as f64 / 1e6
+    );
+    if let (Some(acc), Some(loss)) = (report.val_accuracy, report.val_loss) {
+        println!(
+            "held-out pairs: {} ranked right of {} ({:.1}%), loss {loss:.4}",
+            (acc * report.val_pairs as f64).round(),
+            report.val_pairs,
+            100.0 * acc
+        );
+    }
+    println!("output: {}", report.output.display());
+    println!("metrics: {}  plot: {}", out.join("metrics.jsonl").display(), out.join("loss.svg").display());
+    if let Some(path) = &cmd.report {
+        ingot_core::atomic::write_file(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `ingot reward-train` end to end on the real default model: the bundled harmlessness and
+//! tool-use configs cut to a few pairs and two steps train, report held-out accuracy and export
+//! the adapter with its head; a bad pair line fails naming the file and line. Real-model tests
+//! skip when the model is absent (fail under CI).
+
+use std::path::Path;
+
+use ingot_test_support::{cli, temp_dir, Run};
+
+fn run(args: &[&str]) -> Run {
+    cli::run(env!("CARGO_BIN_EXE_ingot"), args)
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+fn tiny_reward(config: &str, model: &str, out: &Path, extra: &[&str]) -> Run {
+    let config = format!("{}/../../configs/{config}", env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["reward-train", "--config", &config, "--model", model, "--out", arg(out)];
+    for set in [
+        "data.generate.train=6",
+        "data.generate.val=4",
+        "train.max_steps=2",
+        "train.warmup_steps=1",
+        "train.eval_interval=0",
+    ] {
+        args.extend(["--set", set]);
+    }
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
+    let Some(model) = ingot_test_support::real_model() else { return };
+    let model = model.display().to_string();
+    let dir = temp_dir("cli-reward");
+    for config in ["reward-harmless.toml", "reward-tools.toml"] {
+        let out = dir.join(config);
+        let r = tiny_reward(config, &model, &out, &["--set", "data.batch_size=2"]).ok();
+        assert!(r.stdout.contains("qlora: trained 2 steps"), "{}", r.dump());
+        assert!(r.stdout.contains("held-out pairs:") && r.stdout.contains("of 4"), "{}", r.dump());
+        for file in ["adapter_config.json", "adapter_model.safetensors", "score.safetensors"] {
+            assert!(out.join("reward").join(file).is_file(), "{config}: {file} missing:\n{}", r.dump());
+        }
+    }
+}
+
+#[test]
+fn a_bad_pair_line_names_the_file_and_line() {
+    let Some(model) = ingot_test_support::real_model() else { return };
+    let model = model.display().to_string();
+    let dir = temp_dir("cli-reward-bad");
+    let data = dir.write(
+        "pairs.jsonl",
+        "{\"prompt\": \"Hi\", \"chosen\": \" Hello.\", \"rejected\": \" Go away.\"}\n{\"prompt\": \"Hi\", \"chosen\": \" Hello.\"}\n",
+    );
+    let cfg = dir.write(
+        "r.toml",
+        format!("[model]\nmethod = \"qlora\"\n[data]\ntrain = \"{}\"\nmax_len = 64\n[train]\nmax_steps = 1\nwarmup_steps = 0\n", data.display()),
+    );
+    let r = run(&["reward-train", "--config", arg(&cfg), "--model", &model, "--out", arg(&dir.join("run"))]);
+    let r = r.fails_with("pairs.jsonl:2");
+    assert!(r.stderr.contains("\"rejected\""), "{}", r.dump());
+}
