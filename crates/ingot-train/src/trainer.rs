@@ -39,6 +39,12 @@ pub trait Objective {
     fn sample(&mut self, _model: &Model) -> Result<Option<String>> {
         Ok(None)
     }
+
+    /// The method's own figures over the steps since the last metrics line (DPO's rewards and
+    /// accuracy, PPO's KL), written into that line beside the loss; called once per line.
+    fn take_metrics(&mut self) -> serde_json::Map<String, Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// Loop settings. Every field is documented where configs are written (`configs/*.toml`).
@@ -154,6 +160,9 @@ pub struct Metrics {
     pub lr: f64,
     pub grad_norm: f64,
     pub tokens_per_sec: f64,
+    /// The objective's own figures ([`Objective::take_metrics`]), e.g. DPO's rewards.
+    #[serde(flatten, default)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// What a finished run reports.
@@ -357,7 +366,15 @@ impl Trainer<'_> {
             }
             if done % self.cfg.log_interval == 0 || eval_now {
                 let secs = window.0.elapsed().as_secs_f64().max(1e-9);
-                let m = Metrics { step: done, loss, val_loss, lr, grad_norm, tokens_per_sec: window.1 as f64 / secs };
+                let m = Metrics {
+                    step: done,
+                    loss,
+                    val_loss,
+                    lr,
+                    grad_norm,
+                    tokens_per_sec: window.1 as f64 / secs,
+                    extra: objective.take_metrics(),
+                };
                 window = (Instant::now(), 0);
                 writeln!(metrics_file, "{}", serde_json::to_string(&m).unwrap_or_default())
                     .map_err(Error::io("writing", &metrics_path))?;

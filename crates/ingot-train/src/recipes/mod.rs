@@ -2,6 +2,7 @@
 //! listing what it supports, assumes and raises. Recipes wire library pieces together; the maths
 //! (losses, optimizer, schedule) lives in the library.
 
+pub mod dpo;
 pub mod pretrain;
 pub mod reward;
 pub mod sft;

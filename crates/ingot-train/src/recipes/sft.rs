@@ -206,17 +206,26 @@ pub fn single_row(e: &SftExample) -> Packed {
     }
 }
 
-/// Next-token loss over the trained tokens of `rows` (padded to the longest), the tokens the
-/// batch holds and how many of them were targets. Positions predict the next token of their own
-/// example only.
-pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Tensor, usize, usize)> {
+/// `rows` padded to the longest, with the positions whose next token is trained.
+struct Batch {
+    x: Tensor,
+    positions: Vec<u32>,
+    segments: Vec<u32>,
+    /// Flat (row · T + position) indices whose next token is a target, and those targets.
+    picked: Vec<u32>,
+    targets: Vec<u32>,
+    /// The row of each picked position.
+    row_of: Vec<u32>,
+}
+
+fn batch(rows: &[&Packed], device: &Device) -> Result<Batch> {
     let t = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
     if t < 2 {
         return Err(Error::Config("an SFT row needs at least 2 tokens".into()));
     }
     let b = rows.len();
     let (mut ids, mut positions, mut segments) = (Vec::with_capacity(b * t), Vec::new(), Vec::new());
-    let (mut picked, mut targets) = (Vec::new(), Vec::new());
+    let (mut picked, mut targets, mut row_of) = (Vec::new(), Vec::new(), Vec::new());
     for (r, row) in rows.iter().enumerate() {
         let n = row.ids.len();
         ids.extend_from_slice(&row.ids);
@@ -230,6 +239,7 @@ pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Te
             if row.trained[i + 1] && row.segments[i + 1] == row.segments[i] {
                 picked.push((r * t + i) as u32);
                 targets.push(row.ids[i + 1]);
+                row_of.push(r as u32);
             }
         }
     }
@@ -239,13 +249,40 @@ pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Te
         ));
     }
     let x = Tensor::from_vec(ids, (b, t), device).context(|| "input ids".into())?;
-    let hidden = model.forward_hidden_packed(&x, &positions, &segments)?; // (B, T, C)
-    let c = hidden.dim(2).context(|| "hidden size".into())?;
-    let flat = hidden.reshape((b * t, c)).context(|| "flattening hidden states".into())?;
-    let loss =
-        lm_head_loss(&flat, &picked, &targets, |h| model.logits(h).map_err(|e| candle_core::Error::Msg(e.to_string())))
-            .context(|| "SFT loss".into())?;
-    Ok((loss, rows.iter().map(|r| r.ids.len()).sum(), targets.len()))
+    Ok(Batch { x, positions, segments, picked, targets, row_of })
+}
+
+/// Final hidden states of a batch, flattened to (B·T, C).
+fn batch_hidden(model: &Model, batch: &Batch) -> Result<Tensor> {
+    let hidden = model.forward_hidden_packed(&batch.x, &batch.positions, &batch.segments)?; // (B, T, C)
+    let (b, t, c) = hidden.dims3().context(|| "hidden size".into())?;
+    Ok(hidden.reshape((b * t, c)).context(|| "flattening hidden states".into())?)
+}
+
+/// Next-token loss over the trained tokens of `rows` (padded to the longest), the tokens the
+/// batch holds and how many of them were targets. Positions predict the next token of their own
+/// example only.
+pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Tensor, usize, usize)> {
+    let batch = batch(rows, device)?;
+    let flat = batch_hidden(model, &batch)?;
+    let loss = lm_head_loss(&flat, &batch.picked, &batch.targets, |h| {
+        model.logits(h).map_err(|e| candle_core::Error::Msg(e.to_string()))
+    })
+    .context(|| "SFT loss".into())?;
+    Ok((loss, rows.iter().map(|r| r.ids.len()).sum(), batch.targets.len()))
+}
+
+/// Log-probability of every trained token of `rows` (differentiable), and the row each belongs
+/// to: what DPO sums per answer (`loss::sequence_logprobs`) and PPO and GRPO use per token.
+pub fn rows_logprobs(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Tensor, Vec<u32>)> {
+    let batch = batch(rows, device)?;
+    let flat = batch_hidden(model, &batch)?;
+    let idx = Tensor::from_slice(&batch.picked, batch.picked.len(), device).context(|| "trained positions".into())?;
+    let picked = flat.index_select(&idx, 0).context(|| "selecting trained positions".into())?;
+    let logits = model.logits(&picked)?;
+    let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), device).context(|| "targets".into())?;
+    let lp = crate::loss::token_logprobs(&logits, &targets).context(|| "token log-probabilities".into())?;
+    Ok((lp, batch.row_of))
 }
 
 /// The rows of micro-batch `micro` of step `step`: a pure function of (seed, step, micro), so a
