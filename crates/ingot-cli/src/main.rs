@@ -43,6 +43,8 @@ enum Command {
     Sft(cmd::sft::SftCmd),
     /// Train a reward model on preference pairs (chosen vs rejected answers).
     RewardTrain(cmd::reward_train::RewardTrainCmd),
+    /// Align a model with preference pairs by DPO (or IPO), no reward model needed.
+    Dpo(cmd::dpo::DpoCmd),
     /// Fold a LoRA adapter into its base model; write an HF folder or a GGUF file.
     Merge(cmd::merge::MergeCmd),
     /// Accuracy of prompting strategies on seeded arithmetic word problems.
@@ -88,6 +90,7 @@ fn main() {
         Command::Pretrain(c) => cmd::pretrain::run(c),
         Command::Sft(c) => cmd::sft::run(c),
         Command::RewardTrain(c) => cmd::reward_train::run(c),
+        Command::Dpo(c) => cmd::dpo::run(c),
         Command::Merge(c) => cmd::merge::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
         Command::UtilizationBench(c) => cmd::utilization::run(c),

@@ -4,6 +4,7 @@ pub mod ask;
 pub mod bench;
 pub mod chat;
 pub mod data;
+pub mod dpo;
 pub mod eval;
 pub mod generate;
 pub mod index;

@@ -1,7 +1,8 @@
-//! `ingot reward-train` end to end on the real default model: the bundled harmlessness and
-//! tool-use configs cut to a few pairs and two steps train, report held-out accuracy and export
-//! the adapter with its head; a bad pair line fails naming the file and line. Real-model tests
-//! skip when the model is absent (fail under CI).
+//! `ingot reward-train` and `ingot dpo` end to end on the real default model: the bundled
+//! configs cut to a few pairs and two steps train, report held-out accuracy and export (the
+//! reward model's adapter with its head; DPO's adapter, which `--adapter` then takes); a bad
+//! pair line fails naming the file and line. Real-model tests skip when the model is absent
+//! (fail under CI).
 
 use std::path::Path;
 
@@ -15,9 +16,9 @@ fn arg(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
 
-fn tiny_reward(config: &str, model: &str, out: &Path, extra: &[&str]) -> Run {
+fn tiny(command: &str, config: &str, model: &str, out: &Path, extra: &[&str]) -> Run {
     let config = format!("{}/../../configs/{config}", env!("CARGO_MANIFEST_DIR"));
-    let mut args = vec!["reward-train", "--config", &config, "--model", model, "--out", arg(out)];
+    let mut args = vec![command, "--config", &config, "--model", model, "--out", arg(out)];
     for set in [
         "data.generate.train=6",
         "data.generate.val=4",
@@ -38,13 +39,34 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
     let dir = temp_dir("cli-reward");
     for config in ["reward-harmless.toml", "reward-tools.toml"] {
         let out = dir.join(config);
-        let r = tiny_reward(config, &model, &out, &["--set", "data.batch_size=2"]).ok();
+        let r = tiny("reward-train", config, &model, &out, &["--set", "data.batch_size=2"]).ok();
         assert!(r.stdout.contains("qlora: trained 2 steps"), "{}", r.dump());
         assert!(r.stdout.contains("held-out pairs:") && r.stdout.contains("of 4"), "{}", r.dump());
         for file in ["adapter_config.json", "adapter_model.safetensors", "score.safetensors"] {
             assert!(out.join("reward").join(file).is_file(), "{config}: {file} missing:\n{}", r.dump());
         }
     }
+}
+
+#[test]
+fn dpo_on_the_real_model_exports_an_adapter_that_generate_takes() {
+    let Some(model) = ingot_test_support::real_model() else { return };
+    let model = model.display().to_string();
+    let dir = temp_dir("cli-dpo");
+    let out = dir.join("run");
+    let r =
+        tiny("dpo", "dpo-harmless.toml", &model, &out, &["--set", "data.batch_size=2", "--set", "train.lr=1e-3"]).ok();
+    assert!(r.stdout.contains("qlora (Sigmoid, beta 0.1): trained 2 steps"), "{}", r.dump());
+    // Before any update the policy is its reference: no pair is preferred yet.
+    assert!(
+        r.stdout.contains("held-out pairs at the start: preference accuracy 0.0% of 4, mean margin 0.000, loss 0.6931"),
+        "{}",
+        r.dump()
+    );
+    assert!(r.stdout.contains("held-out pairs at the end"), "{}", r.dump());
+    let g =
+        run(&["generate", "-q", "--model", &model, "--adapter", arg(&out), "--prompt", "Hi", "--max-tokens", "4"]).ok();
+    assert!(!g.stdout.trim().is_empty(), "{}", g.dump());
 }
 
 #[test]
