@@ -45,6 +45,8 @@ enum Command {
     RewardTrain(cmd::reward_train::RewardTrainCmd),
     /// Align a model with preference pairs by DPO (or IPO), no reward model needed.
     Dpo(cmd::dpo::DpoCmd),
+    /// Refusal on harmful and over-refusal on benign held-out prompts (rule and reward-model judges).
+    AlignEval(cmd::align_eval::AlignEvalCmd),
     /// Fold a LoRA adapter into its base model; write an HF folder or a GGUF file.
     Merge(cmd::merge::MergeCmd),
     /// Accuracy of prompting strategies on seeded arithmetic word problems.
@@ -91,6 +93,7 @@ fn main() {
         Command::Sft(c) => cmd::sft::run(c),
         Command::RewardTrain(c) => cmd::reward_train::run(c),
         Command::Dpo(c) => cmd::dpo::run(c),
+        Command::AlignEval(c) => cmd::align_eval::run(c),
         Command::Merge(c) => cmd::merge::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
         Command::UtilizationBench(c) => cmd::utilization::run(c),

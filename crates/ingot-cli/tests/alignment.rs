@@ -46,6 +46,27 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
             assert!(out.join("reward").join(file).is_file(), "{config}: {file} missing:\n{}", r.dump());
         }
     }
+    // align-eval judges held-out answers by the rule and by the reward model just trained.
+    let json = dir.join("align.json");
+    let reward = dir.join("reward-harmless.toml");
+    let r = run(&[
+        "align-eval",
+        "--model",
+        &model,
+        "--reward-model",
+        arg(&reward),
+        "--limit",
+        "4",
+        "--max-tokens",
+        "8",
+        "--json",
+        arg(&json),
+    ])
+    .ok();
+    assert!(r.stdout.contains("| rule |") && r.stdout.contains("| reward model |"), "{}", r.dump());
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["answers"].as_array().unwrap().len(), 4);
+    assert!(report["rates"]["refusal_reward"].is_number(), "{report}");
 }
 
 #[test]

@@ -15,8 +15,10 @@
 //! - [`tooluse`]: seeded tool-use conversations for fine-tuning (calculator, search, no tool), and
 //!   the held-out items [`utilization`] measures tool use on.
 //! - [`preference`]: the preference sets for alignment: the authored harmlessness set and
-//!   verifiable tool-use pairs.
+//!   verifiable tool-use pairs; [`alignment`]: refusal and over-refusal rates on its held-out
+//!   prompts, judged by a rule and by a reward model.
 
+pub mod alignment;
 pub mod data;
 pub mod error;
 pub mod harness;

@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod align_eval;
 pub mod ask;
 pub mod bench;
 pub mod chat;
