@@ -22,14 +22,15 @@
 //! log-probabilities DPO sums and whose last one the reward model scores.
 //!
 //! Prompt-only sets for RL: `{"prompt": "..."}` (plain text, BOS when the tokenizer adds one) or
-//! `{"prompt": [messages]}` (rendered with the template's generation prompt, ready for the
-//! assistant's turn).
+//! `{"prompt": [messages], "tools"?: [schemas]}` (rendered as SFT data and the agent show them,
+//! with the template's generation prompt, ready for the assistant's turn). Other fields (an
+//! expected `answer`) are kept for reward functions.
 //!
 //! Every problem with a line is an [`Error::BadJsonLine`] naming the file and the 1-based line.
 
 use std::path::Path;
 
-use ingot_tokenizer::{Message, Tokenizer};
+use ingot_tokenizer::Tokenizer;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -64,6 +65,8 @@ pub struct PreferenceStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptExample {
     pub ids: Vec<u32>,
+    /// The line's other fields (an expected answer, an id), for reward functions to read.
+    pub fields: Map<String, Value>,
     pub line: usize,
 }
 
@@ -178,55 +181,57 @@ fn as_sft_examples(value: &Value) -> std::result::Result<(Value, Value, Option<f
 /// Read and encode every prompt of the JSONL file `path` (see the module docs). Prompts longer
 /// than `max_len` tokens are errors naming the line: a generation needs room after its prompt.
 pub fn load_prompts(path: &Path, tokenizer: &Tokenizer, max_len: usize) -> Result<Vec<PromptExample>> {
-    let encoded = encode_lines(path, "read the prompts", PROMPT_SHAPES, |v| encode_prompt(tokenizer, v))?;
+    let encoder = ExampleEncoder::new(tokenizer);
+    let encoded = encode_lines(path, "read the prompts", PROMPT_SHAPES, |v| prompt_with(&encoder, tokenizer, v))?;
     let mut prompts = Vec::with_capacity(encoded.len());
-    for (line, ids) in encoded {
-        let ids = ids.map_err(|d| bad_line(path, line, d))?;
-        if ids.len() > max_len {
+    for (line, prompt) in encoded {
+        let mut prompt = prompt.map_err(|d| bad_line(path, line, d))?;
+        if prompt.ids.len() > max_len {
             return Err(bad_line(
                 path,
                 line,
                 format!(
                     "the prompt is {} tokens long, more than max_len {max_len}; shorten it or raise max_len",
-                    ids.len()
+                    prompt.ids.len()
                 ),
             ));
         }
-        prompts.push(PromptExample { ids, line });
+        prompt.line = line;
+        prompts.push(prompt);
     }
     Ok(prompts)
 }
 
 /// One prompt line's ids, ready for generation.
 pub fn encode_prompt(tokenizer: &Tokenizer, value: &Value) -> std::result::Result<Vec<u32>, String> {
+    prompt_with(&ExampleEncoder::new(tokenizer), tokenizer, value).map(|p| p.ids)
+}
+
+fn prompt_with(
+    encoder: &ExampleEncoder,
+    tokenizer: &Tokenizer,
+    value: &Value,
+) -> std::result::Result<PromptExample, String> {
     let object: &Map<String, Value> =
         value.as_object().ok_or_else(|| format!("expected a JSON object, {PROMPT_SHAPES}"))?;
+    let tools = match object.get("tools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(t)) => t.clone(),
+        Some(_) => return Err("\"tools\" must be a list of tool schemas".into()),
+    };
     let ids = match object.get("prompt") {
         Some(Value::String(text)) if !text.is_empty() => tokenizer.encode(text, true).map_err(|e| e.to_string())?,
-        Some(Value::Array(items)) if !items.is_empty() => {
-            let template = tokenizer
-                .chat_template()
-                .ok_or("the prompt is a list of messages but the tokenizer has no chat template; write it as text")?;
-            let messages = items
-                .iter()
-                .enumerate()
-                .map(|(i, m)| {
-                    let role = m.get("role").and_then(Value::as_str);
-                    let content = m.get("content").and_then(Value::as_str);
-                    match (role, content) {
-                        (Some(role), Some(content)) => Ok(Message { role: role.into(), content: content.into() }),
-                        _ => Err(format!("prompt[{i}] needs a \"role\" and a \"content\" string")),
-                    }
-                })
-                .collect::<std::result::Result<Vec<Message>, String>>()?;
-            let prompt = template.render_prompt(&messages, None, true).map_err(|e| e.to_string())?;
-            tokenizer.encode_prompt(&prompt, false).map_err(|e| e.to_string())?
-        }
+        Some(messages @ Value::Array(items)) if !items.is_empty() => encoder.encode_prompt(messages, &tools)?,
         Some(_) => return Err("\"prompt\" must be a non-empty string or list of messages".into()),
         None => return Err(format!("no \"prompt\"; write {PROMPT_SHAPES}")),
     };
     if ids.is_empty() {
         return Err("the prompt encodes to no tokens".into());
     }
-    Ok(ids)
+    let fields = object
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "prompt" | "tools"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(PromptExample { ids, fields, line: 0 })
 }

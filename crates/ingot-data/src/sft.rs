@@ -234,6 +234,23 @@ impl<'a> ExampleEncoder<'a> {
     pub(crate) fn encode(&self, value: &Value) -> std::result::Result<SftExample, String> {
         self.0.encode(value)
     }
+
+    /// A conversation's opening `messages` (with `tools`, as SFT data shows them) rendered
+    /// ready for the assistant's turn: the ids a generation starts from.
+    pub(crate) fn encode_prompt(&self, messages: &Value, tools: &[Value]) -> std::result::Result<Vec<u32>, String> {
+        let turns = parse_turns(messages, "prompt", false)?;
+        let template = self
+            .0
+            .tokenizer
+            .chat_template()
+            .ok_or("the prompt is a list of messages but the tokenizer has no chat template; write it as text")?;
+        let style = ToolStyle::of(template);
+        let shown = for_template(&turns, tools, style)?;
+        let messages: Vec<Message> = shown.iter().map(|(m, _)| m.clone()).collect();
+        let native = (style.native_tools && !tools.is_empty()).then_some(tools);
+        let prompt = template.render_prompt(&messages, native, true).map_err(|e| e.to_string())?;
+        Ok(self.0.tokens(&prompt)?.iter().map(|t| t.id).collect())
+    }
 }
 
 /// Pack `examples` into rows of at most `seq_len` tokens: greedy, in order, deterministic; no

@@ -191,8 +191,8 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.forward_base(x)?;
         match &self.adapter {
-            Some(a) => y + a.forward(x)?,
-            None => Ok(y),
+            Some(a) if a.is_enabled() => y + a.forward(x)?,
+            _ => Ok(y),
         }
     }
 
@@ -296,8 +296,8 @@ impl SharedInput {
                         let part = y.narrow(last, start, p.out_dim)?;
                         start += p.out_dim;
                         match &p.adapter {
-                            Some(a) => part + a.forward(x)?,
-                            None => Ok(part),
+                            Some(a) if a.is_enabled() => part + a.forward(x)?,
+                            _ => Ok(part),
                         }
                     })
                     .collect()

@@ -13,6 +13,7 @@
 //! PEFT adapter.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -100,6 +101,9 @@ pub struct Adapters {
     cfg: LoraConfig,
     source: Source,
     dropout: Arc<DropoutState>,
+    /// On by default; off, every adapted layer computes its base alone (the reference model of
+    /// DPO, PPO and GRPO without a second copy).
+    enabled: Arc<AtomicBool>,
     /// Every linear module seen at load (key) and whether it was adapted.
     seen: Mutex<Vec<(String, bool)>>,
 }
@@ -118,6 +122,7 @@ impl Adapters {
             cfg,
             source: Source::Train { vars, seed },
             dropout: DropoutState::new(),
+            enabled: Arc::new(AtomicBool::new(true)),
             seen: Mutex::default(),
         }))
     }
@@ -129,12 +134,19 @@ impl Adapters {
             cfg,
             source: Source::Loaded { tensors, origin: origin.into() },
             dropout: DropoutState::new(),
+            enabled: Arc::new(AtomicBool::new(true)),
             seen: Mutex::default(),
         }))
     }
 
     pub fn config(&self) -> &LoraConfig {
         &self.cfg
+    }
+
+    /// Switch every adapter of the model on or off; returns the previous state. Off, the model
+    /// is its base exactly (what a reference model for KL penalties needs).
+    pub fn set_enabled(&self, on: bool) -> bool {
+        self.enabled.swap(on, Ordering::Relaxed)
     }
 
     /// The dropout switch of every adapter (the trainer turns it on per step).
@@ -215,7 +227,7 @@ impl Adapters {
         };
         let dropout =
             (self.cfg.lora_dropout > 0.0).then(|| Dropout::new(self.cfg.lora_dropout as f32, self.dropout.clone()));
-        Ok(Some(Lora { a, b, scale: self.cfg.scaling(), dropout }))
+        Ok(Some(Lora { a, b, scale: self.cfg.scaling(), dropout, enabled: self.enabled.clone() }))
     }
 
     /// After the model is built: every target must have matched a module, and a loaded adapter
@@ -265,9 +277,16 @@ pub struct Lora {
     b: Tensor,
     scale: f64,
     dropout: Option<Dropout>,
+    /// The adapters' shared on/off switch ([`Adapters::set_enabled`]).
+    enabled: Arc<AtomicBool>,
 }
 
 impl Lora {
+    /// False while the adapters are switched off (the layer computes its base alone).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
     /// The update s · dropout(x) Aᵀ Bᵀ for x (..., in) → (..., out).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = match &self.dropout {

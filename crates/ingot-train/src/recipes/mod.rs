@@ -3,6 +3,7 @@
 //! (losses, optimizer, schedule) lives in the library.
 
 pub mod dpo;
+pub mod grpo;
 pub mod pretrain;
 pub mod reward;
 pub mod sft;
