@@ -45,6 +45,8 @@ enum Command {
     RewardTrain(cmd::reward_train::RewardTrainCmd),
     /// Align a model with preference pairs by DPO (or IPO), no reward model needed.
     Dpo(cmd::dpo::DpoCmd),
+    /// Reinforce verifiable behaviour by GRPO (group-relative advantages, no value model).
+    Grpo(cmd::grpo::GrpoCmd),
     /// Refusal on harmful and over-refusal on benign held-out prompts (rule and reward-model judges).
     AlignEval(cmd::align_eval::AlignEvalCmd),
     /// Fold a LoRA adapter into its base model; write an HF folder or a GGUF file.
@@ -94,6 +96,7 @@ fn main() {
         Command::RewardTrain(c) => cmd::reward_train::run(c),
         Command::Dpo(c) => cmd::dpo::run(c),
         Command::AlignEval(c) => cmd::align_eval::run(c),
+        Command::Grpo(c) => cmd::grpo::run(c),
         Command::Merge(c) => cmd::merge::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
         Command::UtilizationBench(c) => cmd::utilization::run(c),

@@ -91,6 +91,36 @@ fn dpo_on_the_real_model_exports_an_adapter_that_generate_takes() {
 }
 
 #[test]
+fn grpo_on_the_real_model_scores_calculator_calls() {
+    let Some(model) = ingot_test_support::real_model() else { return };
+    let model = model.display().to_string();
+    let dir = temp_dir("cli-grpo");
+    let out = dir.join("run");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/grpo-calculator.toml");
+    let mut args = vec!["grpo", "--config", config, "--model", &model, "--out", arg(&out)];
+    for set in [
+        "data.generate.train=4",
+        "data.generate.val=2",
+        "grpo.group_size=2",
+        "grpo.prompts_per_step=1",
+        "grpo.max_completion_tokens=8",
+        "grpo.eval_prompts=2",
+        "train.max_steps=1",
+        "train.warmup_steps=0",
+    ] {
+        args.extend(["--set", set]);
+    }
+    let r = run(&args).ok();
+    assert!(
+        r.stdout.contains("qlora: trained 1 steps") && r.stdout.contains("held-out greedy reward on 2 prompts"),
+        "{}",
+        r.dump()
+    );
+    let line = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(line.contains("\"rewards/calculator-call\"") && line.contains("rollout_tokens_per_sec"), "{line}");
+}
+
+#[test]
 fn a_bad_pair_line_names_the_file_and_line() {
     let Some(model) = ingot_test_support::real_model() else { return };
     let model = model.display().to_string();

@@ -8,6 +8,7 @@ pub mod data;
 pub mod dpo;
 pub mod eval;
 pub mod generate;
+pub mod grpo;
 pub mod index;
 pub mod inspect;
 pub mod merge;
