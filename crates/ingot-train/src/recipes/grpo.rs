@@ -247,14 +247,16 @@ pub fn score(rewards: &[NamedReward], text: &str, fields: &Map<String, Value>) -
 }
 
 /// One sampled completion.
-struct Rollout {
-    tokens: Vec<u32>,
-    text: String,
+pub(crate) struct Rollout {
+    pub tokens: Vec<u32>,
+    pub text: String,
+    /// Ended by the end-of-sequence token (not cut by the token limit).
+    pub finished: bool,
 }
 
 /// Completions of `prompts` (each `samplings.len()` times), decoded together; dropout off while
 /// sampling (as TRL generates in eval mode).
-fn rollouts(
+pub(crate) fn rollouts(
     model: &Model,
     tokenizer: &ingot_tokenizer::Tokenizer,
     prompts: &[&PromptExample],
@@ -288,10 +290,11 @@ fn rollouts(
                         let g = done.remove(id).ok_or_else(|| Error::Config("a rollout did not finish".into()))?;
                         let mut tokens = g.tokens;
                         // The end-of-sequence token is part of the completion: the policy learns to stop.
-                        if let (FinishReason::Eos, Some(e)) = (g.finish_reason, eos) {
+                        let finished = g.finish_reason == FinishReason::Eos;
+                        if let (true, Some(e)) = (finished, eos) {
                             tokens.push(e);
                         }
-                        Ok(Rollout { tokens, text: g.text })
+                        Ok(Rollout { tokens, text: g.text, finished })
                     })
                     .collect()
             })

@@ -4,6 +4,7 @@
 
 pub mod dpo;
 pub mod grpo;
+pub mod ppo;
 pub mod pretrain;
 pub mod reward;
 pub mod sft;

@@ -275,6 +275,13 @@ pub fn rows_loss(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Te
 /// Log-probability of every trained token of `rows` (differentiable), and the row each belongs
 /// to: what DPO sums per answer (`loss::sequence_logprobs`) and PPO and GRPO use per token.
 pub fn rows_logprobs(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Tensor, Vec<u32>)> {
+    let (lp, row_of, _) = rows_logprobs_hidden(model, rows, device)?;
+    Ok((lp, row_of))
+}
+
+/// [`rows_logprobs`], with the hidden state (P, C) each trained token is predicted from: where
+/// PPO's value head reads the value of the state before the token.
+pub fn rows_logprobs_hidden(model: &Model, rows: &[&Packed], device: &Device) -> Result<(Tensor, Vec<u32>, Tensor)> {
     let batch = batch(rows, device)?;
     let flat = batch_hidden(model, &batch)?;
     let idx = Tensor::from_slice(&batch.picked, batch.picked.len(), device).context(|| "trained positions".into())?;
@@ -282,7 +289,7 @@ pub fn rows_logprobs(model: &Model, rows: &[&Packed], device: &Device) -> Result
     let logits = model.logits(&picked)?;
     let targets = Tensor::from_slice(&batch.targets, batch.targets.len(), device).context(|| "targets".into())?;
     let lp = crate::loss::token_logprobs(&logits, &targets).context(|| "token log-probabilities".into())?;
-    Ok((lp, batch.row_of))
+    Ok((lp, batch.row_of, picked))
 }
 
 /// The rows of micro-batch `micro` of step `step`: a pure function of (seed, step, micro), so a
