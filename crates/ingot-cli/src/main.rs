@@ -45,6 +45,8 @@ enum Command {
     RewardTrain(cmd::reward_train::RewardTrainCmd),
     /// Align a model with preference pairs by DPO (or IPO), no reward model needed.
     Dpo(cmd::dpo::DpoCmd),
+    /// RLHF: PPO against a trained reward model, with a KL leash to the starting model.
+    Ppo(cmd::ppo::PpoCmd),
     /// Reinforce verifiable behaviour by GRPO (group-relative advantages, no value model).
     Grpo(cmd::grpo::GrpoCmd),
     /// Refusal on harmful and over-refusal on benign held-out prompts (rule and reward-model judges).
@@ -97,6 +99,7 @@ fn main() {
         Command::Dpo(c) => cmd::dpo::run(c),
         Command::AlignEval(c) => cmd::align_eval::run(c),
         Command::Grpo(c) => cmd::grpo::run(c),
+        Command::Ppo(c) => cmd::ppo::run(c),
         Command::Merge(c) => cmd::merge::run(c),
         Command::TrainBench(c) => cmd::train_bench::run(c),
         Command::UtilizationBench(c) => cmd::utilization::run(c),

@@ -67,6 +67,36 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["answers"].as_array().unwrap().len(), 4);
     assert!(report["rates"]["refusal_reward"].is_number(), "{report}");
+
+    // PPO against that reward model: one rollout batch of 2 prompts, 2 updates.
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/ppo-harmless.toml");
+    let rm = format!("ppo.reward_model=\"{}\"", reward.display());
+    let ppo_out = dir.join("ppo");
+    let mut args = vec!["ppo", "--config", config, "--model", &model, "--out", arg(&ppo_out), "--set", &rm];
+    for set in [
+        "data.generate.train=4",
+        "data.generate.val=2",
+        "ppo.rollouts_per_batch=2",
+        "ppo.ppo_epochs=1",
+        "ppo.minibatches=2",
+        "ppo.max_completion_tokens=6",
+        "ppo.eval_prompts=2",
+        "train.max_steps=2",
+        "train.warmup_steps=0",
+    ] {
+        args.extend(["--set", set]);
+    }
+    let r = run(&args).ok();
+    assert!(r.stdout.contains("ppo: trained 2 updates over 1 rollout batches"), "{}", r.dump());
+    assert!(
+        r.stdout.contains("held-out reward-model score on 2 prompts") && r.stdout.contains("KL to the reference"),
+        "{}",
+        r.dump()
+    );
+    assert!(
+        ppo_out.join("adapter").join("adapter_model.safetensors").is_file()
+            && ppo_out.join("v_head.safetensors").is_file()
+    );
 }
 
 #[test]

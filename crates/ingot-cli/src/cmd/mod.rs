@@ -13,6 +13,7 @@ pub mod index;
 pub mod inspect;
 pub mod merge;
 pub mod perplexity;
+pub mod ppo;
 pub mod pretrain;
 pub mod reward_train;
 pub mod sft;
