@@ -28,11 +28,12 @@ use ingot_nn::LoraConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::pretrain::{check_resumable_with, claim_run_folder, fingerprint_of, parse_toml, RUN_MANIFEST};
+use super::pretrain::parse_toml;
 use super::reward::PairDataSection;
-use super::sft::{
-    base_config, batch_rows, file_hash, load_trainable, rows_logprobs, single_row, write_full_model, Generator, Method,
-    ModelSection, Trainable,
+use super::sft::{batch_rows, rows_logprobs, single_row, Generator, Method, ModelSection};
+use super::tune::{
+    base_config, check_data_source, checkpoint_configs, data_files, export, load_trainable, open_run, record_manifest,
+    Trainable,
 };
 use crate::error::{Context, Error, Result};
 use crate::loss::{dpo_loss, sequence_logprobs, sequence_mean_logprobs, DpoLoss};
@@ -90,16 +91,6 @@ pub struct DpoConfig {
     pub train: TrainConfig,
 }
 
-const RESUMABLE: &[&str] = &[
-    "train.max_steps",
-    "train.eval_interval",
-    "train.sample_interval",
-    "train.log_interval",
-    "train.checkpoint_interval",
-    "train.keep_last",
-    "train.activation_checkpointing",
-];
-
 impl DpoConfig {
     pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
         let cfg: DpoConfig = parse_toml(text, overrides, origin)?;
@@ -128,13 +119,7 @@ impl DpoConfig {
                 "dpo.label_smoothing applies to the sigmoid loss only; set it to 0 for IPO".into(),
             ));
         }
-        match (&self.data.train, &self.data.generate) {
-            (None, None) => {
-                Err(Error::Config("set data.train (a JSONL file of pairs) or a [data.generate] section".into()))
-            }
-            (Some(_), Some(_)) => Err(Error::Config("set data.train or [data.generate], not both".into())),
-            _ => Ok(()),
-        }
+        check_data_source(self.data.train.as_deref(), self.data.generate.as_ref(), "a JSONL file of pairs")
     }
 }
 
@@ -310,42 +295,31 @@ pub fn run(
 ) -> Result<DpoReport> {
     cfg.validate()?;
     let device = Device::Cpu;
-    if !resume {
-        claim_run_folder(out, force)?;
-    }
-    std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
-    let (train_path, val_path) = match (&cfg.data.train, &cfg.data.generate) {
-        (Some(train), _) => (train.clone(), cfg.data.val.clone()),
-        (None, Some(g)) => {
-            let dir = out.join("data");
-            let (t, v) = (dir.join("train.jsonl"), dir.join("val.jsonl"));
-            if resume && t.is_file() {
-                (t, v.is_file().then_some(v))
-            } else {
-                generate(g, &dir)?
-            }
-        }
-        (None, None) => unreachable!("validated above"),
-    };
+    open_run(out, resume, force)?;
+    let (train_path, val_path) = data_files(
+        cfg.data.train.as_deref(),
+        cfg.data.val.as_deref(),
+        cfg.data.generate.as_ref(),
+        out,
+        resume,
+        generate,
+    )?;
 
     let vars = VarMap::new();
     let Trainable { model, adapters, tokenizer, .. } =
         load_trainable(&cfg.model, &cfg.lora, &cfg.train, model_path, &device, &vars)?;
     let model_config = base_config(&model, &tokenizer)?;
-    let manifest = json!({
-        "format_version": 1,
-        "recipe": "dpo",
-        "config": fingerprint_of(serde_json::to_value(cfg).unwrap_or(Value::Null), RESUMABLE),
-        "model_path": model_path,
-        "tokenizer_hash": tokenizer.content_hash()?,
-        "dataset_hash": file_hash(&train_path)?,
-    });
-    if resume {
-        check_resumable_with(out, &manifest, &["model", "lora", "data", "dpo", "train"], RESUMABLE)?;
-    } else {
-        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-        ingot_core::atomic::write_file(&out.join(RUN_MANIFEST), text.as_bytes())?;
-    }
+    let config = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    record_manifest(
+        out,
+        resume,
+        "dpo",
+        config,
+        &["model", "lora", "data", "dpo", "train"],
+        model_path,
+        &tokenizer,
+        &train_path,
+    )?;
 
     let max_len = cfg.data.max_len.min(model.context_length());
     let (train, stats) = ingot_data::preference::load(&train_path, &tokenizer, max_len, cfg.data.overlong)?;
@@ -389,13 +363,7 @@ pub fn run(
         objective.eval_loss(&model)?;
         objective.last_val.take()
     };
-    let adapter_config = adapters.as_ref().map(|a| {
-        ingot_models::adapter::checkpoint_config(a.config(), &model_path.display().to_string(), model.row_order())
-    });
-    let mut checkpoint_config = model_config.clone();
-    if adapters.is_none() && model.row_order() != ingot_models::adapter::RowOrder::Hf {
-        checkpoint_config[ingot_models::adapter::ROW_ORDER_KEY] = json!("interleaved");
-    }
+    let (checkpoint_config, adapter_config) = checkpoint_configs(&model, adapters.as_ref(), model_path, &model_config);
     let trainer = Trainer {
         model: &model,
         varmap: &vars,
@@ -414,18 +382,7 @@ pub fn run(
         objective.eval_loss(&model)?;
         objective.last_val.take()
     };
-    let output = match &adapters {
-        Some(a) => {
-            let dir = out.join(ingot_models::adapter::EXPORT_DIR);
-            ingot_models::adapter::save(&dir, a, model.row_order(), &model_path.display().to_string())?;
-            dir
-        }
-        None => {
-            let dir = out.join("model");
-            write_full_model(&dir, &model, &tokenizer, &model_config)?;
-            dir
-        }
-    };
+    let output = export(out, None, &model, adapters.as_ref(), &tokenizer, &model_config, model_path)?;
     Ok(DpoReport {
         method: cfg.model.method.name(),
         loss: cfg.dpo.loss,

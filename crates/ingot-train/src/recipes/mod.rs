@@ -8,3 +8,4 @@ pub mod ppo;
 pub mod pretrain;
 pub mod reward;
 pub mod sft;
+mod tune;

@@ -37,11 +37,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::grpo::{rollouts, PromptDataSection};
-use super::pretrain::{check_resumable_with, claim_run_folder, fingerprint_of, parse_toml, RUN_MANIFEST};
+use super::pretrain::parse_toml;
 use super::reward::{load_reward_model, scores};
-use super::sft::{
-    base_config, batch_rows, file_hash, load_trainable, rows_logprobs, rows_logprobs_hidden, single_row, Generator,
-    Method, ModelSection, Trainable,
+use super::sft::{batch_rows, rows_logprobs, rows_logprobs_hidden, single_row, Generator, Method, ModelSection};
+use super::tune::{
+    base_config, check_data_source, checkpoint_configs, data_files, export, load_trainable, open_run, record_manifest,
+    Trainable,
 };
 use crate::error::{Context, Error, Result};
 use crate::loss::{gae, kl_penalty, ppo_policy_loss, ppo_value_loss, whiten, Kl};
@@ -128,16 +129,6 @@ pub struct PpoConfig {
     pub train: TrainConfig,
 }
 
-const RESUMABLE: &[&str] = &[
-    "train.max_steps",
-    "train.eval_interval",
-    "train.sample_interval",
-    "train.log_interval",
-    "train.checkpoint_interval",
-    "train.keep_last",
-    "train.activation_checkpointing",
-];
-
 impl PpoConfig {
     pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
         let cfg: PpoConfig = parse_toml(text, overrides, origin)?;
@@ -196,11 +187,7 @@ impl PpoConfig {
         if p.target_kl.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
             return bad(format!("ppo.target_kl must be above 0, got {:?}", p.target_kl));
         }
-        match (&self.data.train, &self.data.generate) {
-            (None, None) => bad("set data.train (a JSONL file of prompts) or a [data.generate] section".into()),
-            (Some(_), Some(_)) => bad("set data.train or [data.generate], not both".into()),
-            _ => Ok(()),
-        }
+        check_data_source(self.data.train.as_deref(), self.data.generate.as_ref(), "a JSONL file of prompts")
     }
 
     fn updates_per_batch(&self) -> u64 {
@@ -558,23 +545,15 @@ pub fn run(
 ) -> Result<PpoReport> {
     cfg.validate()?;
     let device = Device::Cpu;
-    if !resume {
-        claim_run_folder(out, force)?;
-    }
-    std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
-    let (train_path, val_path) = match (&cfg.data.train, &cfg.data.generate) {
-        (Some(train), _) => (train.clone(), cfg.data.val.clone()),
-        (None, Some(g)) => {
-            let dir = out.join("data");
-            let (t, v) = (dir.join("train.jsonl"), dir.join("val.jsonl"));
-            if resume && t.is_file() {
-                (t, v.is_file().then_some(v))
-            } else {
-                generate(g, &dir)?
-            }
-        }
-        (None, None) => unreachable!("validated above"),
-    };
+    open_run(out, resume, force)?;
+    let (train_path, val_path) = data_files(
+        cfg.data.train.as_deref(),
+        cfg.data.val.as_deref(),
+        cfg.data.generate.as_ref(),
+        out,
+        resume,
+        generate,
+    )?;
     let vars = VarMap::new();
     let Trainable { model, adapters, tokenizer, .. } =
         load_trainable(&cfg.model, &cfg.lora, &cfg.train, model_path, &device, &vars)?;
@@ -582,19 +561,18 @@ pub fn run(
     let value = ScalarHead::train(&vars, VALUE_HEAD, model.hidden_size(), true, cfg.train.seed)?;
     let reward = load_reward_model(model_path, &cfg.ppo.reward_model, &device)?;
     let model_config = base_config(&model, &tokenizer)?;
-    let manifest = json!({
-        "format_version": 1,
-        "recipe": "ppo",
-        "config": fingerprint_of(serde_json::to_value(cfg).unwrap_or(Value::Null), RESUMABLE),
-        "model_path": model_path,
-        "tokenizer_hash": tokenizer.content_hash()?,
-        "dataset_hash": file_hash(&train_path)?,
-    });
-    if resume {
-        check_resumable_with(out, &manifest, &["model", "lora", "data", "ppo", "train"], RESUMABLE)?;
-    } else {
-        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-        ingot_core::atomic::write_file(&out.join(RUN_MANIFEST), text.as_bytes())?;
+    let config = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    record_manifest(
+        out,
+        resume,
+        "ppo",
+        config,
+        &["model", "lora", "data", "ppo", "train"],
+        model_path,
+        &tokenizer,
+        &train_path,
+    )?;
+    if !resume {
         let _ = std::fs::remove_dir_all(out.join("rollouts"));
     }
     let max_prompt =
@@ -629,16 +607,12 @@ pub fn run(
         figures: Figures::default(),
     };
     let eval_score_start = if resume { None } else { objective.held_out_score(&model)? };
-    let adapter_config = Some(ingot_models::adapter::checkpoint_config(
-        adapters.config(),
-        &model_path.display().to_string(),
-        model.row_order(),
-    ));
+    let (checkpoint_config, adapter_config) = checkpoint_configs(&model, Some(&adapters), model_path, &model_config);
     let trainer = Trainer {
         model: &model,
         varmap: &vars,
         tokenizer: &tokenizer,
-        model_config,
+        model_config: checkpoint_config,
         run_info: serde_json::to_value(cfg).unwrap_or(Value::Null),
         cfg: cfg.train.clone(),
         out_dir: out.to_path_buf(),
@@ -647,8 +621,7 @@ pub fn run(
     };
     let report = trainer.run(&mut objective, resume)?;
     let eval_score_end = objective.held_out_score(&model)?;
-    let dir = out.join(ingot_models::adapter::EXPORT_DIR);
-    ingot_models::adapter::save(&dir, &adapters, model.row_order(), &model_path.display().to_string())?;
+    let dir = export(out, None, &model, Some(&adapters), &tokenizer, &model_config, model_path)?;
     value.save(out)?;
     let last = objective.batch.as_ref();
     Ok(PpoReport {

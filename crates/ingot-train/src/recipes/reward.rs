@@ -25,12 +25,13 @@ use ingot_models::heads::ScalarHead;
 use ingot_models::Model;
 use ingot_nn::LoraConfig;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::pretrain::{check_resumable_with, claim_run_folder, fingerprint_of, parse_toml, RUN_MANIFEST};
-use super::sft::{
-    base_config, batch_rows, file_hash, load_trainable, write_full_model, GenerateSection, Generator, Method,
-    ModelSection, Trainable,
+use super::pretrain::parse_toml;
+use super::sft::{batch_rows, GenerateSection, Generator, Method, ModelSection};
+use super::tune::{
+    base_config, check_data_source, checkpoint_configs, data_files, export, load_trainable, open_run, record_manifest,
+    Trainable,
 };
 use crate::error::{Context, Error, Result};
 use crate::loss::bradley_terry;
@@ -94,17 +95,6 @@ pub struct RewardConfig {
     pub train: TrainConfig,
 }
 
-/// Settings that may change on --resume.
-const RESUMABLE: &[&str] = &[
-    "train.max_steps",
-    "train.eval_interval",
-    "train.sample_interval",
-    "train.log_interval",
-    "train.checkpoint_interval",
-    "train.keep_last",
-    "train.activation_checkpointing",
-];
-
 impl RewardConfig {
     pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
         let cfg: RewardConfig = parse_toml(text, overrides, origin)?;
@@ -125,13 +115,7 @@ impl RewardConfig {
                 self.reward.center_coef
             )));
         }
-        match (&self.data.train, &self.data.generate) {
-            (None, None) => {
-                Err(Error::Config("set data.train (a JSONL file of pairs) or a [data.generate] section".into()))
-            }
-            (Some(_), Some(_)) => Err(Error::Config("set data.train or [data.generate], not both".into())),
-            _ => Ok(()),
-        }
+        check_data_source(self.data.train.as_deref(), self.data.generate.as_ref(), "a JSONL file of pairs")
     }
 }
 
@@ -278,23 +262,15 @@ pub fn run(
 ) -> Result<RewardReport> {
     cfg.validate()?;
     let device = Device::Cpu;
-    if !resume {
-        claim_run_folder(out, force)?;
-    }
-    std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
-    let (train_path, val_path) = match (&cfg.data.train, &cfg.data.generate) {
-        (Some(train), _) => (train.clone(), cfg.data.val.clone()),
-        (None, Some(g)) => {
-            let dir = out.join("data");
-            let (t, v) = (dir.join("train.jsonl"), dir.join("val.jsonl"));
-            if resume && t.is_file() {
-                (t, v.is_file().then_some(v))
-            } else {
-                generate(g, &dir)?
-            }
-        }
-        (None, None) => unreachable!("validated above"),
-    };
+    open_run(out, resume, force)?;
+    let (train_path, val_path) = data_files(
+        cfg.data.train.as_deref(),
+        cfg.data.val.as_deref(),
+        cfg.data.generate.as_ref(),
+        out,
+        resume,
+        generate,
+    )?;
 
     let vars = VarMap::new();
     let Trainable { model, adapters, tokenizer, .. } =
@@ -302,20 +278,17 @@ pub fn run(
     let head = ScalarHead::train(&vars, HEAD, model.hidden_size(), false, cfg.train.seed)?;
     let model_config = base_config(&model, &tokenizer)?;
 
-    let manifest = json!({
-        "format_version": 1,
-        "recipe": "reward",
-        "config": fingerprint_of(serde_json::to_value(cfg).unwrap_or(Value::Null), RESUMABLE),
-        "model_path": model_path,
-        "tokenizer_hash": tokenizer.content_hash()?,
-        "dataset_hash": file_hash(&train_path)?,
-    });
-    if resume {
-        check_resumable_with(out, &manifest, &["model", "lora", "data", "reward", "train"], RESUMABLE)?;
-    } else {
-        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-        ingot_core::atomic::write_file(&out.join(RUN_MANIFEST), text.as_bytes())?;
-    }
+    let config = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    record_manifest(
+        out,
+        resume,
+        "reward",
+        config,
+        &["model", "lora", "data", "reward", "train"],
+        model_path,
+        &tokenizer,
+        &train_path,
+    )?;
 
     let max_len = cfg.data.max_len.min(model.context_length());
     let (train, stats) = ingot_data::preference::load(&train_path, &tokenizer, max_len, cfg.data.overlong)?;
@@ -344,14 +317,12 @@ pub fn run(
         seed: cfg.train.seed,
         device: device.clone(),
     };
-    let adapter_config = adapters.as_ref().map(|a| {
-        ingot_models::adapter::checkpoint_config(a.config(), &model_path.display().to_string(), model.row_order())
-    });
+    let (checkpoint_config, adapter_config) = checkpoint_configs(&model, adapters.as_ref(), model_path, &model_config);
     let trainer = Trainer {
         model: &model,
         varmap: &vars,
         tokenizer: &tokenizer,
-        model_config: model_config.clone(),
+        model_config: checkpoint_config,
         run_info: serde_json::to_value(cfg).unwrap_or(Value::Null),
         cfg: cfg.train.clone(),
         out_dir: out.to_path_buf(),
@@ -367,11 +338,8 @@ pub fn run(
     };
 
     // Export: the trained part (adapter or model) and the head, in one folder.
-    let dir = out.join(EXPORT_DIR);
-    match &adapters {
-        Some(a) => ingot_models::adapter::save(&dir, a, model.row_order(), &model_path.display().to_string())?,
-        None => write_full_model(&dir, &model, &tokenizer, &model_config)?,
-    }
+    let dir =
+        export(out, Some(&out.join(EXPORT_DIR)), &model, adapters.as_ref(), &tokenizer, &model_config, model_path)?;
     head.save(&dir)?;
     Ok(RewardReport {
         method: cfg.model.method.name(),

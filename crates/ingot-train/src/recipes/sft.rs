@@ -23,13 +23,17 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use ingot_data::sft::{Overlong, Packed, SftExample, SftStats};
-use ingot_models::{Hold, LoadOptions, Model};
-use ingot_nn::{Adapters, LoraConfig};
+use ingot_models::Model;
+use ingot_nn::LoraConfig;
 use ingot_tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::pretrain::{check_resumable_with, claim_run_folder, fingerprint_of, parse_toml, RUN_MANIFEST};
+use super::pretrain::parse_toml;
+use super::tune::{
+    base_config, check_data_source, checkpoint_configs, data_files, export, load_trainable, open_run, record_manifest,
+    Trainable,
+};
 use crate::error::{Context, Error, Result};
 use crate::loss::lm_head_loss;
 use crate::trainer::{Objective, TrainConfig, TrainReport, Trainer};
@@ -139,17 +143,6 @@ pub struct SftConfig {
     pub train: TrainConfig,
 }
 
-/// Settings that may change on --resume.
-const RESUMABLE: &[&str] = &[
-    "train.max_steps",
-    "train.eval_interval",
-    "train.sample_interval",
-    "train.log_interval",
-    "train.checkpoint_interval",
-    "train.keep_last",
-    "train.activation_checkpointing",
-];
-
 impl SftConfig {
     pub fn from_toml(text: &str, overrides: &[String], origin: &str) -> Result<Self> {
         let cfg: SftConfig = parse_toml(text, overrides, origin)?;
@@ -167,11 +160,7 @@ impl SftConfig {
         if let Some(n) = self.data.seq_len {
             ingot_core::limits::at_least("data.seq_len", n, 2)?;
         }
-        match (&self.data.train, &self.data.generate) {
-            (None, None) => Err(Error::Config("set data.train (a JSONL file) or a [data.generate] section".into())),
-            (Some(_), Some(_)) => Err(Error::Config("set data.train or [data.generate], not both".into())),
-            _ => Ok(()),
-        }?;
+        check_data_source(self.data.train.as_deref(), self.data.generate.as_ref(), "a JSONL file")?;
         if let Some(g) = &self.data.generate {
             ingot_core::limits::at_least("data.generate.train", g.train, 1)?;
         }
@@ -392,72 +381,6 @@ fn proc_status_bytes(field: &str) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// The base model's tokenizer (GGUF metadata or tokenizer.json beside the weights).
-fn load_tokenizer(model_path: &Path, gguf: Option<&ingot_core::gguf::GgufFile>) -> Result<Tokenizer> {
-    Ok(match gguf {
-        Some(file) => Tokenizer::from_gguf(file)?,
-        None => Tokenizer::from_file(model_path.join("tokenizer.json"))?,
-    })
-}
-
-/// The base model's HF config.json for checkpoints, with the tokenizer's special ids.
-pub(crate) fn base_config(model: &Model, tokenizer: &Tokenizer) -> Result<Value> {
-    let ids =
-        ingot_models::export::SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() };
-    match model {
-        Model::Llama(m) => Ok(ingot_models::export::llama_hf_config(m.config(), &ids)?),
-        Model::Gpt2(_) => Err(Error::Config("SFT supports the llama family; this model is GPT-2".into())),
-    }
-}
-
-/// fnv1a of a file's bytes, for the run manifest (`--resume` refuses changed data).
-pub(crate) fn file_hash(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(Error::io("reading", path))?;
-    Ok(format!("{:016x}", ingot_core::hash::fnv1a64(&bytes)))
-}
-
-/// A model loaded for training, its trainable part in the VarMap given to [`load_trainable`].
-pub(crate) struct Trainable {
-    pub model: Model,
-    pub adapters: Option<std::sync::Arc<Adapters>>,
-    pub tokenizer: Tokenizer,
-    /// Resident memory once the model was loaded (see [`SftReport::model_rss`]).
-    pub model_rss: u64,
-}
-
-/// The model of `[model]` loaded for `method`: every weight a variable in `vars` (full), or
-/// fresh adapters in `vars` over the base held dense (lora) or as stored (qlora); activation
-/// checkpointing as `train` says. Shared by every recipe that tunes a pretrained model.
-pub(crate) fn load_trainable(
-    section: &ModelSection,
-    lora: &LoraConfig,
-    train: &TrainConfig,
-    model_path: &Path,
-    device: &Device,
-    vars: &VarMap,
-) -> Result<Trainable> {
-    let adapters = match section.method {
-        Method::Full => None,
-        Method::Lora | Method::Qlora => Some(Adapters::train(lora.clone(), vars.clone(), train.seed)?),
-    };
-    let hold = match section.method {
-        Method::Full => Hold::Trainable(vars.clone()),
-        Method::Lora => Hold::Dense,
-        Method::Qlora => Hold::AsStored,
-    };
-    let (mut model, files) =
-        ingot_models::load_with(model_path, device, &LoadOptions { hold, adapters: adapters.clone() })?;
-    if train.activation_checkpointing {
-        model.enable_checkpointing(vars.clone());
-    }
-    let model_rss = current_rss();
-    let tokenizer = match &section.tokenizer {
-        Some(path) => Tokenizer::from_file(path)?,
-        None => load_tokenizer(model_path, files.gguf.as_deref())?,
-    };
-    Ok(Trainable { model, adapters, tokenizer, model_rss })
-}
-
 /// Run the recipe: the whole of `ingot sft`.
 pub fn run(
     cfg: &SftConfig,
@@ -470,25 +393,15 @@ pub fn run(
 ) -> Result<SftReport> {
     cfg.validate()?;
     let device = Device::Cpu;
-    if !resume {
-        claim_run_folder(out, force)?;
-    }
-    std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
-
-    // Data files.
-    let (train_path, val_path) = match (&cfg.data.train, &cfg.data.generate) {
-        (Some(train), _) => (train.clone(), cfg.data.val.clone()),
-        (None, Some(g)) => {
-            let dir = out.join("data");
-            let (t, v) = (dir.join("train.jsonl"), dir.join("val.jsonl"));
-            if resume && t.is_file() {
-                (t, v.is_file().then_some(v))
-            } else {
-                generate(g, &dir)?
-            }
-        }
-        (None, None) => unreachable!("validated above"),
-    };
+    open_run(out, resume, force)?;
+    let (train_path, val_path) = data_files(
+        cfg.data.train.as_deref(),
+        cfg.data.val.as_deref(),
+        cfg.data.generate.as_ref(),
+        out,
+        resume,
+        generate,
+    )?;
 
     // Model, with the trainable part.
     let vars = VarMap::new();
@@ -496,20 +409,17 @@ pub fn run(
         load_trainable(&cfg.model, &cfg.lora, &cfg.train, model_path, &device, &vars)?;
     let model_config = base_config(&model, &tokenizer)?;
 
-    let manifest = json!({
-        "format_version": 1,
-        "recipe": "sft",
-        "config": fingerprint_of(serde_json::to_value(cfg).unwrap_or(Value::Null), RESUMABLE),
-        "model_path": model_path,
-        "tokenizer_hash": tokenizer.content_hash()?,
-        "dataset_hash": file_hash(&train_path)?,
-    });
-    if resume {
-        check_resumable_with(out, &manifest, &["model", "lora", "data", "train"], RESUMABLE)?;
-    } else {
-        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-        ingot_core::atomic::write_file(&out.join(RUN_MANIFEST), text.as_bytes())?;
-    }
+    let config = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    record_manifest(
+        out,
+        resume,
+        "sft",
+        config,
+        &["model", "lora", "data", "train"],
+        model_path,
+        &tokenizer,
+        &train_path,
+    )?;
 
     // Examples.
     let context = model.context_length();
@@ -554,17 +464,7 @@ pub fn run(
         },
         accum: cfg.train.grad_accum,
     };
-    // Checkpoints keep the adapters in the order they train in (exact resume); their config says
-    // which, so `--adapter <out>/step-N` reads them right too.
-    let adapter_config = adapters.as_ref().map(|a| {
-        ingot_models::adapter::checkpoint_config(a.config(), &model_path.display().to_string(), model.row_order())
-    });
-    // Full fine-tuning of a GGUF llama trains q/k rows in llama.cpp's order: its checkpoints say
-    // so, and loading one as an HF folder is refused (the export under <out>/model is in HF order).
-    let mut checkpoint_config = model_config.clone();
-    if adapters.is_none() && model.row_order() != ingot_models::adapter::RowOrder::Hf {
-        checkpoint_config[ingot_models::adapter::ROW_ORDER_KEY] = json!("interleaved");
-    }
+    let (checkpoint_config, adapter_config) = checkpoint_configs(&model, adapters.as_ref(), model_path, &model_config);
     let trainer = Trainer {
         model: &model,
         varmap: &vars,
@@ -579,18 +479,7 @@ pub fn run(
     let report: TrainReport = trainer.run(&mut objective, resume)?;
 
     // Export what was trained.
-    let output = match &adapters {
-        Some(a) => {
-            let dir = out.join(ingot_models::adapter::EXPORT_DIR);
-            ingot_models::adapter::save(&dir, a, model.row_order(), &model_path.display().to_string())?;
-            dir
-        }
-        None => {
-            let dir = out.join("model");
-            write_full_model(&dir, &model, &tokenizer, &model_config)?;
-            dir
-        }
-    };
+    let output = export(out, None, &model, adapters.as_ref(), &tokenizer, &model_config, model_path)?;
     Ok(SftReport {
         method: cfg.model.method.name(),
         steps_run: report.steps_run,
@@ -608,27 +497,6 @@ pub fn run(
         activation_checkpointing: cfg.train.activation_checkpointing,
         output,
     })
-}
-
-/// A fully fine-tuned model as an HF checkpoint folder at `dir` (q/k rows back in HF's order),
-/// with its tokenizer files.
-pub(crate) fn write_full_model(dir: &Path, model: &Model, tokenizer: &Tokenizer, model_config: &Value) -> Result<()> {
-    let mut tensors = model.named_weights(false)?;
-    if let Model::Llama(m) = model {
-        if model.row_order() != ingot_models::adapter::RowOrder::Hf {
-            ingot_models::export::llama_qk_to_hf(&mut tensors, m.config())?;
-        }
-    }
-    let (tok, tok_config) = tokenizer_files(tokenizer)?;
-    ingot_models::export::write_hf_checkpoint(
-        dir,
-        model_config,
-        &tensors,
-        &tok,
-        &[("tokenizer_config.json", &tok_config)],
-        true,
-    )?;
-    Ok(())
 }
 
 /// The tokenizer's tokenizer.json and tokenizer_config.json (special tokens, chat template).
