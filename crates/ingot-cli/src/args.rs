@@ -133,6 +133,7 @@ impl GenArgs {
             min_p: self.min_p,
             repetition_penalty: self.repetition_penalty,
             seed: self.seed,
+            ..SamplingParams::default()
         };
         sampling.validate()?;
         anyhow::ensure!(self.max_tokens > 0, "--max-tokens must be at least 1");

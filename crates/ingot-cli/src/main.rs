@@ -39,6 +39,8 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityCmd),
     /// Pre-train a language model from scratch (see configs/*.toml).
     Pretrain(cmd::pretrain::PretrainCmd),
+    /// Serve the model over an OpenAI-compatible HTTP API, with a web chat page.
+    Serve(cmd::serve::ServeCmd),
     /// Fine-tune a pretrained model on instructions (full, LoRA or QLoRA).
     Sft(cmd::sft::SftCmd),
     /// Train a reward model on preference pairs (chosen vs rejected answers).
@@ -95,6 +97,7 @@ fn main() {
         Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
         Command::Sft(c) => cmd::sft::run(c),
+        Command::Serve(c) => cmd::serve::run(c),
         Command::RewardTrain(c) => cmd::reward_train::run(c),
         Command::Dpo(c) => cmd::dpo::run(c),
         Command::AlignEval(c) => cmd::align_eval::run(c),

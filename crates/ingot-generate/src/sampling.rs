@@ -21,12 +21,25 @@ pub struct SamplingParams {
     pub min_p: f64,
     /// > 1 discourages tokens already in the context (CTRL paper, as HF applies it). 1 = off.
     pub repetition_penalty: f32,
+    /// OpenAI's penalties over the tokens this sampler has generated: each logit minus
+    /// `frequency_penalty · count + presence_penalty · (count > 0)`. 0 = off.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
     pub seed: u64,
 }
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 42 }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: 42,
+        }
     }
 }
 
@@ -43,6 +56,11 @@ impl SamplingParams {
         if !(0.0..=1.0).contains(&self.min_p) {
             return bad(format!("--min-p must be in [0, 1], got {}", self.min_p));
         }
+        for (name, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+            if !(-2.0..=2.0).contains(&v) {
+                return bad(format!("{name} must be in [-2, 2], got {v}"));
+            }
+        }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
             return bad(format!(
                 "--repetition-penalty must be a finite number above 0, got {}",
@@ -57,12 +75,14 @@ impl SamplingParams {
 pub struct Sampler {
     params: SamplingParams,
     rng: StdRng,
+    /// How often this sampler picked each token (for the presence and frequency penalties).
+    picked: std::collections::HashMap<u32, u32>,
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         let rng = StdRng::seed_from_u64(params.seed);
-        Self { params, rng }
+        Self { params, rng, picked: Default::default() }
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -71,8 +91,21 @@ impl Sampler {
 
     /// Pick the next token from `logits` (V), given the tokens so far (for the penalty).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let token = self.pick(logits, history);
+        if self.params.presence_penalty != 0.0 || self.params.frequency_penalty != 0.0 {
+            *self.picked.entry(token).or_default() += 1;
+        }
+        token
+    }
+
+    fn pick(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let mut logits = logits.to_vec();
         let p = &self.params;
+        for (&t, &n) in &self.picked {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l -= p.frequency_penalty * n as f32 + p.presence_penalty;
+            }
+        }
         if p.repetition_penalty != 1.0 {
             let mut seen = vec![false; logits.len()];
             for &t in history {
@@ -142,6 +175,20 @@ mod tests {
 
     fn params(temperature: f64) -> SamplingParams {
         SamplingParams { temperature, ..Default::default() }
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties_push_generated_tokens_down() {
+        // Token 1 leads by 1.0; once picked it pays 0.3 (presence) plus 0.4 per pick (frequency):
+        // 1.0 - 0.3 - 0.4 = 0.3 still leads, 1.0 - 0.3 - 0.8 = -0.1 no longer does.
+        let mut s =
+            Sampler::new(SamplingParams { presence_penalty: 0.3, frequency_penalty: 0.4, ..Default::default() });
+        let logits = [0.0, 1.0, 0.0];
+        let picks: Vec<u32> = (0..3).map(|_| s.sample(&logits, &[])).collect();
+        assert_eq!(picks, [1, 1, 0]);
+        // Off by default: the same logits always give token 1.
+        let mut plain = Sampler::new(SamplingParams::default());
+        assert!((0..3).all(|_| plain.sample(&logits, &[]) == 1));
     }
 
     #[test]

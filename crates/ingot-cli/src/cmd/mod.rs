@@ -16,6 +16,7 @@ pub mod perplexity;
 pub mod ppo;
 pub mod pretrain;
 pub mod reward_train;
+pub mod serve;
 pub mod sft;
 pub mod tokenizer;
 pub mod train_bench;
