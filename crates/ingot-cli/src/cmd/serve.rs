@@ -14,6 +14,7 @@ pub struct ServeCmd {
     /// Address to bind. Anything but loopback without an API key is warned about.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Port to listen on (0: any free port; the address is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Rows decoded together: how many requests are served at once (continuous batching).
