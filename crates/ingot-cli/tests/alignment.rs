@@ -38,8 +38,16 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
     let model = model.display().to_string();
     let dir = temp_dir("cli-reward");
     // The tool-use pairs are long (their system prompt lists the tools): fewer of them.
-    let smaller: &[&str] =
-        &["--set", "data.generate.train=2", "--set", "data.generate.val=2", "--set", "train.max_steps=1"];
+    let smaller: &[&str] = &[
+        "--set",
+        "data.generate.train=2",
+        "--set",
+        "data.generate.val=2",
+        "--set",
+        "train.max_steps=1",
+        "--set",
+        "train.warmup_steps=0",
+    ];
     for (config, extra, steps, held_out) in
         [("reward-harmless.toml", &[][..], 2, 4), ("reward-tools.toml", smaller, 1, 2)]
     {
