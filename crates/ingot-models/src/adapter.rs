@@ -250,11 +250,8 @@ pub fn tensors_for_save(adapters: &Adapters, order: RowOrder) -> Result<Vec<(Str
     let data = vars.data().lock().map_err(|_| Error::Input("adapter variables lock poisoned".into()))?;
     // Only the LoRA pairs: the same VarMap may hold other trained tensors (a reward model's head),
     // which are saved apart.
-    let mut tensors: Vec<(String, Tensor)> = data
-        .iter()
-        .filter(|(k, _)| split_key(k).is_some())
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
+    let mut tensors: Vec<(String, Tensor)> =
+        data.iter().filter(|(k, _)| split_key(k).is_some()).map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     drop(data);
     reorder(tensors, order, true)
