@@ -81,7 +81,7 @@ pub fn tool_use_pairs(split: Split, seed: u64, n: usize, mix: &Mix) -> Result<Ve
         .map(|(i, c)| {
             let messages = tooluse::to_json(c)["messages"].as_array().cloned().unwrap_or_default();
             let (prompt, chosen) = messages.split_at(1.min(messages.len()));
-            let (category, rejected) = rejected_answer(c, rng.random_range(0..3), &mut rng)?;
+            let (category, rejected) = rejected_answer(c, chosen, rng.random_range(0..3), &mut rng)?;
             Ok(json!({
                 "id": format!("{}-{:?}-{i}", split_name(split), c.kind).to_lowercase(),
                 "kind": format!("{:?}", c.kind).to_lowercase(),
@@ -120,15 +120,19 @@ fn assistant(text: &str) -> Value {
 }
 
 /// The rejected reply for conversation `c` (`variant` picks which wrong answer) and its category.
-fn rejected_answer(c: &Conversation, variant: u32, rng: &mut impl rand::Rng) -> Result<(&'static str, Vec<Value>)> {
+/// `after_user` is the conversation's own messages after the question (the chosen side).
+fn rejected_answer(
+    c: &Conversation,
+    after_user: &[Value],
+    variant: u32,
+    rng: &mut impl rand::Rng,
+) -> Result<(&'static str, Vec<Value>)> {
     let answer_of = |c: &Conversation| -> Option<String> {
         match c.turns.get(2) {
             Some(Turn::Result { content, .. }) if c.kind == Kind::Calculator => Some(content.clone()),
             _ => None,
         }
     };
-    let messages = tooluse::to_json(c)["messages"].as_array().cloned().unwrap_or_default();
-    let after_user = &messages[1.min(messages.len())..];
     Ok(match c.kind {
         Kind::NoTool => {
             // A needless call: the first tool offered, on the question itself.

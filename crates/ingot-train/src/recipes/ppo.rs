@@ -227,7 +227,6 @@ struct Figures {
     value_loss: f64,
     clipfrac: f64,
     updates: usize,
-    batch: Option<(f64, f64, f64, f64)>,
     eval_score: Option<f64>,
 }
 
@@ -415,15 +414,7 @@ impl Objective for PpoTraining<'_> {
     fn loss(&mut self, model: &Model, step: u64, _micro: u32) -> Result<(Tensor, usize)> {
         let id = step / self.per_batch;
         if self.batch.as_ref().map(|b| b.id) != Some(id) {
-            let b = self.batch(model, id)?;
-            let n = b.scores.len() as f64;
-            self.figures.batch = Some((
-                b.scores.iter().map(|&s| s as f64).sum::<f64>() / n,
-                b.kl.iter().map(|&k| k as f64).sum::<f64>() / n,
-                b.kl_coef,
-                b.completion_tokens as f64 / n,
-            ));
-            self.batch = Some(b);
+            self.batch = Some(self.batch(model, id)?);
         }
         let b = self.batch.as_ref().ok_or_else(|| Error::Config("no rollout batch".into()))?;
         // This update's minibatch: a seeded permutation of the batch per PPO epoch, cut in parts.
@@ -490,19 +481,15 @@ impl Objective for PpoTraining<'_> {
             m.insert("ppo/value_loss".into(), json!(f.value_loss / n));
             m.insert("ppo/clipfrac".into(), json!(f.clipfrac / n));
         }
-        // The batch's figures stay on every line of the batch.
-        let batch = f.batch.or_else(|| {
-            self.batch.as_ref().map(|b| {
-                let n = b.scores.len() as f64;
-                (
-                    b.scores.iter().map(|&s| s as f64).sum::<f64>() / n,
-                    b.kl.iter().map(|&k| k as f64).sum::<f64>() / n,
-                    b.kl_coef,
-                    b.completion_tokens as f64 / n,
-                )
-            })
-        });
-        if let Some((score, kl, coef, len)) = batch {
+        // The current batch's figures go on every line of the batch.
+        if let Some(b) = &self.batch {
+            let n = b.scores.len() as f64;
+            let (score, kl, coef, len) = (
+                b.scores.iter().map(|&s| s as f64).sum::<f64>() / n,
+                b.kl.iter().map(|&k| k as f64).sum::<f64>() / n,
+                b.kl_coef,
+                b.completion_tokens as f64 / n,
+            );
             m.insert("score".into(), json!(score));
             m.insert("kl".into(), json!(kl));
             m.insert("kl_coef".into(), json!(coef));
