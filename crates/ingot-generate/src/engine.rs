@@ -3,11 +3,11 @@
 //!
 //! Each row is one sequence with its own KV cache, position, sampler, stop strings, token limit
 //! and cancel switch. Rows join ([`Engine::join`], [`Engine::join_group`]) and leave (they finish,
-//! or are cancelled) between any two steps. A [`Engine::step`] prefills the rows that joined
-//! since the last step (each alone: its prompt fills its cache), then samples one token for
-//! every row and runs one forward pass for all of them together
-//! ([`Model::forward_rows`]: the weights are read once per step for the whole batch, attention
-//! runs row by row against each row's own cache). Text is streamed per row as it becomes valid
+//! or are cancelled) between any two steps. A [`Engine::step`] prefills the prompts that joined
+//! since the last step (together, up to [`PREFILL_TOKENS`] new tokens a pass: each fills its own
+//! cache), then samples one token for every row and runs one forward pass for all of them
+//! together ([`Model::forward_segments`]: the weights are read once per pass for the whole
+//! batch, attention runs sequence by sequence against each one's own cache). Text is streamed per row as it becomes valid
 //! UTF-8 and cannot be the start of a stop string ([`Event::Text`]); a finished row reports its
 //! [`Generation`] ([`Event::Done`]) and leaves at once.
 //!
@@ -25,6 +25,11 @@ use ingot_tokenizer::{TokenStream, Tokenizer};
 use crate::error::{Error, Result};
 use crate::generate::{FinishReason, FullContext, GenerateParams, Generation, PromptCache, StopFilter};
 use crate::sampling::{Sampler, SamplingParams};
+
+/// Most new prompt tokens prefilled in one pass (llama.cpp's default batch): prompts that joined
+/// together are prefilled together up to this, so the weights are expanded once for all of them;
+/// a longer prompt runs alone.
+pub const PREFILL_TOKENS: usize = 2048;
 
 /// A row's handle, unique within its engine.
 pub type RowId = u64;
@@ -46,6 +51,7 @@ struct Row<'a> {
     /// Prompt and generated tokens.
     all: Vec<u32>,
     prompt_tokens: usize,
+    cached_tokens: usize,
     out: Vec<u32>,
     max_tokens: usize,
     no_cache: bool,
@@ -78,11 +84,32 @@ pub struct Engine<'a> {
     rows: Vec<Row<'a>>,
     pending: Vec<Pending<'a>>,
     next_id: RowId,
+    /// Prompts prefilled lately, most recent last (off when `store_tokens` is 0).
+    store: Vec<PromptCache>,
+    store_tokens: usize,
 }
 
 impl<'a> Engine<'a> {
     pub fn new(model: &'a Model, tokenizer: &'a Tokenizer, device: &Device) -> Self {
-        Self { model, tokenizer, device: device.clone(), rows: Vec::new(), pending: Vec::new(), next_id: 0 }
+        Self {
+            model,
+            tokenizer,
+            device: device.clone(),
+            rows: Vec::new(),
+            pending: Vec::new(),
+            next_id: 0,
+            store: Vec::new(),
+            store_tokens: 0,
+        }
+    }
+
+    /// Keep the caches of recently prefilled prompts, up to `tokens` positions in all (least
+    /// recently used out first), so a prompt that begins like one of them (a shared system
+    /// prompt, the earlier turns of a chat) prefills only what differs: llama-server's prompt
+    /// cache. A prompt given its own prefix ([`Engine::join_group`]) uses that instead.
+    pub fn keep_prompts(mut self, tokens: usize) -> Self {
+        self.store_tokens = tokens;
+        self
     }
 
     /// Add a generation of `prompt`; it is prefilled at the next step. Errors (bad sampling
@@ -210,6 +237,9 @@ impl<'a> Engine<'a> {
     }
 
     fn prefill(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<()> {
+        // Each prompt that runs with a cache, the cache it continues, and how much of the prompt
+        // that cache already holds.
+        let mut cached: Vec<(Pending<'a>, Cache, usize)> = Vec::new();
         for p in std::mem::take(&mut self.pending) {
             if p.rows.iter().all(|r| r.2) {
                 // Cancelled before it started: nothing to compute.
@@ -218,53 +248,121 @@ impl<'a> Engine<'a> {
                 }
                 continue;
             }
-            let start = Instant::now();
-            let prompt = &p.prompt;
-            let (logits, mut cache) = if p.params.no_cache {
-                let x = Tensor::new(prompt.as_slice(), &self.device)?.unsqueeze(0)?;
-                (self.model.forward_last(&x, None)?, Cache::default())
-            } else {
-                // Reuse the cached prefix as far as the prompt's tokens agree with it (few-shot
-                // examples shared by every question). Agreement can stop short of the whole
-                // prefix: BPE merges across the seam, e.g. a trailing "\n\n" is one token alone
-                // but two before "Question".
-                let shared = p.prefix.map_or(0, |c| c.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count());
-                let shared = shared.min(prompt.len() - 1);
-                let (mut cache, done) = match p.prefix {
-                    Some(c) if shared > 0 => (c.fork(shared)?, shared),
-                    _ => (self.model.new_cache(), 0),
-                };
-                let input = Tensor::new(&prompt[done..], &self.device)?.unsqueeze(0)?;
-                (self.model.forward_last(&input, Some(&mut cache))?, cache)
+            if p.params.no_cache {
+                let start = Instant::now();
+                let x = Tensor::new(p.prompt.as_slice(), &self.device)?.unsqueeze(0)?;
+                let logits = self.model.forward_last(&x, None)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
+                self.admit(p, logits, Cache::default(), 0, start.elapsed().as_secs_f64(), on_event)?;
+                continue;
+            }
+            // Reuse the cached prefix as far as the prompt's tokens agree with it (few-shot
+            // examples shared by every question). Agreement can stop short of the whole prefix:
+            // BPE merges across the seam, e.g. a trailing "\n\n" is one token alone but two
+            // before "Question".
+            let agree = |c: &PromptCache| c.tokens().iter().zip(&p.prompt).take_while(|(a, b)| a == b).count();
+            let (prefix, shared) = match p.prefix {
+                Some(c) => (Some(c), agree(c)),
+                None => match self.store.iter().enumerate().map(|(i, c)| (agree(c), i)).max() {
+                    Some((n, i)) if n > 0 => {
+                        // Most recently used last.
+                        let entry = self.store.remove(i);
+                        self.store.push(entry);
+                        (self.store.last(), n)
+                    }
+                    _ => (None, 0),
+                },
             };
-            let logits: Vec<f32> = logits.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?;
-            let prefill_secs = start.elapsed().as_secs_f64();
-            let n = p.rows.len();
-            for (k, (id, sampling, cancelled)) in p.rows.into_iter().enumerate() {
-                let row = Row {
-                    id,
-                    sampler: Sampler::new(sampling),
-                    stream: TokenStream::new(self.tokenizer, true),
-                    filter: StopFilter::new(&p.params.stop),
-                    all: prompt.clone(),
-                    prompt_tokens: prompt.len(),
-                    out: Vec::new(),
-                    max_tokens: p.params.max_tokens,
-                    no_cache: p.params.no_cache,
-                    full_context: p.params.full_context,
-                    // The last row takes the prefilled cache, the others a private copy.
-                    cache: if k + 1 == n { std::mem::take(&mut cache) } else { cache.fork()? },
-                    logits: logits.clone(),
-                    cancelled,
-                    cancel_flag: p.cancel_flag,
-                    prefill_secs,
-                    decode_start: Instant::now(),
-                };
-                if row.max_tokens == 0 {
-                    finish(row, FinishReason::Length, on_event)?;
-                } else {
-                    self.rows.push(row);
+            let shared = shared.min(p.prompt.len() - 1);
+            let (cache, done) = match prefix {
+                Some(c) if shared > 0 => (c.fork(shared)?, shared),
+                _ => (self.model.new_cache(), 0),
+            };
+            cached.push((p, cache, done));
+        }
+        // Passes of up to PREFILL_TOKENS new tokens, in joining order.
+        while !cached.is_empty() {
+            let mut take = 0;
+            let mut tokens = 0;
+            for (p, _, done) in &cached {
+                let new = p.prompt.len() - done;
+                if take > 0 && tokens + new > PREFILL_TOKENS {
+                    break;
                 }
+                take += 1;
+                tokens += new;
+            }
+            let mut pass: Vec<(Pending<'a>, Cache, usize)> = cached.drain(..take).collect();
+            let start = Instant::now();
+            let logits: Vec<Vec<f32>> = if let [(p, cache, done)] = pass.as_mut_slice() {
+                // One prompt: the plain cached pass, exactly what a lone generation runs.
+                let x = Tensor::new(&p.prompt[*done..], &self.device)?.unsqueeze(0)?;
+                vec![self.model.forward_last(&x, Some(cache))?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?]
+            } else {
+                let ids: Vec<u32> = pass.iter().flat_map(|(p, _, done)| p.prompt[*done..].iter().copied()).collect();
+                let lens: Vec<usize> = pass.iter().map(|(p, _, done)| p.prompt.len() - done).collect();
+                let mut refs: Vec<&mut Cache> = pass.iter_mut().map(|(_, c, _)| c).collect();
+                self.model.forward_segments(&ids, &lens, &mut refs)?.to_dtype(DType::F32)?.to_vec2()?
+            };
+            let secs = start.elapsed().as_secs_f64();
+            for ((p, cache, done), logits) in pass.into_iter().zip(logits) {
+                self.remember(&p.prompt, &cache)?;
+                self.admit(p, logits, cache, done, secs, on_event)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep a copy of a prefilled prompt's cache (see [`Engine::keep_prompts`]); entries it
+    /// extends are dropped, then the least recently used until the store fits.
+    fn remember(&mut self, prompt: &[u32], cache: &Cache) -> Result<()> {
+        if prompt.len() > self.store_tokens {
+            return Ok(());
+        }
+        self.store.retain(|c| !prompt.starts_with(c.tokens()));
+        self.store.push(PromptCache::from_parts(prompt.to_vec(), cache.fork()?));
+        let mut total: usize = self.store.iter().map(|c| c.tokens().len()).sum();
+        while total > self.store_tokens {
+            total -= self.store.remove(0).tokens().len();
+        }
+        Ok(())
+    }
+
+    /// The rows of a prefilled prompt start: each gets the prompt's next-token logits and a cache
+    /// (the last row takes `cache`, the others a private copy).
+    fn admit(
+        &mut self,
+        p: Pending<'a>,
+        logits: Vec<f32>,
+        mut cache: Cache,
+        cached_tokens: usize,
+        prefill_secs: f64,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<()> {
+        let n = p.rows.len();
+        for (k, (id, sampling, cancelled)) in p.rows.into_iter().enumerate() {
+            let row = Row {
+                id,
+                sampler: Sampler::new(sampling),
+                stream: TokenStream::new(self.tokenizer, true),
+                filter: StopFilter::new(&p.params.stop),
+                all: p.prompt.clone(),
+                prompt_tokens: p.prompt.len(),
+                cached_tokens,
+                out: Vec::new(),
+                max_tokens: p.params.max_tokens,
+                no_cache: p.params.no_cache,
+                full_context: p.params.full_context,
+                cache: if k + 1 == n { std::mem::take(&mut cache) } else { cache.fork()? },
+                logits: logits.clone(),
+                cancelled,
+                cancel_flag: p.cancel_flag,
+                prefill_secs,
+                decode_start: Instant::now(),
+            };
+            if row.max_tokens == 0 {
+                finish(row, FinishReason::Length, on_event)?;
+            } else {
+                self.rows.push(row);
             }
         }
         Ok(())
@@ -338,6 +436,7 @@ fn finish(mut row: Row<'_>, mut reason: FinishReason, on_event: &mut dyn FnMut(E
         tokens: row.out,
         finish_reason: reason,
         prompt_tokens: row.prompt_tokens,
+        cached_tokens: row.cached_tokens,
         prefill_secs: row.prefill_secs,
         decode_secs: row.decode_start.elapsed().as_secs_f64(),
     };

@@ -79,6 +79,8 @@ pub struct Generation {
     pub tokens: Vec<u32>,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
+    /// Prompt positions taken from a cached prefix instead of computed.
+    pub cached_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
 }
@@ -91,6 +93,7 @@ impl Generation {
             tokens: Vec::new(),
             finish_reason: FinishReason::Cancelled,
             prompt_tokens,
+            cached_tokens: 0,
             prefill_secs: 0.0,
             decode_secs: 0.0,
         }
@@ -240,6 +243,11 @@ impl PromptCache {
             model.forward_hidden(&Tensor::new(tokens, device)?.unsqueeze(0)?, Some(&mut cache))?;
         }
         Ok(Self { tokens: tokens.to_vec(), cache })
+    }
+
+    /// A prefix already run: `cache` holds exactly `tokens`' positions.
+    pub(crate) fn from_parts(tokens: Vec<u32>, cache: Cache) -> Self {
+        Self { tokens, cache }
     }
 
     /// The prefix's tokens.

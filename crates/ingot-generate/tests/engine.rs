@@ -62,10 +62,50 @@ fn check_rows_against_alone(name: &str, model: &Model, tolerance: f32) {
     }
 }
 
+/// Several prompts prefilled in one pass (segments of 5, 1 and 9 tokens, continuing caches of
+/// 0, 6 and 2 positions): each segment's last logits and cache as when it runs alone.
+fn check_segments_against_alone(name: &str, model: &Model, tolerance: f32) {
+    let vocab = model.vocab_size() as u32;
+    let ids = |n: usize, salt: u32| -> Vec<u32> { (0..n as u32).map(|i| (i * 11 + salt) % vocab).collect() };
+    let mut caches: Vec<ingot_models::Cache> = [0usize, 6, 2]
+        .iter()
+        .map(|&past| {
+            let mut c = model.new_cache();
+            if past > 0 {
+                last_logits(model, &ids(past, 3), &mut c);
+            }
+            c
+        })
+        .collect();
+    let segments = [ids(5, 1), ids(1, 2), ids(9, 4)];
+    let mut alone_caches: Vec<ingot_models::Cache> = caches.iter().map(|c| c.fork().unwrap()).collect();
+    let alone: Vec<Vec<f32>> = segments.iter().zip(&mut alone_caches).map(|(s, c)| last_logits(model, s, c)).collect();
+    let flat: Vec<u32> = segments.concat();
+    let lens: Vec<usize> = segments.iter().map(Vec::len).collect();
+    let mut refs: Vec<&mut ingot_models::Cache> = caches.iter_mut().collect();
+    let together: Vec<Vec<f32>> = model.forward_segments(&flat, &lens, &mut refs).unwrap().to_vec2().unwrap();
+    for (r, (a, b)) in alone.iter().zip(&together).enumerate() {
+        let scale = a.iter().fold(1f32, |m, x| m.max(x.abs()));
+        let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= tolerance * scale, "{name}: segment {r} differs by {diff}");
+    }
+    assert_eq!(caches.iter().map(|c| c.len()).collect::<Vec<_>>(), vec![5, 7, 11], "{name}");
+    // The caches hold what the lone runs put there: one more token decodes alike.
+    for (r, (c, a)) in caches.iter_mut().zip(&mut alone_caches).enumerate() {
+        let (x, y) = (last_logits(model, &[7], c), last_logits(model, &[7], a));
+        let diff = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(diff <= tolerance * x.iter().fold(1f32, |m, v| m.max(v.abs())), "{name}: cache {r} differs by {diff}");
+    }
+    // Segments that do not cover the tokens are refused.
+    let mut refs: Vec<&mut ingot_models::Cache> = caches.iter_mut().collect();
+    assert!(model.forward_segments(&flat, &[5, 1, 8], &mut refs).is_err());
+}
+
 #[test]
 fn rows_at_different_positions_get_the_logits_they_get_alone() {
     for (name, p) in tiny_pipelines() {
         check_rows_against_alone(name, &p.model, 1e-4);
+        check_segments_against_alone(name, &p.model, 1e-4);
     }
 }
 
@@ -74,6 +114,7 @@ fn rows_at_different_positions_on_the_default_model() {
     let Some(path) = ingot_test_support::real_model() else { return };
     let p = Pipeline::load(&path, &Device::Cpu).unwrap();
     check_rows_against_alone("default model", &p.model, 1e-4);
+    check_segments_against_alone("default model", &p.model, 1e-4);
 }
 
 /// What the test asked for and what came back, per row.
@@ -191,5 +232,45 @@ fn rows_join_finish_and_leave_at_any_step() {
             }
         }
         assert!(cancelled >= 1 && slid >= 1, "{name}: {cancelled} cancelled, {slid} slid: the schedule should do both");
+    }
+}
+
+/// With the prompt store on, a prompt that begins like an earlier one computes only the rest
+/// (its generation says how many positions it took from the store), decodes what it decodes
+/// without the store, and leaves the store's copy intact for the next (a third prompt that
+/// branches off inside the first still gets the first's tokens).
+#[test]
+fn prompts_that_begin_alike_continue_from_the_prompt_store() {
+    for (name, p) in tiny_pipelines() {
+        let vocab = p.model.vocab_size() as u32;
+        let first: Vec<u32> = (0..12u32).map(|i| (i * 5 + 1) % vocab).collect();
+        let second: Vec<u32> = first[..9].iter().copied().chain([3, 4, 5]).collect();
+        let third: Vec<u32> = first[..6].iter().copied().chain([8, 9]).collect();
+        let params = GenerateParams { max_tokens: 6, ..Default::default() };
+        let run = |keep: usize| -> Vec<Generation> {
+            let mut engine = Engine::new(&p.model, &p.tokenizer, &Device::Cpu).keep_prompts(keep);
+            [&first, &second, &third]
+                .iter()
+                .map(|prompt| {
+                    engine.join(prompt, &params).unwrap();
+                    let mut done = None;
+                    engine
+                        .run(&mut |e| {
+                            if let Event::Done { generation, .. } = e {
+                                done = Some(generation);
+                            }
+                        })
+                        .unwrap();
+                    done.unwrap()
+                })
+                .collect()
+        };
+        let (with, without) = (run(4096), run(0));
+        let cached: Vec<usize> = with.iter().map(|g| g.cached_tokens).collect();
+        assert_eq!(cached, vec![0, 9, 6], "{name}");
+        assert!(without.iter().all(|g| g.cached_tokens == 0), "{name}");
+        for (a, b) in with.iter().zip(&without) {
+            assert_eq!(a.tokens, b.tokens, "{name}: the store changed a greedy generation");
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! so the inner loop is integer-to-float conversion and FMA; Σ xᵢ per block is computed once per
 //! input row and shared by all output rows.
 //!
-//! Small batches (decode, m ≤ [`FUSED_MAX_ROWS`]) run the fused kernel, parallel over output rows;
+//! Small batches (decode, m ≤ [`FUSED_MAX_BATCH`]) run the fused kernel, parallel over output rows;
 //! larger ones (prefill) dequantize W to f32 in parallel and use candle's GEMM, where the cost of
 //! expanding W once is repaid across many rows.
 //!
@@ -25,8 +25,15 @@ use rayon::prelude::*;
 /// Elements per block in every supported format.
 pub const BLOCK: usize = 32;
 
-/// Batches up to this many rows use the fused kernel; larger ones dequantize and GEMM.
+/// Rows one pass of the fused kernel holds (one accumulator each); more are done in passes.
 pub const FUSED_MAX_ROWS: usize = 8;
+
+/// Batches up to this many rows use the fused kernel (in passes of at most [`FUSED_MAX_ROWS`]);
+/// larger ones dequantize and GEMM. From `examples/qmatmul-batch` on SmolLM2-135M's shapes, 2
+/// threads, ms per call: one layer's projections at 16 rows 1.1 fused against 2.1 expanded, the
+/// tied 49k-row head 8 against 42 (expanding it is most of that); at 32 rows the layer loses
+/// (3.8 / 2.3) by more than the head gains (29 / 46).
+pub const FUSED_MAX_BATCH: usize = 16;
 
 /// Parallel tasks per thread in a matmul: enough to balance, few enough that dispatch stays cheap
 /// next to a ~20-50 µs decode matmul (SmolLM2 decode measured 62, 65 and 70 tokens/s at 1, 2, 4).
@@ -123,10 +130,14 @@ impl QMatrix {
         let blocks = k / BLOCK;
         let xsum: Vec<f32> = x.chunks(BLOCK).map(|b| b.iter().sum()).collect();
         let chunk = n.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads()).max(16);
+        // Passes of near-equal size (9 rows: 5 + 4, not 8 + 1), since a pass costs the expansion
+        // of W's row whatever its size.
+        let passes = m.div_ceil(FUSED_MAX_ROWS);
         let row_tiles = |j: usize, out: &mut [f32]| {
             // out holds the m results of output row j.
-            for r0 in (0..m).step_by(FUSED_MAX_ROWS) {
-                let rows = (m - r0).min(FUSED_MAX_ROWS);
+            for p in 0..passes {
+                let (r0, r1) = (p * m / passes, (p + 1) * m / passes);
+                let rows = r1 - r0;
                 let xs = &x[r0 * k..(r0 + rows) * k];
                 dot_rows(
                     self.format,
@@ -450,7 +461,7 @@ impl CustomOp1 for QMatMulOp {
             _ => candle_core::bail!("qmatmul: input must be f32"),
         };
         let m = x.len() / k.max(1);
-        let y = if m <= FUSED_MAX_ROWS {
+        let y = if m <= FUSED_MAX_BATCH {
             self.0.matmul(x, m)
         } else {
             // Prefill: expand W once, then one GEMM.

@@ -1,7 +1,9 @@
 //! The fused quantized matmul against its naive reference (dequantize, then f32 matmul in f64
 //! accumulation), on random blocks and odd sizes, for every format and both code paths.
 
-use ingot_kernels::qmatmul::{available_isas, dequantize_row, dot_rows_isa, QFormat, QMatrix, BLOCK, FUSED_MAX_ROWS};
+use ingot_kernels::qmatmul::{
+    available_isas, dequantize_row, dot_rows_isa, QFormat, QMatrix, BLOCK, FUSED_MAX_BATCH, FUSED_MAX_ROWS,
+};
 mod common;
 
 use common::random_matrix;
@@ -74,15 +76,13 @@ fn fused_and_gemm_paths_match_reference() {
         // Odd output counts (not multiples of the 16-row task chunk), k of 1 and 37 blocks.
         for &(n, k) in &[(1, 32), (7, 64), (33, 1184), (50, 96)] {
             let w = random_matrix(format, n, k, &mut rng);
-            for m in [1, 3, FUSED_MAX_ROWS, FUSED_MAX_ROWS + 1, 13] {
+            // One pass, passes of equal and unequal size, the op's last fused batch and its first GEMM.
+            for m in [1, 3, FUSED_MAX_ROWS, FUSED_MAX_ROWS + 1, 13, FUSED_MAX_BATCH, FUSED_MAX_BATCH + 1] {
                 let x: Vec<f32> = (0..m * k).map(|_| rng.random_range(-2.0..2.0)).collect();
-                let got = if m <= FUSED_MAX_ROWS {
-                    w.matmul(&x, m)
-                } else {
-                    let xt = candle_core::Tensor::from_slice(&x, (m, k), &candle_core::Device::Cpu).unwrap();
-                    ingot_kernels::qmatmul(&xt, &w).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
-                };
-                check(&w, &x, m, &got);
+                check(&w, &x, m, &w.matmul(&x, m));
+                let xt = candle_core::Tensor::from_slice(&x, (m, k), &candle_core::Device::Cpu).unwrap();
+                let op = ingot_kernels::qmatmul(&xt, &w).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                check(&w, &x, m, &op);
             }
         }
     }

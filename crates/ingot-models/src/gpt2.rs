@@ -88,17 +88,24 @@ impl Block {
         let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
         let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
         let y = match cache {
-            Kv::Rows(caches) => {
-                // Each row against its own cache: one query per row.
-                if t != 1 || caches.len() != b {
-                    candle_core::bail!("row-wise decoding takes one new token for each of the {} rows", caches.len())
+            Kv::Segments { caches, lens } => {
+                // Each sequence against its own cache.
+                if b != 1 || caches.len() != lens.len() || lens.iter().sum::<usize>() != t {
+                    candle_core::bail!("segments {lens:?} for {} caches do not cover the {t} new tokens", caches.len())
                 }
-                let mut ys = Vec::with_capacity(b);
-                for (r, cache) in caches.iter_mut().enumerate() {
-                    let (k, v) = cache.append(&k.narrow(0, r, 1)?, &v.narrow(0, r, 1)?)?;
-                    ys.push(causal_attention_with_dropout(&q.narrow(0, r, 1)?, &k, &v, Some(&self.attn_dropout))?);
+                let mut ys = Vec::with_capacity(lens.len());
+                let mut start = 0;
+                for (cache, &len) in caches.iter_mut().zip(lens.iter()) {
+                    let (k, v) = cache.append(&k.narrow(2, start, len)?, &v.narrow(2, start, len)?)?;
+                    ys.push(causal_attention_with_dropout(
+                        &q.narrow(2, start, len)?,
+                        &k,
+                        &v,
+                        Some(&self.attn_dropout),
+                    )?);
+                    start += len;
                 }
-                Tensor::cat(&ys, 0)?
+                Tensor::cat(&ys, 2)?
             }
             Kv::One(cache) => {
                 let (k, v) = cache.append(&k, &v)?;
@@ -211,16 +218,29 @@ impl Gpt2 {
         self.ln_f.forward(&x)
     }
 
-    /// One new token per row, each row at its own position in its own cache (`caches[row]`
-    /// holds that row's per-layer caches): ids (B, 1) → final hidden states (B, 1, C).
-    pub fn forward_rows(&self, ids: &Tensor, caches: &mut [&mut [KvCache]]) -> candle_core::Result<Tensor> {
-        let positions: Vec<u32> = caches.iter().map(|c| c.first().map_or(0, KvCache::len) as u32).collect();
+    /// Sequences side by side in one row (see [`Kv::Segments`]): `lens[i]` of the new tokens
+    /// continue `caches[i]` (that sequence's per-layer caches), positions counting on from its
+    /// length. ids (1, T) → final hidden states (1, T, C).
+    pub fn forward_segments(
+        &self,
+        ids: &Tensor,
+        lens: &[usize],
+        caches: &mut [&mut [KvCache]],
+    ) -> candle_core::Result<Tensor> {
+        let positions: Vec<u32> = caches
+            .iter()
+            .zip(lens)
+            .flat_map(|(c, &len)| {
+                let past = c.first().map_or(0, KvCache::len) as u32;
+                past..past + len as u32
+            })
+            .collect();
         let n = positions.len();
-        let pos = self.wpe.index_select(&Tensor::from_vec(positions, n, ids.device())?, 0)?.unsqueeze(1)?; // (B, 1, C)
+        let pos = self.wpe.index_select(&Tensor::from_vec(positions, n, ids.device())?, 0)?.unsqueeze(0)?; // (1, T, C)
         let mut x = self.embd_dropout.forward(&self.wte.forward(ids)?.broadcast_add(&pos)?)?;
         for (i, block) in self.blocks.iter().enumerate() {
             let mut layer_caches: Vec<&mut KvCache> = caches.iter_mut().map(|c| &mut c[i]).collect();
-            x = block.forward(&x, Kv::Rows(&mut layer_caches))?;
+            x = block.forward(&x, Kv::Segments { caches: &mut layer_caches, lens })?;
         }
         self.ln_f.forward(&x)
     }

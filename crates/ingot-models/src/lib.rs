@@ -32,8 +32,10 @@ pub enum Kv<'a, 'b> {
     None,
     /// One cache for the whole batch (every row at the same position).
     One(&'a mut KvCache),
-    /// One cache per row, each at its own length; one new token per row.
-    Rows(&'a mut [&'b mut KvCache]),
+    /// Several sequences side by side in one row (batch 1): `lens[i]` new tokens continuing
+    /// `caches[i]`, each at its own length. Decoding many generations is one token each;
+    /// prefilling many prompts is each prompt's tokens.
+    Segments { caches: &'a mut [&'b mut KvCache], lens: &'a [usize] },
 }
 
 /// One of Ingot's architectures.
@@ -358,23 +360,47 @@ impl Model {
     /// position (its cache's length) → logits (B, V). How rows at different lengths decode as
     /// one batch: the weights are read once for all of them.
     pub fn forward_rows(&self, ids: &[u32], caches: &mut [&mut Cache]) -> Result<Tensor> {
-        if ids.len() != caches.len() || ids.is_empty() {
-            return Err(Error::Input(format!("{} new tokens for {} rows", ids.len(), caches.len())));
+        self.forward_segments(ids, &vec![1; ids.len()], caches)
+    }
+
+    /// Several sequences in one pass: `lens[i]` tokens of `ids` (back to back) continue
+    /// `caches[i]`, each at its own length. Logits of each sequence's last new position (B, V).
+    /// The linear layers run once over all the tokens (prefilling many prompts reads and expands
+    /// the weights once); attention runs sequence by sequence.
+    pub fn forward_segments(&self, ids: &[u32], lens: &[usize], caches: &mut [&mut Cache]) -> Result<Tensor> {
+        if lens.len() != caches.len() || lens.is_empty() || lens.contains(&0) || lens.iter().sum::<usize>() != ids.len()
+        {
+            return Err(Error::Input(format!(
+                "{} new tokens in segments of {lens:?} for {} caches",
+                ids.len(),
+                caches.len()
+            )));
         }
         let device = caches.iter().flat_map(|c| c.layers.iter()).find_map(KvCache::device).unwrap_or(Device::Cpu);
-        let x = Tensor::from_slice(ids, (ids.len(), 1), &device).context(|| "row token ids".into())?;
-        for c in caches.iter() {
-            self.check_fits(&x.narrow(0, 0, 1).context(|| "row ids".into())?, c.len(), true, false)?;
+        let x = Tensor::from_slice(ids, (1, ids.len()), &device).context(|| "segment token ids".into())?;
+        let mut start = 0;
+        for (c, &len) in caches.iter().zip(lens) {
+            self.check_fits(&x.narrow(1, start, len).context(|| "segment ids".into())?, c.len(), true, false)?;
+            start += len;
         }
-        self.check_fits(&x, 0, false, false)?;
         let past = caches.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
         let mut layers: Vec<&mut [KvCache]> = caches.iter_mut().map(|c| c.layers.as_mut_slice()).collect();
         let h = match self {
-            Model::Llama(m) => m.forward_rows(&x, &mut layers),
-            Model::Gpt2(m) => m.forward_rows(&x, &mut layers),
+            Model::Llama(m) => m.forward_segments(&x, lens, &mut layers),
+            Model::Gpt2(m) => m.forward_segments(&x, lens, &mut layers),
         }
-        .context(|| "row-wise forward pass".into())?;
-        let logits = self.logits(&h)?.squeeze(1).context(|| "squeezing logits".into())?;
+        .context(|| "segment-wise forward pass".into())?;
+        // Each segment's last position, (1, B, C).
+        let last: Vec<u32> = lens
+            .iter()
+            .scan(0, |end, &len| {
+                *end += len;
+                Some(*end as u32 - 1)
+            })
+            .collect();
+        let last = Tensor::from_vec(last, lens.len(), &device).context(|| "segment ends".into())?;
+        let h = h.index_select(&last, 1).context(|| "selecting each segment's last position".into())?;
+        let logits = self.logits(&h)?.squeeze(0).context(|| "squeezing logits".into())?;
         self.check_finite(&logits, &x, past)?;
         Ok(logits)
     }

@@ -95,20 +95,22 @@ impl Attention {
         let kk = kk.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
         let v = v.reshape((b, t, k, d))?.transpose(1, 2)?; // (B, K, T, D)
         let y = match (at, cache) {
-            (_, Kv::Rows(caches)) => {
-                // Each row at its own position, against its own cache: one query per row.
-                if t != 1 || caches.len() != b {
-                    candle_core::bail!("row-wise decoding takes one new token for each of the {} rows", caches.len())
+            (_, Kv::Segments { caches, lens }) => {
+                // Each sequence at its own position, against its own cache.
+                if b != 1 || caches.len() != lens.len() || lens.iter().sum::<usize>() != t {
+                    candle_core::bail!("segments {lens:?} for {} caches do not cover the {t} new tokens", caches.len())
                 }
-                let mut ys = Vec::with_capacity(b);
-                for (r, cache) in caches.iter_mut().enumerate() {
+                let mut ys = Vec::with_capacity(lens.len());
+                let mut start = 0;
+                for (cache, &len) in caches.iter_mut().zip(lens.iter()) {
                     let offset = cache.len();
-                    let q = rope.apply(&q.narrow(0, r, 1)?, offset)?;
-                    let kk = rope.apply(&kk.narrow(0, r, 1)?, offset)?;
-                    let (kk, v) = cache.append(&kk, &v.narrow(0, r, 1)?)?;
-                    ys.push(causal_attention(&q, &kk, &v)?); // (1, H, 1, D)
+                    let q = rope.apply(&q.narrow(2, start, len)?, offset)?;
+                    let kk = rope.apply(&kk.narrow(2, start, len)?, offset)?;
+                    let (kk, v) = cache.append(&kk, &v.narrow(2, start, len)?)?;
+                    ys.push(causal_attention(&q, &kk, &v)?); // (1, H, len, D)
+                    start += len;
                 }
-                Tensor::cat(&ys, 0)?
+                Tensor::cat(&ys, 2)?
             }
             (At::Offset(offset), cache) => {
                 let q = rope.apply(&q, offset)?;
@@ -309,14 +311,19 @@ impl Llama {
         self.norm.forward(&x)
     }
 
-    /// One new token per row, each row at its own position in its own cache (`caches[row]`
-    /// holds that row's per-layer caches): ids (B, 1) → final hidden states (B, 1, C). The linear
-    /// layers run once for the whole batch; attention runs row by row.
-    pub fn forward_rows(&self, ids: &Tensor, caches: &mut [&mut [KvCache]]) -> candle_core::Result<Tensor> {
-        let mut x = self.embed_tokens.forward(ids)?; // (B, 1, C)
+    /// Sequences side by side in one row (see [`Kv::Segments`]): `lens[i]` of the new tokens
+    /// continue `caches[i]` (that sequence's per-layer caches). ids (1, T) → final hidden states
+    /// (1, T, C). The linear layers run once for all the tokens; attention runs per sequence.
+    pub fn forward_segments(
+        &self,
+        ids: &Tensor,
+        lens: &[usize],
+        caches: &mut [&mut [KvCache]],
+    ) -> candle_core::Result<Tensor> {
+        let mut x = self.embed_tokens.forward(ids)?; // (1, T, C)
         for (i, layer) in self.layers.iter().enumerate() {
             let mut layer_caches: Vec<&mut KvCache> = caches.iter_mut().map(|c| &mut c[i]).collect();
-            x = layer.forward(&x, &self.rope, At::Offset(0), Kv::Rows(&mut layer_caches))?;
+            x = layer.forward(&x, &self.rope, At::Offset(0), Kv::Segments { caches: &mut layer_caches, lens })?;
         }
         self.norm.forward(&x)
     }

@@ -47,7 +47,17 @@ impl KvCache {
         if k.dims()[0] != 1 {
             candle_core::bail!("repeat_batch needs a batch-1 cache, this one has batch {}", k.dims()[0]);
         }
-        let rep = |t: &Tensor| t.narrow(2, 0, self.len)?.repeat((n, 1, 1, 1));
+        // Always a fresh buffer: candle's repeat by 1 returns a view of the same storage, which
+        // the next append (written in place) would share with the cache copied from.
+        let rep = |t: &Tensor| {
+            let used = t.narrow(2, 0, self.len)?.contiguous()?;
+            let (_, kh, len, d) = used.dims4()?;
+            let buf = Tensor::zeros((n, kh, len, d), used.dtype(), used.device())?;
+            for row in 0..n {
+                buf.slice_set(&used, 0, row)?;
+            }
+            Ok::<_, candle_core::Error>(buf)
+        };
         let (k, v) = (rep(k)?, rep(v)?);
         self.k = Some(k);
         self.v = Some(v);

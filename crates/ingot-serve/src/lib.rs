@@ -60,6 +60,9 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// Cap on prompt + completion tokens (default: the model's context).
     pub ctx: Option<usize>,
+    /// Positions of recent prompts kept for reuse by prompts that begin the same way
+    /// ([`ingot_generate::Engine::keep_prompts`]); 0 = off.
+    pub prompt_cache: usize,
 }
 
 struct AppState {
@@ -105,7 +108,7 @@ pub async fn serve_until(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let pipeline = Arc::new(pipeline);
-    let (scheduler, engine) = Scheduler::start(pipeline.clone(), cfg.parallel, cfg.queue);
+    let (scheduler, engine) = Scheduler::start(pipeline.clone(), cfg.parallel, cfg.queue, cfg.prompt_cache);
     let listener = tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)).await?;
     on_ready(listener.local_addr()?);
     let closing = scheduler.clone();

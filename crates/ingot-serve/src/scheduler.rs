@@ -47,6 +47,7 @@ pub struct Stats {
     pub requests: AtomicU64,
     pub rejected: AtomicU64,
     pub prompt_tokens: AtomicU64,
+    pub cached_prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
     pub queued: AtomicUsize,
     pub busy_rows: AtomicUsize,
@@ -72,6 +73,12 @@ impl Stats {
             g(&self.rejected).to_string(),
         );
         metric("prompt_tokens_total", "counter", "Prompt tokens processed.", g(&self.prompt_tokens).to_string());
+        metric(
+            "prompt_tokens_cached_total",
+            "counter",
+            "Prompt tokens taken from the prompt cache instead of computed.",
+            g(&self.cached_prompt_tokens).to_string(),
+        );
         metric("completion_tokens_total", "counter", "Tokens generated.", g(&self.completion_tokens).to_string());
         metric("queue_length", "gauge", "Requests waiting for a row.", self.queued.load(Ordering::Relaxed).to_string());
         metric("busy_rows", "gauge", "Rows generating now.", self.busy_rows.load(Ordering::Relaxed).to_string());
@@ -117,11 +124,12 @@ impl Drop for JobGuard {
 
 impl Scheduler {
     /// Start the engine thread over `pipeline`: at most `parallel` rows at once, `queue_capacity`
-    /// requests waiting.
+    /// requests waiting, `prompt_cache` positions of recent prompts kept for reuse.
     pub fn start(
         pipeline: Arc<Pipeline>,
         parallel: usize,
         queue_capacity: usize,
+        prompt_cache: usize,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Stats::default());
@@ -129,7 +137,7 @@ impl Scheduler {
         let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("ingot-engine".into())
-            .spawn(move || run(&pipeline, rx, parallel.max(1), &thread_stats))
+            .spawn(move || run(&pipeline, rx, parallel.max(1), prompt_cache, &thread_stats))
             .expect("the engine thread starts");
         (Self { tx, next: Arc::new(AtomicU64::new(1)), stats, queue_capacity, closing }, handle)
     }
@@ -175,8 +183,9 @@ struct Running {
     first_token: bool,
 }
 
-fn run(p: &Pipeline, rx: Receiver<Command>, parallel: usize, stats: &Stats) {
-    let mut engine = Engine::new(&p.model, &p.tokenizer, &p.device);
+fn run(p: &Pipeline, rx: Receiver<Command>, parallel: usize, prompt_cache: usize, stats: &Stats) {
+    let new_engine = || Engine::new(&p.model, &p.tokenizer, &p.device).keep_prompts(prompt_cache);
+    let mut engine = new_engine();
     let mut waiting: VecDeque<(u64, Job)> = VecDeque::new();
     let mut owners: HashMap<RowId, Owner> = HashMap::new();
     let mut running: HashMap<u64, Running> = HashMap::new();
@@ -255,6 +264,9 @@ fn run(p: &Pipeline, rx: Receiver<Command>, parallel: usize, stats: &Stats) {
                     // Before the client hears: the row is free once its result is out.
                     stats.busy_rows.fetch_sub(1, Ordering::SeqCst);
                     stats.completion_tokens.fetch_add(generation.tokens.len() as u64, Ordering::Relaxed);
+                    if o.choice == 0 {
+                        stats.cached_prompt_tokens.fetch_add(generation.cached_tokens as u64, Ordering::Relaxed);
+                    }
                     if let Some(r) = running.get_mut(&o.job) {
                         let _ = r.events.send(JobEvent::Done { choice: o.choice, generation });
                         r.rows.retain(|&x| x != row);
@@ -273,7 +285,7 @@ fn run(p: &Pipeline, rx: Receiver<Command>, parallel: usize, stats: &Stats) {
                 let _ = r.events.send(JobEvent::Failed(e.to_string()));
             }
             owners.clear();
-            engine = Engine::new(&p.model, &p.tokenizer, &p.device);
+            engine = new_engine();
         }
         for id in gone {
             if let Some(r) = running.get(&id) {

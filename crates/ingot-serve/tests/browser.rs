@@ -134,6 +134,7 @@ fn the_chat_page_streams_an_answer_and_stops_a_long_one() {
         max_tokens: 512,
         body_limit: 1 << 20,
         ctx: None,
+        prompt_cache: 4096,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

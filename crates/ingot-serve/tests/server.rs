@@ -59,6 +59,7 @@ impl Server {
             max_tokens: 40,
             body_limit: 64 << 10,
             ctx: None,
+            prompt_cache: 4096,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -272,6 +273,13 @@ fn completions_stream_and_batch_give_the_same_text_as_a_lone_generation() {
     assert_eq!(post(addr, "/detokenize", &json!({"tokens": tokens})).json()["content"], "hello");
     let metrics = send(addr, "GET", "/metrics", &[], b"").body;
     assert!(metrics.contains("ingot_requests_total") && metrics.contains("ingot_busy_rows 0"), "{metrics}");
+    // The repeated prompts above continued from the prompt cache (and still gave equal text).
+    let cached: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ingot_prompt_tokens_cached_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cached-prompt counter in {metrics}"));
+    assert!(cached > 0, "{metrics}");
     let page = send(addr, "GET", "/", &[], b"");
     assert!(page.status == 200 && page.body.contains("/v1/chat/completions"));
     server.stop();
@@ -366,7 +374,11 @@ fn a_full_queue_is_refused_and_disconnected_clients_free_their_rows() {
     let refused: Vec<&Reply> = replies.iter().filter(|r| r.status == 503).collect();
     assert!(!refused.is_empty(), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
     assert!(refused.iter().all(|r| r.header("retry-after").is_some() && r.json()["error"]["type"] == "server_busy"));
-    assert!(replies.iter().all(|r| r.status == 200 || r.status == 503));
+    assert!(
+        replies.iter().all(|r| r.status == 200 || r.status == 503),
+        "{:?}",
+        replies.iter().map(|r| (r.status, r.body.clone())).collect::<Vec<_>>()
+    );
     assert!(idle(addr));
     let metrics = send(addr, "GET", "/metrics", &[], b"").body;
     assert!(!metrics.contains("ingot_requests_rejected_total 0\n"), "{metrics}");

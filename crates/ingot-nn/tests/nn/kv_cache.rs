@@ -111,6 +111,25 @@ fn repeat_batch_shares_a_prefix_across_rows() {
     assert!(err.to_string().contains("batch-1"), "{err}");
 }
 
+/// A copy (`repeat_batch(1)` on a clone, as `Cache::fork` makes) extended inside the original's
+/// capacity writes its own buffer: the original keeps its positions. With the buffer exactly
+/// full (64 positions) candle's repeat by 1 handed back the same storage.
+#[test]
+fn a_copy_extended_in_place_leaves_the_original_alone() {
+    for len in [64, 40] {
+        let mut original = KvCache::new();
+        let (k0, v0) = (kv(1, len, 21), kv(1, len, 22));
+        original.append(&k0, &v0).expect("append");
+        let mut copy = original.clone();
+        copy.repeat_batch(1).expect("copy");
+        copy.truncate(3);
+        copy.append(&kv(1, 4, 23), &kv(1, 4, 24)).expect("append to the copy");
+        let (k, v) = original.append(&kv(1, 0, 25), &kv(1, 0, 26)).expect("read the original");
+        same(&k, &k0, "the original's keys");
+        same(&v, &v0, "the original's values");
+    }
+}
+
 #[test]
 fn a_differently_shaped_append_starts_over() {
     // New rows or another head layout cannot extend the old history: the cache restarts.
