@@ -21,6 +21,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use ingot_models::{Cache, Model};
 use ingot_tokenizer::{TokenStream, Tokenizer};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::generate::{FinishReason, FullContext, GenerateParams, Generation, PromptCache, StopFilter};
@@ -191,12 +192,13 @@ impl<'a> Engine<'a> {
         let eos = self.tokenizer.eos_ids();
         let mut finished: Vec<(usize, FinishReason)> = Vec::new();
         let mut go_on: Vec<usize> = Vec::new();
-        for (i, row) in self.rows.iter_mut().enumerate() {
+        // Every row's next token, the rows in parallel (a draw reads the whole vocabulary).
+        let nexts: Vec<u32> = self.rows.par_iter_mut().map(|row| row.sampler.sample(&row.logits, &row.all)).collect();
+        for ((i, row), next) in self.rows.iter_mut().enumerate().zip(nexts) {
             if row.cancelled || row.cancel_flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
                 finished.push((i, FinishReason::Cancelled));
                 continue;
             }
-            let next = row.sampler.sample(&row.logits, &row.all);
             if eos.contains(&next) {
                 finished.push((i, FinishReason::Eos));
                 continue;

@@ -166,12 +166,12 @@ impl Sampler {
     fn draw_all(&mut self, logits: &[f32]) -> u32 {
         let max = logits.iter().copied().filter(|l| !l.is_nan()).fold(f32::NEG_INFINITY, f32::max) as f64;
         let t = self.params.temperature;
-        let weight = |l: f32| if l.is_nan() { 0.0 } else { ((l as f64 - max) / t).exp() };
-        let total: f64 = logits.iter().map(|&l| weight(l)).sum();
+        let weights: Vec<f64> =
+            logits.iter().map(|&l| if l.is_nan() { 0.0 } else { ((l as f64 - max) / t).exp() }).collect();
+        let total: f64 = weights.iter().sum();
         let mut r = self.rng.random::<f64>() * total;
         let mut last = argmax(logits);
-        for (i, &l) in logits.iter().enumerate() {
-            let w = weight(l);
+        for (i, &w) in weights.iter().enumerate() {
             if w > 0.0 {
                 last = i as u32;
                 r -= w;

@@ -5,12 +5,16 @@
 //! - [`qmatmul`]: quantized-weight × f32-activation matrix product (Q4_0, Q4_1, Q8_0), with the
 //!   input gradient; [`candle_qmatmul`]: candle's kernel (every GGML format) with the same.
 //! - [`softmax`]: attention's scaled, masked softmax in one pass, with its backward.
+//! - [`attention`]: the decode step's attention, one new query per sequence against its own
+//!   cache, for many sequences in one parallel call (inference only).
 //! - [`quantize`]: f32 → Q4_0, Q4_1, Q8_0 blocks, byte for byte ggml's reference quantizers.
 
+pub mod attention;
 pub mod qmatmul;
 pub mod quantize;
 pub mod softmax;
 
+pub use attention::decode_attention;
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
 pub use quantize::{quantize_matrix, quantize_row};
 pub use softmax::masked_softmax;

@@ -30,10 +30,10 @@ pub const FUSED_MAX_ROWS: usize = 8;
 
 /// Batches up to this many rows use the fused kernel (in passes of at most [`FUSED_MAX_ROWS`]);
 /// larger ones dequantize and GEMM. From `examples/qmatmul-batch` on SmolLM2-135M's shapes, 2
-/// threads, ms per call: one layer's projections at 16 rows 1.1 fused against 2.1 expanded, the
-/// tied 49k-row head 8 against 42 (expanding it is most of that); at 32 rows the layer loses
-/// (3.8 / 2.3) by more than the head gains (29 / 46).
-pub const FUSED_MAX_BATCH: usize = 16;
+/// threads, ms per call: one layer's projections at 16 rows 1.3 fused against 1.6 expanded, the
+/// tied 49k-row head 5.9 against 38 (expanding it is most of that); at 32 rows the layer is even
+/// (2.1 / 2.1) and the head still gains (17 / 41); at 64 the layer loses (4.4 / 3.1).
+pub const FUSED_MAX_BATCH: usize = 32;
 
 /// Parallel tasks per thread in a matmul: enough to balance, few enough that dispatch stays cheap
 /// next to a ~20-50 µs decode matmul (SmolLM2 decode measured 62, 65 and 70 tokens/s at 1, 2, 4).
@@ -163,11 +163,11 @@ impl QMatrix {
                     row_tiles(c * chunk + i, out);
                 }
             });
-            for j in 0..n {
-                for r in 0..m {
-                    y[r * n + j] = yt[j * m + r];
+            y.par_chunks_mut(n).enumerate().for_each(|(r, yr)| {
+                for (j, v) in yr.iter_mut().enumerate() {
+                    *v = yt[j * m + r];
                 }
-            }
+            });
         }
         y
     }
@@ -332,14 +332,35 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
     }
 
+    /// The row count as a constant, so the accumulators live in registers.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
-        let rows = out.len();
-        debug_assert!(rows <= FUSED_MAX_ROWS);
+        match out.len() {
+            1 => dot_rows_n::<1>(format, wrow, x, xsum, k, out),
+            2 => dot_rows_n::<2>(format, wrow, x, xsum, k, out),
+            3 => dot_rows_n::<3>(format, wrow, x, xsum, k, out),
+            4 => dot_rows_n::<4>(format, wrow, x, xsum, k, out),
+            5 => dot_rows_n::<5>(format, wrow, x, xsum, k, out),
+            6 => dot_rows_n::<6>(format, wrow, x, xsum, k, out),
+            7 => dot_rows_n::<7>(format, wrow, x, xsum, k, out),
+            _ => dot_rows_n::<8>(format, wrow, x, xsum, k, out),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_rows_n<const R: usize>(
+        format: QFormat,
+        wrow: &[u8],
+        x: &[f32],
+        xsum: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        debug_assert!(out.len() == R && R <= FUSED_MAX_ROWS);
         let bb = format.block_bytes();
         let blocks = k / BLOCK;
-        let mut acc = [_mm256_setzero_ps(); FUSED_MAX_ROWS];
-        let mut min_acc = [0f32; FUSED_MAX_ROWS];
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut min_acc = [0f32; R];
         let mask = _mm_set1_epi8(0x0F);
         for b in 0..blocks {
             let block = &wrow[b * bb..(b + 1) * bb];
@@ -358,22 +379,23 @@ mod avx2 {
                     [i8x8(p), i8x8(p.add(8)), i8x8(p.add(16)), i8x8(p.add(24))]
                 }
             };
+            // Scaled once per block, shared by every row.
+            let q = [_mm256_mul_ps(q[0], d), _mm256_mul_ps(q[1], d), _mm256_mul_ps(q[2], d), _mm256_mul_ps(q[3], d)];
             let min = match format {
                 QFormat::Q4_0 => -8.0 * f16_at(block, 0),
                 QFormat::Q4_1 => f16_at(block, 2),
                 QFormat::Q8_0 => 0.0,
             };
-            for r in 0..rows {
+            for r in 0..R {
                 let xp = x.as_ptr().add(r * k + b * BLOCK);
-                let mut s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xp));
-                s = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xp.add(8)), s);
-                s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xp.add(16)), s);
-                s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp.add(24)), s);
-                acc[r] = _mm256_fmadd_ps(d, s, acc[r]);
+                let mut a = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(xp), acc[r]);
+                a = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xp.add(8)), a);
+                a = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xp.add(16)), a);
+                acc[r] = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp.add(24)), a);
                 min_acc[r] += min * xsum[r * blocks + b];
             }
         }
-        for r in 0..rows {
+        for r in 0..R {
             out[r] = hsum(acc[r]) + min_acc[r];
         }
     }
@@ -384,15 +406,36 @@ mod avx512 {
     use super::{f16_at, QFormat, BLOCK, FUSED_MAX_ROWS};
     use std::arch::x86_64::*;
 
-    /// 16 lanes: a block is two vectors, so half the conversions and FMAs of the AVX2 path.
+    /// 16 lanes: a block is two vectors, so half the conversions and FMAs of the AVX2 path. The
+    /// row count as a constant, so the accumulators live in registers.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
-        let rows = out.len();
-        debug_assert!(rows <= FUSED_MAX_ROWS);
+        match out.len() {
+            1 => dot_rows_n::<1>(format, wrow, x, xsum, k, out),
+            2 => dot_rows_n::<2>(format, wrow, x, xsum, k, out),
+            3 => dot_rows_n::<3>(format, wrow, x, xsum, k, out),
+            4 => dot_rows_n::<4>(format, wrow, x, xsum, k, out),
+            5 => dot_rows_n::<5>(format, wrow, x, xsum, k, out),
+            6 => dot_rows_n::<6>(format, wrow, x, xsum, k, out),
+            7 => dot_rows_n::<7>(format, wrow, x, xsum, k, out),
+            _ => dot_rows_n::<8>(format, wrow, x, xsum, k, out),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_rows_n<const R: usize>(
+        format: QFormat,
+        wrow: &[u8],
+        x: &[f32],
+        xsum: &[f32],
+        k: usize,
+        out: &mut [f32],
+    ) {
+        debug_assert!(out.len() == R && R <= FUSED_MAX_ROWS);
         let bb = format.block_bytes();
         let blocks = k / BLOCK;
-        let mut acc = [_mm512_setzero_ps(); FUSED_MAX_ROWS];
-        let mut min_acc = [0f32; FUSED_MAX_ROWS];
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut min_acc = [0f32; R];
         let mask = _mm_set1_epi8(0x0F);
         for b in 0..blocks {
             let block = &wrow[b * bb..(b + 1) * bb];
@@ -413,15 +456,16 @@ mod avx512 {
                     (_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), 0.0)
                 }
             };
-            for r in 0..rows {
+            // Scaled once per block, shared by every row.
+            let (q0, q1) = (_mm512_mul_ps(q0, d), _mm512_mul_ps(q1, d));
+            for r in 0..R {
                 let xp = x.as_ptr().add(r * k + b * BLOCK);
-                let s = _mm512_mul_ps(q0, _mm512_loadu_ps(xp));
-                let s = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xp.add(16)), s);
-                acc[r] = _mm512_fmadd_ps(d, s, acc[r]);
+                let a = _mm512_fmadd_ps(q0, _mm512_loadu_ps(xp), acc[r]);
+                acc[r] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xp.add(16)), a);
                 min_acc[r] += min * xsum[r * blocks + b];
             }
         }
-        for r in 0..rows {
+        for r in 0..R {
             out[r] = _mm512_reduce_add_ps(acc[r]) + min_acc[r];
         }
     }

@@ -9,7 +9,7 @@
 //! Dimension legend: B batch, T new positions, C hidden size, H query heads, K key/value heads,
 //! D head dim, F MLP width, V vocabulary.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use ingot_core::{CandleContext, Result};
 use std::sync::Arc;
 
@@ -100,6 +100,20 @@ impl Attention {
                 if b != 1 || caches.len() != lens.len() || lens.iter().sum::<usize>() != t {
                     candle_core::bail!("segments {lens:?} for {} caches do not cover the {t} new tokens", caches.len())
                 }
+                if lens.iter().all(|&n| n == 1) && q.dtype() == DType::F32 && !q.track_op() {
+                    // The decode step: every sequence's rotation in one call, the cache appends,
+                    // then one fused attention over all the caches.
+                    let positions: Vec<u32> = caches.iter().map(|c| c.len() as u32).collect();
+                    let q = rope.apply_at(&q, &positions)?;
+                    let kk = rope.apply_at(&kk, &positions)?;
+                    let mut kv = Vec::with_capacity(caches.len());
+                    for (r, cache) in caches.iter_mut().enumerate() {
+                        kv.push(cache.append(&kk.narrow(2, r, 1)?, &v.narrow(2, r, 1)?)?);
+                    }
+                    let y = ingot_kernels::decode_attention(&q, &kv, 1.0 / (d as f32).sqrt())?; // (1, H, B, D)
+                    let y = y.transpose(1, 2)?.reshape((b, t, h * d))?;
+                    return self.o_proj.forward(&y);
+                }
                 let mut ys = Vec::with_capacity(lens.len());
                 let mut start = 0;
                 for (cache, &len) in caches.iter_mut().zip(lens.iter()) {
@@ -115,11 +129,22 @@ impl Attention {
             (At::Offset(offset), cache) => {
                 let q = rope.apply(&q, offset)?;
                 let kk = rope.apply(&kk, offset)?;
+                let cached = matches!(cache, Kv::One(_));
                 let (kk, v) = match cache {
                     Kv::One(cache) => cache.append(&kk, &v)?, // (B, K, S, D)
                     _ => (kk, v),
                 };
-                causal_attention(&q, &kk, &v)? // (B, H, T, D)
+                if cached && t == 1 && q.dtype() == DType::F32 && !q.track_op() {
+                    // One new token per row: the decode kernel, as the segment path runs it, so a
+                    // generation decodes alike alone and inside a batch of others.
+                    let kv = (0..b)
+                        .map(|r| Ok((kk.narrow(0, r, 1)?, v.narrow(0, r, 1)?)))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    ingot_kernels::decode_attention(&q.transpose(0, 2)?, &kv, 1.0 / (d as f32).sqrt())?
+                        .transpose(0, 2)?
+                } else {
+                    causal_attention(&q, &kk, &v)? // (B, H, T, D)
+                }
             }
             (At::Packed { positions, mask }, _) => {
                 let q = rope.apply_positions(&q, positions)?;

@@ -135,6 +135,18 @@ impl Rope {
         }
     }
 
+    /// Rotate x (B, H, T, D) whose T columns sit at `positions` (one each: the decode step of T
+    /// sequences at their own lengths, laid side by side). Inference only (the fused kernels).
+    pub fn apply_at(&self, x: &Tensor, positions: &[u32]) -> candle_core::Result<Tensor> {
+        let ids = Tensor::new(positions, x.device())?;
+        let cos = self.cos.index_select(&ids, 0)?.to_dtype(x.dtype())?;
+        let sin = self.sin.index_select(&ids, 0)?.to_dtype(x.dtype())?;
+        match self.layout {
+            RopeLayout::Halves => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin),
+            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x.contiguous()?, &cos, &sin),
+        }
+    }
+
     /// Rotate x (B, H, T, D) whose positions are given per row, `positions` (B, T) u32 (packed
     /// sequences restart at 0 for each example). Composed of differentiable ops.
     pub fn apply_positions(&self, x: &Tensor, positions: &Tensor) -> candle_core::Result<Tensor> {
