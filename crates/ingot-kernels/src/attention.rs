@@ -14,6 +14,8 @@
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::qmatmul::dot_f32;
+
 /// A cached key or value tensor (1, K, S, D) f32, read in place.
 struct View<'a> {
     data: &'a [f32],
@@ -80,7 +82,7 @@ pub fn decode_attention(q: &Tensor, kv: &[(Tensor, Tensor)], scale: f32) -> Resu
         let (keys, values) = &views[seq];
         let g = head / group;
         let qv = &q[task * d..(task + 1) * d];
-        let mut scores: Vec<f32> = (0..keys.positions).map(|j| scale * dot(keys.row(g, j, d), qv)).collect();
+        let mut scores: Vec<f32> = (0..keys.positions).map(|j| scale * dot_f32(keys.row(g, j, d), qv)).collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut total = 0f32;
         for s in &mut scores {
@@ -97,20 +99,4 @@ pub fn decode_attention(q: &Tensor, kv: &[(Tensor, Tensor)], scale: f32) -> Resu
     drop(views);
     drop(guards);
     Tensor::from_vec(out, (1, h, b, d), kv[0].0.device())
-}
-
-/// Σ aᵢbᵢ over 16 independent partial sums, so the compiler can keep them in one vector register
-/// (a single running sum is a chain it may not reorder, and stays scalar).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let split = a.len().min(b.len()) / LANES * LANES;
-    let mut acc = [0f32; LANES];
-    for (x, y) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }

@@ -25,8 +25,9 @@ use rayon::prelude::*;
 /// Elements per block in every supported format.
 pub const BLOCK: usize = 32;
 
-/// Rows one pass of the fused kernel holds (one accumulator each); more are done in passes.
-pub const FUSED_MAX_ROWS: usize = 8;
+/// Rows one pass of the fused kernel holds (one accumulator register each: 16 of AVX-512's 32;
+/// the AVX2 path, with 16 registers in all, splits a pass in two); more are done in passes.
+pub const FUSED_MAX_ROWS: usize = 16;
 
 /// Batches up to this many rows use the fused kernel (in passes of at most [`FUSED_MAX_ROWS`]);
 /// larger ones dequantize and GEMM. From `examples/qmatmul-batch` on SmolLM2-135M's shapes, 2
@@ -305,7 +306,7 @@ pub fn dot_rows_scalar(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k:
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{f16_at, QFormat, BLOCK, FUSED_MAX_ROWS};
+    use super::{f16_at, QFormat, BLOCK};
     use std::arch::x86_64::*;
 
     #[inline]
@@ -332,9 +333,18 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
     }
 
-    /// The row count as a constant, so the accumulators live in registers.
+    /// The row count as a constant, so the accumulators live in registers: at most 8 (of 16
+    /// registers), so more rows run as two halves.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
+        if out.len() > 8 {
+            let half = out.len() / 2;
+            let blocks = k / BLOCK;
+            let (a, b) = out.split_at_mut(half);
+            dot_rows(format, wrow, x, xsum, k, a);
+            dot_rows(format, wrow, &x[half * k..], &xsum[half * blocks..], k, b);
+            return;
+        }
         match out.len() {
             1 => dot_rows_n::<1>(format, wrow, x, xsum, k, out),
             2 => dot_rows_n::<2>(format, wrow, x, xsum, k, out),
@@ -356,7 +366,7 @@ mod avx2 {
         k: usize,
         out: &mut [f32],
     ) {
-        debug_assert!(out.len() == R && R <= FUSED_MAX_ROWS);
+        debug_assert!(out.len() == R && R <= 8);
         let bb = format.block_bytes();
         let blocks = k / BLOCK;
         let mut acc = [_mm256_setzero_ps(); R];
@@ -403,24 +413,29 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{f16_at, QFormat, BLOCK, FUSED_MAX_ROWS};
+    use super::{dot_f32, f16_at, QFormat, BLOCK, FUSED_MAX_ROWS};
     use std::arch::x86_64::*;
 
     /// 16 lanes: a block is two vectors, so half the conversions and FMAs of the AVX2 path. The
     /// row count as a constant, so the accumulators live in registers.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
-        match out.len() {
-            1 => dot_rows_n::<1>(format, wrow, x, xsum, k, out),
-            2 => dot_rows_n::<2>(format, wrow, x, xsum, k, out),
-            3 => dot_rows_n::<3>(format, wrow, x, xsum, k, out),
-            4 => dot_rows_n::<4>(format, wrow, x, xsum, k, out),
-            5 => dot_rows_n::<5>(format, wrow, x, xsum, k, out),
-            6 => dot_rows_n::<6>(format, wrow, x, xsum, k, out),
-            7 => dot_rows_n::<7>(format, wrow, x, xsum, k, out),
-            _ => dot_rows_n::<8>(format, wrow, x, xsum, k, out),
+        macro_rules! by_rows {
+            ($($n:literal)*) => {
+                match out.len() {
+                    $($n => dot_rows_n::<$n>(format, wrow, x, xsum, k, out),)*
+                    _ => dot_rows_n::<FUSED_MAX_ROWS>(format, wrow, x, xsum, k, out),
+                }
+            };
         }
+        by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
     }
+
+    /// Blocks whose minima are gathered before their Σ min · Σx term is added, as one dot product
+    /// per row, out of the inner loop, for passes of more than [`FEW_ROWS`] rows; fewer rows keep
+    /// a scalar FMA per row and block (measured faster there, `examples/qmatmul-batch`).
+    const MIN_CHUNK: usize = 64;
+    const FEW_ROWS: usize = 4;
 
     #[target_feature(enable = "avx512f")]
     unsafe fn dot_rows_n<const R: usize>(
@@ -436,39 +451,71 @@ mod avx512 {
         let blocks = k / BLOCK;
         let mut acc = [_mm512_setzero_ps(); R];
         let mut min_acc = [0f32; R];
+        let mut mins = [0f32; MIN_CHUNK];
         let mask = _mm_set1_epi8(0x0F);
-        for b in 0..blocks {
-            let block = &wrow[b * bb..(b + 1) * bb];
-            let d = _mm512_set1_ps(f16_at(block, 0));
-            let (q0, q1, min) = match format {
-                QFormat::Q4_0 | QFormat::Q4_1 => {
-                    let off = if format == QFormat::Q4_0 { 2 } else { 4 };
-                    let raw = _mm_loadu_si128(block.as_ptr().add(off) as *const __m128i);
-                    let lo = _mm_and_si128(raw, mask);
-                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-                    let min = if format == QFormat::Q4_0 { -8.0 * f16_at(block, 0) } else { f16_at(block, 2) };
-                    (_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)), min)
+        for c0 in (0..blocks).step_by(MIN_CHUNK) {
+            let c1 = (c0 + MIN_CHUNK).min(blocks);
+            for b in c0..c1 {
+                let block = &wrow[b * bb..(b + 1) * bb];
+                let d = _mm512_set1_ps(f16_at(block, 0));
+                let (q0, q1, min) = match format {
+                    QFormat::Q4_0 | QFormat::Q4_1 => {
+                        let off = if format == QFormat::Q4_0 { 2 } else { 4 };
+                        let raw = _mm_loadu_si128(block.as_ptr().add(off) as *const __m128i);
+                        let lo = _mm_and_si128(raw, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                        let min = if format == QFormat::Q4_0 { -8.0 * f16_at(block, 0) } else { f16_at(block, 2) };
+                        (
+                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo)),
+                            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi)),
+                            min,
+                        )
+                    }
+                    QFormat::Q8_0 => {
+                        let p = block.as_ptr().add(2);
+                        let a = _mm_loadu_si128(p as *const __m128i);
+                        let c = _mm_loadu_si128(p.add(16) as *const __m128i);
+                        (_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), 0.0)
+                    }
+                };
+                mins[b - c0] = min;
+                // Scaled once per block, shared by every row.
+                let (q0, q1) = (_mm512_mul_ps(q0, d), _mm512_mul_ps(q1, d));
+                for r in 0..R {
+                    let xp = x.as_ptr().add(r * k + b * BLOCK);
+                    let a = _mm512_fmadd_ps(q0, _mm512_loadu_ps(xp), acc[r]);
+                    acc[r] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xp.add(16)), a);
+                    if R <= FEW_ROWS {
+                        min_acc[r] += min * xsum[r * blocks + b];
+                    }
                 }
-                QFormat::Q8_0 => {
-                    let p = block.as_ptr().add(2);
-                    let a = _mm_loadu_si128(p as *const __m128i);
-                    let c = _mm_loadu_si128(p.add(16) as *const __m128i);
-                    (_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a)), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(c)), 0.0)
+            }
+            if R > FEW_ROWS && format != QFormat::Q8_0 {
+                for r in 0..R {
+                    min_acc[r] += dot_f32(&mins[..c1 - c0], &xsum[r * blocks + c0..r * blocks + c1]);
                 }
-            };
-            // Scaled once per block, shared by every row.
-            let (q0, q1) = (_mm512_mul_ps(q0, d), _mm512_mul_ps(q1, d));
-            for r in 0..R {
-                let xp = x.as_ptr().add(r * k + b * BLOCK);
-                let a = _mm512_fmadd_ps(q0, _mm512_loadu_ps(xp), acc[r]);
-                acc[r] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(xp.add(16)), a);
-                min_acc[r] += min * xsum[r * blocks + b];
             }
         }
         for r in 0..R {
             out[r] = _mm512_reduce_add_ps(acc[r]) + min_acc[r];
         }
     }
+}
+
+/// Σ aᵢbᵢ over 16 independent partial sums (a single running sum is a chain the compiler may
+/// not reorder, and stays scalar); inlined into the SIMD paths, where it vectorizes.
+#[inline(always)]
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let split = a.len().min(b.len()) / LANES * LANES;
+    let mut acc = [0f32; LANES];
+    for (x, y) in a[..split].chunks_exact(LANES).zip(b[..split].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = a[split..].iter().zip(&b[split..]).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// candle custom op: x (..., k) f32 → (..., n). The weights are frozen (quantized storage is
