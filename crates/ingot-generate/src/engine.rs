@@ -5,11 +5,12 @@
 //! and cancel switch. Rows join ([`Engine::join`], [`Engine::join_group`]) and leave (they finish,
 //! or are cancelled) between any two steps. A [`Engine::step`] prefills the prompts that joined
 //! since the last step (together, up to [`PREFILL_TOKENS`] new tokens a pass: each fills its own
-//! cache), then samples one token for every row and runs one forward pass for all of them
-//! together ([`Model::forward_segments`]: the weights are read once per pass for the whole
-//! batch, attention runs sequence by sequence against each one's own cache). Text is streamed per row as it becomes valid
-//! UTF-8 and cannot be the start of a stop string ([`Event::Text`]); a finished row reports its
-//! [`Generation`] ([`Event::Done`]) and leaves at once.
+//! cache, continuing a stored prompt it begins like when [`Engine::keep_prompts`] is on), then
+//! samples one token for every row (the rows in parallel) and runs one forward pass for all of
+//! them together ([`Model::forward_segments`]: the weights are read once per pass for the whole
+//! batch, and one attention kernel reads each row's own cache). Text is streamed per row as it
+//! becomes valid UTF-8 and cannot be the start of a stop string ([`Event::Text`]); a finished
+//! row reports its [`Generation`] ([`Event::Done`]) and leaves at once.
 //!
 //! A row whose sequence fills the model's context either slides its window, as nanoGPT does
 //! (recomputing the last `context - 1` tokens without the cache at each further step), or
