@@ -170,7 +170,8 @@ impl Sampler {
             logits.iter().map(|&l| if l.is_nan() { 0.0 } else { ((l as f64 - max) / t).exp() }).collect();
         let total: f64 = weights.iter().sum();
         let mut r = self.rng.random::<f64>() * total;
-        let mut last = argmax(logits);
+        // The last token with any mass (token 0 when every logit is NaN, as argmax gives).
+        let mut last = 0;
         for (i, &w) in weights.iter().enumerate() {
             if w > 0.0 {
                 last = i as u32;

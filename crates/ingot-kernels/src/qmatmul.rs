@@ -304,6 +304,18 @@ pub fn dot_rows_scalar(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k:
     }
 }
 
+/// `match rows { 1 => f::<1>(args), ..., _ => f::<MAX>(args) }`: each SIMD path's kernel takes
+/// its row count as a constant, so its accumulators stay in registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! const_rows {
+    ($rows:expr, $f:ident::<$max:tt> $args:tt, $($n:literal)*) => {
+        match $rows {
+            $($n => $f::<$n> $args,)*
+            _ => $f::<$max> $args,
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{f16_at, QFormat, BLOCK};
@@ -345,16 +357,7 @@ mod avx2 {
             dot_rows(format, wrow, &x[half * k..], &xsum[half * blocks..], k, b);
             return;
         }
-        match out.len() {
-            1 => dot_rows_n::<1>(format, wrow, x, xsum, k, out),
-            2 => dot_rows_n::<2>(format, wrow, x, xsum, k, out),
-            3 => dot_rows_n::<3>(format, wrow, x, xsum, k, out),
-            4 => dot_rows_n::<4>(format, wrow, x, xsum, k, out),
-            5 => dot_rows_n::<5>(format, wrow, x, xsum, k, out),
-            6 => dot_rows_n::<6>(format, wrow, x, xsum, k, out),
-            7 => dot_rows_n::<7>(format, wrow, x, xsum, k, out),
-            _ => dot_rows_n::<8>(format, wrow, x, xsum, k, out),
-        }
+        const_rows!(out.len(), dot_rows_n::<8>(format, wrow, x, xsum, k, out), 1 2 3 4 5 6 7)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -420,20 +423,13 @@ mod avx512 {
     /// row count as a constant, so the accumulators live in registers.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dot_rows(format: QFormat, wrow: &[u8], x: &[f32], xsum: &[f32], k: usize, out: &mut [f32]) {
-        macro_rules! by_rows {
-            ($($n:literal)*) => {
-                match out.len() {
-                    $($n => dot_rows_n::<$n>(format, wrow, x, xsum, k, out),)*
-                    _ => dot_rows_n::<FUSED_MAX_ROWS>(format, wrow, x, xsum, k, out),
-                }
-            };
-        }
-        by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+        const_rows!(out.len(), dot_rows_n::<{ FUSED_MAX_ROWS }>(format, wrow, x, xsum, k, out), 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
     }
 
     /// Blocks whose minima are gathered before their Σ min · Σx term is added, as one dot product
     /// per row, out of the inner loop, for passes of more than [`FEW_ROWS`] rows; fewer rows keep
-    /// a scalar FMA per row and block (measured faster there, `examples/qmatmul-batch`).
+    /// a scalar FMA per row and block (at 1 row the gathered form timed slower in
+    /// `examples/qmatmul-batch`, though this machine's noise is near the difference).
     const MIN_CHUNK: usize = 64;
     const FEW_ROWS: usize = 4;
 

@@ -100,7 +100,7 @@ impl Attention {
                 if b != 1 || caches.len() != lens.len() || lens.iter().sum::<usize>() != t {
                     candle_core::bail!("segments {lens:?} for {} caches do not cover the {t} new tokens", caches.len())
                 }
-                if lens.iter().all(|&n| n == 1) && q.dtype() == DType::F32 && !q.track_op() {
+                if lens.iter().all(|&n| n == 1) && fused_decode(&q) {
                     // The decode step: every sequence's rotation in one call, the cache appends,
                     // then one fused attention over all the caches.
                     let positions: Vec<u32> = caches.iter().map(|c| c.len() as u32).collect();
@@ -110,21 +110,21 @@ impl Attention {
                     for (r, cache) in caches.iter_mut().enumerate() {
                         kv.push(cache.append(&kk.narrow(2, r, 1)?, &v.narrow(2, r, 1)?)?);
                     }
-                    let y = ingot_kernels::decode_attention(&q, &kv, 1.0 / (d as f32).sqrt())?; // (1, H, B, D)
-                    let y = y.transpose(1, 2)?.reshape((b, t, h * d))?;
-                    return self.o_proj.forward(&y);
+                    ingot_kernels::decode_attention(&q, &kv, 1.0 / (d as f32).sqrt())?
+                // (1, H, B, D)
+                } else {
+                    let mut ys = Vec::with_capacity(lens.len());
+                    let mut start = 0;
+                    for (cache, &len) in caches.iter_mut().zip(lens.iter()) {
+                        let offset = cache.len();
+                        let q = rope.apply(&q.narrow(2, start, len)?, offset)?;
+                        let kk = rope.apply(&kk.narrow(2, start, len)?, offset)?;
+                        let (kk, v) = cache.append(&kk, &v.narrow(2, start, len)?)?;
+                        ys.push(causal_attention(&q, &kk, &v)?); // (1, H, len, D)
+                        start += len;
+                    }
+                    Tensor::cat(&ys, 2)?
                 }
-                let mut ys = Vec::with_capacity(lens.len());
-                let mut start = 0;
-                for (cache, &len) in caches.iter_mut().zip(lens.iter()) {
-                    let offset = cache.len();
-                    let q = rope.apply(&q.narrow(2, start, len)?, offset)?;
-                    let kk = rope.apply(&kk.narrow(2, start, len)?, offset)?;
-                    let (kk, v) = cache.append(&kk, &v.narrow(2, start, len)?)?;
-                    ys.push(causal_attention(&q, &kk, &v)?); // (1, H, len, D)
-                    start += len;
-                }
-                Tensor::cat(&ys, 2)?
             }
             (At::Offset(offset), cache) => {
                 let q = rope.apply(&q, offset)?;
@@ -134,7 +134,7 @@ impl Attention {
                     Kv::One(cache) => cache.append(&kk, &v)?, // (B, K, S, D)
                     _ => (kk, v),
                 };
-                if cached && t == 1 && q.dtype() == DType::F32 && !q.track_op() {
+                if cached && t == 1 && fused_decode(&q) {
                     // One new token per row: the decode kernel, as the segment path runs it, so a
                     // generation decodes alike alone and inside a batch of others.
                     let kv = (0..b)
@@ -155,6 +155,13 @@ impl Attention {
         let y = y.transpose(1, 2)?.reshape((b, t, h * d))?; // (B, T, H·D)
         self.o_proj.forward(&y)
     }
+}
+
+/// Whether one-token-per-sequence attention may take the fused decode kernel: f32 and no
+/// gradient wanted (the kernel has no backward). Both decode paths ask the same question, so a
+/// generation decodes alike alone and inside a batch.
+fn fused_decode(q: &Tensor) -> bool {
+    q.dtype() == DType::F32 && !q.track_op()
 }
 
 struct Mlp {
