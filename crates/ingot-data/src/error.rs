@@ -62,6 +62,10 @@ pub enum Error {
     /// A setting is out of range (val fraction, shard size, batch shape, window bounds).
     #[error("{0}")]
     Invalid(String),
+
+    /// A spilled dedup run file (`ingot data clean`'s MinHash index) is truncated or not one.
+    #[error("{path} is not a valid dedup run: {detail}; delete it (or its folder) and run `ingot data clean` again")]
+    BadSpill { path: PathBuf, detail: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -30,6 +30,7 @@
 //! (instruction-tuning examples, loss masks, packing), `preference.rs` (chosen/rejected pairs,
 //! prompts for RL), `error.rs`.
 
+pub mod clean;
 mod corpus;
 mod error;
 mod loader;

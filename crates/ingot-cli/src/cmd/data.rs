@@ -1,9 +1,12 @@
 //! `ingot data prepare`: tokenize a corpus into train/validation token shards for pre-training.
+//! `ingot data clean`: filter, de-duplicate, scrub and decontaminate a raw corpus first.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use ingot_data::clean::decontam::Decontaminator;
+use ingot_data::clean::{CleanConfig, CleanOptions};
 use ingot_data::PrepareOptions;
 use ingot_tokenizer::Tokenizer;
 
@@ -17,6 +20,31 @@ pub struct DataCmd {
 pub enum DataAction {
     /// Tokenize a corpus into shards (train_*.bin, val_*.bin, dataset.json) in --out.
     Prepare(PrepareArgs),
+    /// Clean a raw corpus: quality filters, de-duplication, PII scrubbing, decontamination.
+    /// Writes JSONL shards (clean_*.jsonl, which `data prepare --corpus` reads), the removed
+    /// documents with their reasons (removed/), and report.{json,md,svg}.
+    Clean(CleanArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CleanArgs {
+    /// Inputs: .txt files (one document each), .jsonl files (one document per line, a "text"
+    /// field) and folders of them (walked recursively).
+    #[arg(required = true, value_name = "IN")]
+    pub inputs: Vec<PathBuf>,
+    /// Output folder; a killed run resumes when run again with the same inputs and config.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// TOML config (every field optional; see `CleanConfig` and configs/clean.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Benchmark data folder for decontamination (default: the fetched assets,
+    /// `scripts/fetch-assets eval`).
+    #[arg(long, value_name = "DIR")]
+    pub eval_data: Option<PathBuf>,
+    /// Replace --out even if it holds something else (another run, or files that are not Ingot's).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +80,7 @@ pub struct PrepareArgs {
 pub fn run(cmd: DataCmd) -> Result<()> {
     match cmd.action {
         DataAction::Prepare(args) => prepare(args),
+        DataAction::Clean(args) => clean(args),
     }
 }
 
@@ -106,6 +135,84 @@ fn prepare(args: PrepareArgs) -> Result<()> {
         report.n_bytes as f64 / report.n_tokens().max(1) as f64
     );
     Ok(())
+}
+
+fn clean(args: CleanArgs) -> Result<()> {
+    let cfg = match &args.config {
+        Some(path) => CleanConfig::from_toml(path)?,
+        None => CleanConfig::default(),
+    };
+    let decontam = if cfg.decontamination.enabled {
+        let root = ingot_eval::data::data_root(args.eval_data.as_deref()).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\ndecontamination checks the corpus against the benchmark data; fetch it with \
+                 `scripts/fetch-assets eval`, or set decontamination.enabled = false in --config"
+            )
+        })?;
+        let items = benchmark_items(&root, &cfg.decontamination.benchmarks)?;
+        eprintln!("decontamination: {} benchmark items, {}-grams", items.len(), cfg.decontamination.n);
+        Some(Decontaminator::new(cfg.decontamination.n, items))
+    } else {
+        None
+    };
+    let opts = CleanOptions { show_progress: true, force: args.force };
+    let report = ingot_data::clean::clean(&args.inputs, &args.out, &cfg, decontam.as_ref(), &opts)?;
+    let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    println!("wrote {} ({} shards; report.md, report.svg, removed/)", args.out.display(), report.shards);
+    println!(
+        "documents: {} in, {} out ({:.1}%); bytes {} in, {} out ({:.1}%)",
+        report.input.docs,
+        report.output.docs,
+        pct(report.output.docs, report.input.docs),
+        report.input.bytes,
+        report.output.bytes,
+        pct(report.output.bytes, report.input.bytes)
+    );
+    let mut removed: Vec<_> = report.removed.iter().collect();
+    removed.sort_by(|a, b| b.1.docs.cmp(&a.1.docs));
+    for (reason, t) in removed {
+        println!("  removed {:>8}  {reason}", t.docs);
+    }
+    println!(
+        "pii replaced: {} e-mail, {} IP, {} phone, {} card; {:.0} documents/s, {:.1} MB/s",
+        report.pii.email, report.pii.ip, report.pii.phone, report.pii.card, report.docs_per_sec, report.mb_per_sec
+    );
+    Ok(())
+}
+
+/// Every item of the benchmarks (all of `ingot eval`'s tasks when `names` is empty) as one text:
+/// its string fields joined, labelled with the task name it was asked for.
+fn benchmark_items(root: &Path, names: &[String]) -> Result<Vec<(String, String)>> {
+    let names: Vec<String> = if names.is_empty() {
+        ingot_eval::tasks::TASKS.iter().map(|s| s.to_string()).collect()
+    } else {
+        names.to_vec()
+    };
+    let mut items = Vec::new();
+    for name in &names {
+        for task in ingot_eval::tasks::Task::resolve(name, root)? {
+            for doc in task.documents(root)? {
+                let mut text = String::new();
+                strings_of(&doc, &mut text);
+                items.push((name.clone(), text));
+            }
+        }
+    }
+    Ok(items)
+}
+
+fn strings_of(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::String(s) => {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(s);
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings_of(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| strings_of(v, out)),
+        _ => {}
+    }
 }
 
 /// The tokenizer of a GGUF file, or of a checkpoint folder's tokenizer.json.
