@@ -181,7 +181,8 @@ fn clean(args: CleanArgs) -> Result<()> {
 }
 
 /// Every item of the benchmarks (all of `ingot eval`'s tasks when `names` is empty) as one text:
-/// its string fields joined, labelled with the task name it was asked for.
+/// its string fields joined (not the few-shot prompt a request file carries, which holds other
+/// items), labelled with the task name it was asked for.
 fn benchmark_items(root: &Path, names: &[String]) -> Result<Vec<(String, String)>> {
     let names: Vec<String> = if names.is_empty() {
         ingot_eval::tasks::TASKS.iter().map(|s| s.to_string()).collect()
@@ -210,7 +211,9 @@ fn strings_of(value: &serde_json::Value, out: &mut String) {
             out.push_str(s);
         }
         serde_json::Value::Array(items) => items.iter().for_each(|v| strings_of(v, out)),
-        serde_json::Value::Object(map) => map.values().for_each(|v| strings_of(v, out)),
+        serde_json::Value::Object(map) => {
+            map.iter().filter(|(k, _)| k.as_str() != "request").for_each(|(_, v)| strings_of(v, out))
+        }
         _ => {}
     }
 }

@@ -975,3 +975,19 @@ pub fn report_chart(r: &CleanReport) -> String {
         .bars("documents", bars)
         .to_svg()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// configs/clean.toml documents every field at its default: it must say what the code does.
+    #[test]
+    fn the_bundled_config_holds_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/clean.toml");
+        if std::env::var_os("INGOT_PRINT_CLEAN_CONFIG").is_some() {
+            println!("{}", toml::to_string_pretty(&CleanConfig::default()).unwrap());
+        }
+        let cfg = CleanConfig::from_toml(&path).unwrap();
+        assert_eq!(cfg, CleanConfig::default());
+    }
+}
