@@ -39,6 +39,8 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityCmd),
     /// Pre-train a language model from scratch (see configs/*.toml).
     Pretrain(cmd::pretrain::PretrainCmd),
+    /// Scaling laws: train a family of sizes, fit L(N) and L(N, D), predict the next size.
+    Scaling(cmd::scaling::ScalingCmd),
     /// Serve the model over an OpenAI-compatible HTTP API, with a web chat page.
     Serve(cmd::serve::ServeCmd),
     /// Fine-tune a pretrained model on instructions (full, LoRA or QLoRA).
@@ -96,6 +98,7 @@ fn main() {
         Command::Eval(c) => cmd::eval::run(c),
         Command::Perplexity(c) => cmd::perplexity::run(c),
         Command::Pretrain(c) => cmd::pretrain::run(c),
+        Command::Scaling(c) => cmd::scaling::run(c),
         Command::Sft(c) => cmd::sft::run(c),
         Command::Serve(c) => cmd::serve::run(c),
         Command::RewardTrain(c) => cmd::reward_train::run(c),

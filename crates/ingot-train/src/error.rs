@@ -51,6 +51,10 @@ pub enum Error {
     #[error(transparent)]
     Generate(#[from] ingot_generate::Error),
 
+    /// A scaling law cannot be fitted to the runs given (too few sizes or budgets, a bad loss).
+    #[error("cannot fit the scaling law: {0}")]
+    Fit(String),
+
     /// Saved optimizer state does not fit the optimizer's parameters (missing moment, wrong
     /// shape, unknown parameter).
     #[error("optimizer state does not match the model: {0}")]

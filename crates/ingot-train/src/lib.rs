@@ -35,6 +35,8 @@ pub mod loss;
 pub mod optim;
 pub mod plot;
 pub mod recipes;
+pub mod scaling_fit;
+pub mod scaling_report;
 pub mod schedule;
 pub mod trainer;
 

@@ -16,6 +16,7 @@ pub mod perplexity;
 pub mod ppo;
 pub mod pretrain;
 pub mod reward_train;
+pub mod scaling;
 pub mod serve;
 pub mod sft;
 pub mod tokenizer;

@@ -7,5 +7,6 @@ pub mod grpo;
 pub mod ppo;
 pub mod pretrain;
 pub mod reward;
+pub mod scaling;
 pub mod sft;
 mod tune;

@@ -428,7 +428,7 @@ pub(crate) fn fingerprint_of(mut v: Value, resumable: &[&str]) -> Value {
 }
 
 /// What a run records in [`RUN_MANIFEST`].
-fn run_manifest(cfg: &PretrainConfig, tokenizer: &Tokenizer, data_dir: &Path) -> Result<Value> {
+pub(crate) fn run_manifest(cfg: &PretrainConfig, tokenizer: &Tokenizer, data_dir: &Path) -> Result<Value> {
     let dataset = std::fs::read(data_dir.join(ingot_data::MANIFEST_FILE))
         .map_err(Error::io("reading", data_dir.join(ingot_data::MANIFEST_FILE)))?;
     Ok(serde_json::json!({
@@ -478,7 +478,7 @@ pub(crate) fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
 }
 
 /// Refuse to resume a run with another config, tokenizer or data than it was made with.
-fn check_resumable(out: &Path, now: &Value) -> Result<()> {
+pub(crate) fn check_resumable(out: &Path, now: &Value) -> Result<()> {
     check_resumable_with(out, now, &["model", "data", "train"], RESUMABLE)
 }
 
