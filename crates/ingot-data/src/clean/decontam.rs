@@ -11,7 +11,8 @@
 //! punctuation a word break, numbers `0`, diacritics dropped. So `"The Answer: 42!"` and
 //! `"the answer 17"` are the same three words; casing and punctuation changes do not hide a copy.
 //!
-//! An item of at least `n` words contributes each of its n-grams. An item shorter than `n` words
+//! An item of at least `n` words contributes each of its n-grams that has at least half its words
+//! distinct (so "0 0 0 ...", from any table of numbers, is not a hit). An item shorter than `n` words
 //! (a short question, a one-sentence passage) contributes itself whole, as GPT-3 used an item
 //! whole when it was shorter than the n-gram, but only from [`MIN_WHOLE_ITEM_WORDS`] (8) words:
 //! a five-word answer such as "the capital of france is" occurs in innocent text. Shorter items
@@ -72,6 +73,16 @@ fn word_hashes(text: &str) -> (Vec<u64>, Vec<Range<usize>>) {
     (hashes, ranges)
 }
 
+/// Whether a window says anything: at least half its words distinct. Runs of one repeated word
+/// (a table of numbers normalises to "0 0 0 ..."; a row of dashes) are in benchmarks and in
+/// innocent text alike, and are not indexed.
+fn informative(window: &[u64]) -> bool {
+    let mut distinct: Vec<u64> = window.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    2 * distinct.len() >= window.len()
+}
+
 impl Decontaminator {
     /// Index the items `(benchmark name, text)` by their word `n`-grams (`n` of 0 is taken as 1).
     /// The same n-gram in several benchmarks is reported for the first one given.
@@ -95,7 +106,7 @@ impl Decontaminator {
             if m < n && !me.lengths.contains(&m) {
                 me.lengths.push(m);
             }
-            for window in words.windows(m) {
+            for window in words.windows(m).filter(|w| informative(w)) {
                 me.index.entry(window_hash(window)).or_insert(id);
             }
         }
@@ -247,5 +258,9 @@ mod tests {
         // n = 0 is taken as 1: every word of an item is then an n-gram.
         assert_eq!(Decontaminator::new(0, [("b".to_string(), "x".to_string())]).hits("a x b").len(), 1);
         assert!(contaminated_spans(&[]).is_empty());
+        // A table of numbers normalises to "0 0 0 ...": in benchmarks and in any spreadsheet alike.
+        let table = Decontaminator::new(13, [("mmlu".to_string(), (1..40).map(|i| format!("{i} ")).collect())]);
+        assert_eq!(table.ngrams(), 0);
+        assert!(table.hits(&(100..140).map(|i| format!("{i}, ")).collect::<String>()).is_empty());
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! pass 1, per chunk (in parallel over its documents, order kept):
-//!   raw record -> UTF-8 / size / JSON checks -> NFC -> language -> Gopher repetition
-//!              -> Gopher quality -> C4 lines (rewrites) -> decontamination -> PII scrub
+//!   raw record -> UTF-8 / size / JSON checks -> NFC -> decontamination -> language
+//!              -> Gopher repetition -> Gopher quality -> C4 lines (rewrites) -> PII scrub
 //!              -> exact key + MinHash band keys
 //!   writes .work/chunk_NNNNN.{kept.jsonl,keys,stats.json} and removed/filtered_NNNNN.jsonl
 //! dedup: every kept document's keys into a DupIndex (memory bounded, spills sorted runs to disk)
@@ -375,7 +375,13 @@ fn next_chunk(records: &mut Records, cfg: &CleanConfig) -> Result<Vec<Record>> {
 /// What pass 1 decided about one record.
 enum Outcome {
     Kept { id: String, text: String, keys: Vec<u64>, pii: PiiCounts, stripped: u64 },
-    Removed { id: String, reason: String, text: Option<String>, hits: Vec<String> },
+    Removed { id: String, reason: String, text: Option<String>, contamination: Option<Contamination> },
+}
+
+/// The benchmarks a removed document overlapped, and its first overlapping n-gram.
+struct Contamination {
+    benchmarks: Vec<String>,
+    ngram: String,
 }
 
 /// The pass-1 machinery shared by every thread.
@@ -394,7 +400,7 @@ impl Stages<'_> {
             id,
             reason: reason.to_string(),
             text,
-            hits: Vec::new(),
+            contamination: None,
         };
         let text = match body {
             Body::TooLarge => return removed(id, "too_large", None),
@@ -411,6 +417,23 @@ impl Stages<'_> {
         if text.trim().is_empty() {
             return removed(id, "empty", None);
         }
+        // Before the filters, so the report counts every contaminated document of the corpus,
+        // whatever else would have removed it (or the lines holding the item).
+        if let Some(decontam) = self.decontam {
+            let hits = decontam.hits(&text);
+            if let Some(first) = hits.first() {
+                let ngram = first.ngram.clone();
+                let mut benchmarks: Vec<String> = hits.into_iter().map(|h| h.benchmark).collect();
+                benchmarks.sort();
+                benchmarks.dedup();
+                return Outcome::Removed {
+                    id,
+                    reason: "contaminated".into(),
+                    text: Some(text),
+                    contamination: Some(Contamination { benchmarks, ngram }),
+                };
+            }
+        }
         if let Some(reason) = self.language(&text) {
             return removed(id, reason, Some(text));
         }
@@ -421,15 +444,6 @@ impl Stages<'_> {
             Err(reason) => return removed(id, reason, Some(text)),
         };
         let stripped = before.saturating_sub(text.len()) as u64;
-        if let Some(decontam) = self.decontam {
-            let hits = decontam.hits(&text);
-            if !hits.is_empty() {
-                let mut names: Vec<String> = hits.into_iter().map(|h| h.benchmark).collect();
-                names.sort();
-                names.dedup();
-                return Outcome::Removed { id, reason: "contaminated".into(), text: Some(text), hits: names };
-            }
-        }
         let mut pii = PiiCounts::default();
         if let Some(scrubber) = &self.pii {
             let (scrubbed, counts) = scrubber.scrub(&text);
@@ -730,14 +744,15 @@ fn run_chunk(chunk: Vec<Record>, index: usize, out: &Path, stages: &Stages) -> R
                 let tmp = keys.tmp_path().to_path_buf();
                 keys.writer().write_all(&bytes).map_err(Error::io("write", tmp))?;
             }
-            Outcome::Removed { id, reason, text, hits } => {
+            Outcome::Removed { id, reason, text, contamination } => {
                 stats.removed.entry(reason.clone()).or_default().add(len);
-                for b in &hits {
-                    *stats.contamination.entry(b.clone()).or_default() += 1;
-                }
                 let mut line = serde_json::json!({ "id": id, "reason": reason });
-                if !hits.is_empty() {
-                    line["benchmarks"] = serde_json::json!(hits);
+                if let Some(c) = contamination {
+                    for b in &c.benchmarks {
+                        *stats.contamination.entry(b.clone()).or_default() += 1;
+                    }
+                    line["benchmarks"] = serde_json::json!(c.benchmarks);
+                    line["ngram"] = serde_json::json!(c.ngram);
                 }
                 if let Some(text) = text {
                     line["text"] = serde_json::Value::String(text);
