@@ -10,5 +10,6 @@ pub mod filters;
 pub mod minhash;
 pub mod pii;
 pub mod pipeline;
+pub mod words;
 
 pub use pipeline::{clean, list_inputs, CleanConfig, CleanOptions, CleanReport, Tally, MARKER};
