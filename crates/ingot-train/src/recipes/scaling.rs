@@ -535,15 +535,16 @@ pub fn run(cfg: &ScalingConfig, out: &Path, resume: bool, force: bool, progress:
         outcomes.push((planned.name.clone(), outcome));
         results.push(result);
     }
-    let report = scaling_report::build(
-        &results,
-        curves,
-        &cfg.fit.options(),
-        cfg.fit.holdout_tolerance,
-        &cfg.fit.compute_budgets,
-    );
-    report.write(out)?;
+    let report = fit_and_write(cfg, &results, curves, out)?;
     Ok(SweepOutcome { outcomes, report })
+}
+
+/// Fit the laws to the runs' results and write the report into `out`.
+fn fit_and_write(cfg: &ScalingConfig, results: &[RunResult], curves: Vec<Curve>, out: &Path) -> Result<ScalingReport> {
+    let fit = &cfg.fit;
+    let report = scaling_report::build(results, curves, &fit.options(), fit.holdout_tolerance, &fit.compute_budgets);
+    report.write(out)?;
+    Ok(report)
 }
 
 /// Refit and rewrite the report of a sweep from its finished runs' `result.json` files, without
@@ -568,14 +569,7 @@ pub fn report_only(cfg: &ScalingConfig, out: &Path) -> Result<(ScalingReport, Ve
             Err(_) => missing.push(planned.name),
         }
     }
-    let report = scaling_report::build(
-        &results,
-        curves,
-        &cfg.fit.options(),
-        cfg.fit.holdout_tolerance,
-        &cfg.fit.compute_budgets,
-    );
-    report.write(out)?;
+    let report = fit_and_write(cfg, &results, curves, out)?;
     Ok((report, missing))
 }
 
