@@ -99,7 +99,7 @@ fn read_text(path: &Path) -> Result<String> {
 }
 
 /// CRLF to LF, no leading byte-order mark.
-fn normalise(text: &str) -> String {
+pub(crate) fn normalise(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.contains('\r') {
         text.replace("\r\n", "\n")

@@ -462,15 +462,9 @@ impl Stages<'_> {
         Outcome::Kept { id, text, keys, pii, stripped }
     }
 
-    /// NFC (when configured), LF line ends, no byte-order mark.
+    /// NFC (when configured), and `read_corpus`'s LF line ends and no byte-order mark.
     fn normalise(&self, text: String) -> String {
-        let mut text = match text.strip_prefix('\u{feff}') {
-            Some(rest) => rest.to_string(),
-            None => text,
-        };
-        if text.contains('\r') {
-            text = text.replace("\r\n", "\n");
-        }
+        let mut text = crate::corpus::normalise(&text);
         if self.cfg.unicode_nfc && is_nfc_quick(text.chars()) != IsNormalized::Yes {
             text = text.nfc().collect();
         }
@@ -498,13 +492,9 @@ fn json_text(bytes: &[u8]) -> std::result::Result<String, &'static str> {
     if std::str::from_utf8(bytes).is_err() {
         return Err("not_utf8");
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| "bad_json")?;
-    match value.get("text") {
-        Some(serde_json::Value::String(_)) => match value {
-            serde_json::Value::Object(mut map) => match map.remove("text") {
-                Some(serde_json::Value::String(s)) => Ok(s),
-                _ => Err("no_text_field"),
-            },
+    match serde_json::from_slice::<serde_json::Value>(bytes).map_err(|_| "bad_json")? {
+        serde_json::Value::Object(mut map) => match map.remove("text") {
+            Some(serde_json::Value::String(s)) => Ok(s),
             _ => Err("no_text_field"),
         },
         _ => Err("no_text_field"),
@@ -833,7 +823,6 @@ fn dedup_and_write(
         } else {
             Some(StagedFile::create(&out.join("removed").join(format!("duplicates_{index:05}.jsonl")))?)
         };
-        let mut ids = Vec::new();
         for line in reader.lines() {
             let line = line.map_err(Error::io("read", &kept_path))?;
             let value: serde_json::Value = serde_json::from_str(&line).map_err(|_| corrupt(&kept_path))?;
@@ -845,7 +834,6 @@ fn dedup_and_write(
             } else {
                 None
             };
-            ids.push(value["id"].as_str().unwrap_or_default().to_string());
             match dup {
                 Some((reason, of)) => {
                     removed.entry(reason.to_string()).or_default().add(text_len);
