@@ -372,9 +372,21 @@ fn differences(section: &str, was: &Value, now: &Value) -> Vec<String> {
     keys.into_iter()
         .filter_map(|k| {
             let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
-            (x != y).then(|| format!("{section}.{k} {} -> {}", short(x), short(y)))
+            (!same_setting(x, y)).then(|| format!("{section}.{k} {} -> {}", short(x), short(y)))
         })
         .collect()
+}
+
+/// Equal settings; numbers within a relative 1e-12, because serde_json's default float parser
+/// may read a written f64 back one ulp off (a recomputed lr then looked like a changed one).
+fn same_setting(x: &Value, y: &Value) -> bool {
+    match (x, y) {
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => match (a.as_f64(), b.as_f64()) {
+            (Some(a), Some(b)) => a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs()),
+            _ => false,
+        },
+        _ => x == y,
+    }
 }
 
 /// A JSON value for a message, cut to 60 characters.
@@ -637,4 +649,25 @@ pub fn evaluate_latest(cfg: &PretrainConfig, out: &Path) -> Result<(PathBuf, f64
     let (model, _) = ingot_models::load(&dir, &device)?;
     let loss = full_loss(&model, &val, cfg.data.context, cfg.data.batch_size.max(1) * 4, &device)?;
     Ok((dir, loss))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_float_read_back_from_json_is_the_same_setting() {
+        // The lr a scaling sweep computes, written to ingot-run.json and parsed back.
+        let lr = 0.0032659863237109042_f64;
+        let written = serde_json::json!({ "lr": lr, "steps": 245 }).to_string();
+        let was: Value = serde_json::from_str(&written).unwrap();
+        assert_ne!(was["lr"].as_f64(), Some(lr), "serde_json reads this one back exactly now: the test needs another");
+        let now = serde_json::json!({ "lr": lr, "steps": 245 });
+        assert!(differences("train", &was, &now).is_empty(), "{:?}", differences("train", &was, &now));
+        // A real change is still one.
+        let changed = serde_json::json!({ "lr": lr * 1.001, "steps": 245 });
+        assert_eq!(differences("train", &was, &changed).len(), 1);
+        let changed = serde_json::json!({ "lr": lr, "steps": 246 });
+        assert_eq!(differences("train", &was, &changed), vec!["train.steps 245 -> 246".to_string()]);
+    }
 }
