@@ -23,7 +23,8 @@ fn greedy(model: &str, adapter: Option<&str>) -> String {
     run(&args).ok().stdout
 }
 
-/// `ingot sft` with the bundled tool-use config cut to 6 conversations and 2 steps (lr 3e-3, so
+/// `ingot sft` with the bundled tool-use config cut to 6 conversations (and 2 plain-text few-shot
+/// examples) and 2 steps (lr 3e-3, so
 /// two steps visibly move the adapter), plus `extra` flags.
 fn tiny_sft(model: &str, out: &Path, extra: &[&str]) -> Run {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/sft-tools.toml");
@@ -31,6 +32,7 @@ fn tiny_sft(model: &str, out: &Path, extra: &[&str]) -> Run {
     for set in [
         "data.generate.train=6",
         "data.generate.val=2",
+        "data.generate.few_shot=2",
         "train.max_steps=2",
         "train.warmup_steps=1",
         "train.lr=3e-3",
@@ -50,6 +52,13 @@ fn qlora_on_the_real_model_exports_an_adapter_that_every_model_command_takes() {
     let out = dir.join("run");
     let r = tiny_sft(&model, &out, &[]).ok();
     assert!(r.stdout.contains("qlora: trained 2 steps"), "{}", r.dump());
+    // Chat conversations with tools and plain prompt/completion examples, in one file.
+    let train = std::fs::read_to_string(out.join("data/train.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = train.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 8, "{train}");
+    let plain: Vec<_> = records.iter().filter(|r| r["completion"].is_string()).collect();
+    assert_eq!(plain.len(), 2, "{train}");
+    assert!(plain.iter().all(|r| r["completion"].as_str().unwrap().contains("The answer is")));
     let adapter = out.join("adapter");
     for file in ["adapter_config.json", "adapter_model.safetensors"] {
         assert!(adapter.join(file).is_file(), "{file} missing:\n{}", r.dump());

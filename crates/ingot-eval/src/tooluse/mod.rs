@@ -33,13 +33,17 @@
 //!
 //! This file holds the partition, the conversation types and their assembly; each kind's
 //! generator has its own file: `arithmetic.rs` (calculator), `facts.rs` (search), `plain.rs` (no tool).
+//! `fewshot.rs` adds plain-text few-shot examples (no chat template) that keep a tuned model
+//! answering plain prompts.
 
 mod arithmetic;
 mod facts;
+mod fewshot;
 mod plain;
 
 pub use arithmetic::{calculator_items, calculator_problems, template_names, CalcProblem};
 pub use facts::{search_items, search_problems, write_documents, SearchProblem};
+pub use fewshot::{few_shot_examples, TextExample};
 pub use plain::no_tool_items;
 
 use std::path::PathBuf;
@@ -103,6 +107,7 @@ const FACTS_STREAM: u64 = 2;
 const PLAIN_STREAM: u64 = 3;
 const MIX_STREAM: u64 = 4;
 const TOOLS_STREAM: u64 = 5;
+const FEWSHOT_STREAM: u64 = 6;
 
 fn stream(split: Split, seed: u64, id: u64) -> StdRng {
     StdRng::seed_from_u64(splitmix(splitmix(seed ^ split.tag()) ^ id))

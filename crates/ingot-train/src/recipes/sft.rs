@@ -88,6 +88,11 @@ pub struct GenerateSection {
     /// 0.25).
     #[serde(default = "default_mix")]
     pub mix: [f64; 3],
+    /// Plain-text few-shot examples (no chat template; arithmetic with a worked answer) added to
+    /// the training conversations, spread evenly among them, and in the same proportion to the
+    /// validation set. They keep the tuned model answering plain few-shot prompts (default 0).
+    #[serde(default)]
+    pub few_shot: usize,
 }
 
 fn default_mix() -> [f64; 3] {
