@@ -246,7 +246,6 @@ impl Chart {
 
     fn xy_svg(&self) -> String {
         let (w, h) = (self.width as f64, self.height as f64);
-        let plot = Rect { x: LEFT, y: TOP, w: w - LEFT - RIGHT, h: h - TOP - BOTTOM };
         let (sx, sy) = (self.x_scale, self.y_scale);
 
         // Ranges come from the data points (lines, scatter, sampled fits); function fits are
@@ -277,38 +276,87 @@ impl Chart {
         // Scatter dots on the frame's edge would be cut in half: give x headroom too.
         let (x_lo, x_hi) = resolve_range(sx, self.x_range, &xs, if scatter { PAD } else { 0.0 });
         let (y_lo, y_hi) = resolve_range(sy, self.y_range, &ys, PAD);
-        let x = Axis { scale: sx, lo: x_lo, hi: x_hi, from: plot.x, to: plot.x + plot.w };
-        let y = Axis { scale: sy, lo: y_lo, hi: y_hi, from: plot.y + plot.h, to: plot.y };
 
-        let mut svg = open(w, h, &self.title, plot.x + plot.w / 2.0);
-        grid_and_ticks(&mut svg, &plot, Some(&x), Some(&y));
-        clip(&mut svg, &plot);
+        // The legend goes in the plot's corner that hides least; when every corner would hide a
+        // dot, the plot narrows and the legend stands to its right.
+        let legend = self.legend_entries();
+        let inside = Rect { x: LEFT, y: TOP, w: w - LEFT - RIGHT, h: h - TOP - BOTTOM };
+        let draw = |plot: &Rect| {
+            let x = Axis { scale: sx, lo: x_lo, hi: x_hi, from: plot.x, to: plot.x + plot.w };
+            let y = Axis { scale: sy, lo: y_lo, hi: y_hi, from: plot.y + plot.h, to: plot.y };
+            let mut svg = open(w, h, &self.title, plot.x + plot.w / 2.0);
+            grid_and_ticks(&mut svg, plot, Some(&x), Some(&y));
+            clip(&mut svg, plot);
+            let drawn = self.draw_series(&mut svg, &x, &y, plot);
+            if !has_data {
+                no_data(&mut svg, plot);
+            }
+            frame_and_labels(&mut svg, plot, h, (&self.x_label, sx), (&self.y_label, sy));
+            (svg, drawn)
+        };
+        let (mut svg, drawn) = draw(&inside);
+        let (lw, lh) = legend_size(&legend);
+        match best_corner(&inside, lw, lh, &drawn) {
+            Some((corner, hidden)) if hidden < DOT_WEIGHT || legend.is_empty() || lw + 40.0 > inside.w / 2.0 => {
+                legend_box(&mut svg, corner, &legend);
+            }
+            _ => {
+                let narrow = Rect { w: inside.w - lw - 16.0, ..inside };
+                svg = draw(&narrow).0;
+                legend_box(&mut svg, (narrow.x + narrow.w + 12.0, narrow.y), &legend);
+            }
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+
+    /// One legend entry per named series and fit, in drawing order, with its colour.
+    fn legend_entries(&self) -> Vec<Entry<'_>> {
         let mut legend = Vec::new();
         for (i, s) in self.series.iter().enumerate() {
             let colour = PALETTE[i % PALETTE.len()];
             match s {
-                Series::Line { name, points } => {
-                    draw_line(&mut svg, name, points, &x, &y, &plot, colour);
-                    legend.push(Entry { name, colour, mark: Mark::Line });
-                }
-                Series::Scatter { name, points, fit } => {
-                    draw_dots(&mut svg, name, points, &x, &y, colour);
+                Series::Line { name, .. } => legend.push(Entry { name, colour, mark: Mark::Line }),
+                Series::Scatter { name, fit, .. } => {
                     legend.push(Entry { name, colour, mark: Mark::Dot });
-                    if let Some((fit_name, curve)) = fit {
-                        draw_curve(&mut svg, fit_name, curve, &x, &y, &plot, colour);
+                    if let Some((fit_name, _)) = fit {
                         legend.push(Entry { name: fit_name, colour, mark: Mark::Dashed });
                     }
                 }
                 Series::Bars { .. } => {}
             }
         }
-        if !has_data {
-            no_data(&mut svg, &plot);
+        legend.retain(|e| !e.name.is_empty());
+        legend
+    }
+
+    /// Draws the lines, dots and fits; returns what the legend should not hide: every drawn
+    /// point's pixel and weight.
+    fn draw_series(&self, svg: &mut String, x: &Axis, y: &Axis, plot: &Rect) -> Vec<(f64, f64, f64)> {
+        let mut drawn = Vec::new();
+        let mut mark = |points: &[(f64, f64)], weight: f64| {
+            let usable = points.iter().filter(|&&(a, b)| x.scale.usable(a) && y.scale.usable(b));
+            drawn.extend(usable.map(|&(a, b)| (x.px(a), y.px(b), weight)));
+        };
+        for (i, s) in self.series.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            match s {
+                Series::Line { name, points } => {
+                    draw_line(svg, name, points, x, y, plot, colour);
+                    mark(points, 1.0);
+                }
+                Series::Scatter { name, points, fit } => {
+                    draw_dots(svg, name, points, x, y, colour);
+                    mark(points, DOT_WEIGHT);
+                    if let Some((fit_name, curve)) = fit {
+                        let sampled = draw_curve(svg, fit_name, curve, x, y, plot, colour);
+                        mark(&sampled, CURVE_WEIGHT);
+                    }
+                }
+                Series::Bars { .. } => {}
+            }
         }
-        frame_and_labels(&mut svg, &plot, h, (&self.x_label, sx), (&self.y_label, sy));
-        legend_box(&mut svg, &plot, &legend);
-        svg.push_str("</svg>\n");
-        svg
+        drawn
     }
 
     fn bar_svg(&self) -> String {
@@ -930,8 +978,17 @@ fn draw_dots(svg: &mut String, name: &str, points: &[(f64, f64)], x: &Axis, y: &
     svg.push_str("</g>\n");
 }
 
-/// A fitted curve, dashed: a function sampled every 2 pixels across the x axis, or the caller's points.
-fn draw_curve(svg: &mut String, name: &str, curve: &Curve, x: &Axis, y: &Axis, plot: &Rect, colour: &str) {
+/// A fitted curve, dashed: a function sampled every 2 pixels across the x axis, or the caller's
+/// points. Returns the points drawn through.
+fn draw_curve(
+    svg: &mut String,
+    name: &str,
+    curve: &Curve,
+    x: &Axis,
+    y: &Axis,
+    plot: &Rect,
+    colour: &str,
+) -> Vec<(f64, f64)> {
     let sampled: Vec<(f64, f64)> = match curve {
         Curve::Points(p) => p.clone(),
         Curve::Function(f) => {
@@ -948,6 +1005,7 @@ fn draw_curve(svg: &mut String, name: &str, curve: &Curve, x: &Axis, y: &Axis, p
         r#"<path d="{d}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="7 4" clip-path="url(#plot)"><title>{}</title></path>"#,
         escape(name)
     );
+    sampled
 }
 
 /// SVG path data through `points` (pixels), where `None` lifts the pen; and the points that no
@@ -1047,16 +1105,49 @@ fn mark_svg(mark: Mark, x: f64, y: f64, colour: &str) -> String {
     }
 }
 
-/// The legend of a numeric chart: a box at the top right inside the plot (loss curves fall and
-/// scaling fits fall, so it is usually empty there). Nameless entries are left out.
-fn legend_box(svg: &mut String, plot: &Rect, entries: &[Entry]) {
-    let entries: Vec<&Entry> = entries.iter().filter(|e| !e.name.is_empty()).collect();
+/// What the legend's corner weighs: a line's point 1, a scatter dot much more, a fitted curve
+/// (sampled every 2 pixels) a quarter per sample.
+const DOT_WEIGHT: f64 = 20.0;
+const CURVE_WEIGHT: f64 = 0.25;
+
+/// The legend box's width and height.
+fn legend_size(entries: &[Entry]) -> (f64, f64) {
+    let longest = entries.iter().map(|e| e.name.chars().count()).max().unwrap_or(0) as f64;
+    (36.0 + CHAR_W * longest, 8.0 + 18.0 * entries.len() as f64)
+}
+
+/// The corner of `plot` where a `lw` x `lh` box hides least of `drawn` (pixel and weight of every
+/// point), the top right on a tie (loss curves and scaling fits fall, so it is usually empty
+/// there), and what it hides. None when the box does not fit in the plot.
+fn best_corner(plot: &Rect, lw: f64, lh: f64, drawn: &[(f64, f64, f64)]) -> Option<((f64, f64), f64)> {
+    if lw + 20.0 > plot.w || lh + 20.0 > plot.h {
+        return None;
+    }
+    let (left, right) = (plot.x + 10.0, plot.x + plot.w - lw - 10.0);
+    let (top, bottom) = (plot.y + 10.0, plot.y + plot.h - lh - 10.0);
+    let hidden = |(lx, ly): (f64, f64)| -> f64 {
+        let margin = 4.0;
+        let under = |&&(px, py, _): &&(f64, f64, f64)| {
+            px >= lx - margin && px <= lx + lw + margin && py >= ly - margin && py <= ly + lh + margin
+        };
+        drawn.iter().filter(under).map(|p| p.2).sum()
+    };
+    [(right, top), (left, top), (left, bottom), (right, bottom)].into_iter().map(|c| (c, hidden(c))).fold(
+        None,
+        |best: Option<((f64, f64), f64)>, c| match best {
+            Some(b) if b.1 <= c.1 => Some(b),
+            _ => Some(c),
+        },
+    )
+}
+
+/// The legend of a numeric chart ([`Chart::legend_entries`]): a box with its top left at
+/// `(lx, ly)`.
+fn legend_box(svg: &mut String, (lx, ly): (f64, f64), entries: &[Entry]) {
     if entries.is_empty() {
         return;
     }
-    let longest = entries.iter().map(|e| e.name.chars().count()).max().unwrap_or(0) as f64;
-    let (lw, lh) = (36.0 + CHAR_W * longest, 8.0 + 18.0 * entries.len() as f64);
-    let (lx, ly) = (plot.x + plot.w - lw - 10.0, plot.y + 10.0);
+    let (lw, lh) = legend_size(entries);
     let _ = writeln!(
         svg,
         r##"<g class="legend"><rect x="{lx:.1}" y="{ly:.1}" width="{lw:.1}" height="{lh:.1}" fill="white" fill-opacity="0.85" stroke="#bbb"/>"##

@@ -370,3 +370,36 @@ fn grouped_bars_share_each_category() {
     assert!(bars[2].0 >= bars[1].0 + bars[1].1 - 0.1, "b's bar stands beside a's in y: {bars:?}");
     assert!(svg.contains(">a</text>") && svg.contains(">b</text>"), "a legend names the groups");
 }
+
+/// The legend box's (x, y), and the plot's (left, top, width, height).
+fn legend_corner(svg: &str) -> ((f64, f64), (f64, f64, f64, f64)) {
+    let at = svg.find(r#"<g class="legend">"#).expect("a legend");
+    let rect = &tags(&svg[at..], "rect")[0];
+    ((attr(rect, "x"), attr(rect, "y")), frame(svg))
+}
+
+#[test]
+fn the_legend_takes_the_corner_that_hides_least() {
+    // Falling dots leave the top right free: the legend goes there.
+    let falling: Vec<(f64, f64)> = (0..40).map(|i| (i as f64, 40.0 - i as f64)).collect();
+    let ((x, y), (left, top, w, _)) = legend_corner(&Chart::new("t").scatter("falling", &falling).to_svg());
+    assert!(x > left + w / 2.0 && y < top + 20.0, "top right: ({x}, {y})");
+    // Rising dots fill the top right and the bottom left: the top left is free.
+    let rising: Vec<(f64, f64)> = (0..40).map(|i| (i as f64, i as f64)).collect();
+    let svg = Chart::new("t").scatter("rising", &rising).to_svg();
+    let ((x, y), (left, top, _, _)) = legend_corner(&svg);
+    assert!(x < left + 20.0 && y < top + 20.0, "top left: ({x}, {y})");
+    // No dot under the box.
+    let at = svg.find(r#"<g class="legend">"#).unwrap();
+    let rect = &tags(&svg[at..], "rect")[0];
+    let (lw, lh) = (attr(rect, "width"), attr(rect, "height"));
+    let dots = circles(&svg[..at]);
+    assert_eq!(dots.len(), 40);
+    assert!(dots.iter().all(|&(cx, cy)| !(cx >= x && cx <= x + lw && cy >= y && cy <= y + lh)), "{dots:?}");
+    // Dots in every corner: the plot narrows and the legend stands to its right, hiding none.
+    let corners = [(0.0, 0.0), (0.0, 10.0), (10.0, 0.0), (10.0, 10.0), (5.0, 5.0)];
+    let svg = Chart::new("t").scatter("corners", &corners).to_svg();
+    let ((x, _), (left, _, w, _)) = legend_corner(&svg);
+    assert!(x > left + w, "the legend ({x}) is right of the plot ({left} + {w})");
+    assert!(circles(&svg[..svg.find(r#"<g class="legend">"#).unwrap()]).iter().all(|&(cx, _)| cx <= left + w + 1.0));
+}
