@@ -25,14 +25,7 @@ fn temp_dir(tag: &str) -> ingot_test_support::TempDir {
 }
 
 fn write_corpus(dir: &Path) -> PathBuf {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    for d in 0..4 {
-        let text: String =
-            (0..200).map(|i| format!("LINE {i} of play {d}: the quality of mercy is not strained.\n")).collect();
-        std::fs::write(corpus.join(format!("p{d}.txt")), text).unwrap();
-    }
-    corpus
+    ingot_test_support::write_txt(&dir.join("corpus"), &ingot_test_support::mercy_corpus())
 }
 
 fn write_config(dir: &Path, corpus: &Path, max_steps: u32, checkpoint_interval: u32) -> PathBuf {

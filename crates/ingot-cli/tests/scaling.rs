@@ -12,14 +12,7 @@ fn run(args: &[&str]) -> Run {
 }
 
 fn write_corpus(dir: &Path) -> PathBuf {
-    let corpus = dir.join("corpus");
-    std::fs::create_dir_all(&corpus).unwrap();
-    for d in 0..4 {
-        let text: String =
-            (0..200).map(|i| format!("LINE {i} of play {d}: the quality of mercy is not strained.\n")).collect();
-        std::fs::write(corpus.join(format!("p{d}.txt")), text).unwrap();
-    }
-    corpus
+    ingot_test_support::write_txt(&dir.join("corpus"), &ingot_test_support::mercy_corpus())
 }
 
 /// Three sizes (1, 2, 3 layers of width 16 per layer) x two budgets (64 and 128 tokens: 2 and 4

@@ -53,6 +53,18 @@ pub fn dialogue_corpus(plays: usize, lines: usize) -> Vec<Doc> {
         .collect()
 }
 
+/// Four "plays" (`p0.txt` to `p3.txt`) of 200 numbered lines of one sentence: the pretrain and
+/// scaling tests' corpus, a few thousand BPE tokens that a tiny model learns in a few steps.
+pub fn mercy_corpus() -> Vec<Doc> {
+    (0..4)
+        .map(|d| {
+            let text: String =
+                (0..200).map(|i| format!("LINE {i} of play {d}: the quality of mercy is not strained.\n")).collect();
+            Doc::new(format!("p{d}.txt"), text)
+        })
+        .collect()
+}
+
 /// Write each document to `dir/<name>` (creating `dir`) and return `dir`.
 pub fn write_txt(dir: &Path, docs: &[Doc]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));

@@ -33,7 +33,7 @@ pub mod tokenizer;
 
 pub use assets::{corpus_dir, eval_data, real_model, require_asset};
 pub use cli::Run;
-pub use corpus::{dialogue_corpus, small_corpus, tiny_pretrain_toml, write_jsonl, write_txt, Doc};
+pub use corpus::{dialogue_corpus, mercy_corpus, small_corpus, tiny_pretrain_toml, write_jsonl, write_txt, Doc};
 pub use guard::finishes;
 #[cfg(feature = "models")]
 pub use models::{random_model, write_model_folder};
