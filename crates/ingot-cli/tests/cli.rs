@@ -333,6 +333,17 @@ fn perplexity_of_a_text_file() {
     let file = tmp.write("ppl2.txt", english.as_bytes());
     assert_error(&run(&["perplexity", "--model", &model, "--file", arg(&file), "--context", "9000"]), "context");
     assert_error(&run(&["perplexity", "--model", &model, "--file", "/nonexistent.txt"]), "nonexistent");
+    // llama-perplexity's chunks: the English text repeated to three chunks of 32 tokens.
+    let long = tmp.write("ppl3.txt", english.repeat(3).as_bytes());
+    let r = run(&["perplexity", "--model", &model, "--file", arg(&long), "--chunks", "--context", "32"]);
+    assert_eq!(r.code, 0, "{}", r.dump());
+    assert!(r.stdout.contains("running:        [1]") && r.stdout.contains("[3]"), "{}", r.dump());
+    let line = r.stdout.lines().find(|l| l.starts_with("perplexity:")).expect("a perplexity line");
+    assert!(line.contains("+/-"), "{line}");
+    // Fewer than two chunks of tokens, and --stride with --chunks, are errors.
+    assert_error(&run(&["perplexity", "--model", &model, "--file", arg(&file), "--chunks"]), "at least 1024 tokens");
+    let both = run(&["perplexity", "--model", &model, "--file", arg(&file), "--chunks", "--stride", "8"]);
+    assert!(both.code == 2 && both.stderr.contains("cannot be used with '--stride"), "{}", both.dump());
 }
 
 /// `ingot index build` + `index search`, and `ingot ask` with self-consistency and with tools.

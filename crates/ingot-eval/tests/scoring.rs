@@ -158,3 +158,44 @@ fn perplexity_matches_cross_entropy_and_slides() {
     assert!(perplexity(&model, &seq, 16, 0, &Device::Cpu).is_err());
     assert!(perplexity(&model, &seq[..1], 16, 8, &Device::Cpu).is_err());
 }
+
+/// `llama-perplexity`'s chunks against the naive scorer: chunk i is ids[i n .. (i+1) n] with BOS
+/// in front, and it scores its tokens n/2 + 1 .. n - 1 given everything before them in the chunk.
+#[test]
+fn chunked_perplexity_is_llama_perplexity_s() {
+    use ingot_eval::perplexity::perplexity_chunks;
+    let model = tiny("llama", 5);
+    let (n, bos) = (16, 40u32);
+    let seq = ids(16 * 3 + 5, 7, 2); // three whole chunks and a remainder that is never scored
+    let mut seen = Vec::new();
+    let p =
+        perplexity_chunks(&model, &seq, n, Some(bos), None, &Device::Cpu, &mut |i, of, r| seen.push((i, of, r.tokens)))
+            .unwrap();
+    assert_eq!(seen, [(1, 3, 7), (2, 3, 14), (3, 3, 21)], "n - n/2 - 1 tokens a chunk, three chunks");
+    // Each scored token on its own, given everything before it in its chunk.
+    let mut per_token = Vec::new();
+    for c in 0..3 {
+        let mut chunk = seq[c * n..(c + 1) * n].to_vec();
+        chunk[0] = bos;
+        for t in n / 2 + 1..n {
+            let s = score_continuations_naive(&model, &chunk[..t], &[vec![chunk[t]]], &Device::Cpu).unwrap();
+            per_token.push(-s[0].logprob);
+        }
+    }
+    let nll: f64 = per_token.iter().sum();
+    assert_eq!(p.tokens, per_token.len());
+    assert!((p.nll - nll).abs() < 1e-3, "chunks {} vs naive {nll}", p.nll);
+    // The standard error, as llama-perplexity computes it: sqrt(var / (n - 1)) x ppl.
+    let k = per_token.len() as f64;
+    let mean = nll / k;
+    let var = per_token.iter().map(|x| x * x).sum::<f64>() / k - mean * mean;
+    let want = (var / (k - 1.0)).sqrt() * mean.exp();
+    assert!((p.perplexity_stderr() - want).abs() < 1e-3 * want, "{} vs {want}", p.perplexity_stderr());
+    // At most max_chunks; without BOS the first token stays.
+    let one = perplexity_chunks(&model, &seq, n, None, Some(1), &Device::Cpu, &mut |_, _, _| {}).unwrap();
+    assert_eq!(one.tokens, 7);
+    // Fewer than two chunks of tokens, as llama-perplexity refuses; a context past the model's.
+    let short = perplexity_chunks(&model, &seq[..31], n, None, None, &Device::Cpu, &mut |_, _, _| {});
+    assert!(short.unwrap_err().to_string().contains("at least 32 tokens"));
+    assert!(perplexity_chunks(&model, &seq, 4096, None, None, &Device::Cpu, &mut |_, _, _| {}).is_err());
+}
