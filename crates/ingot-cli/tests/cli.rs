@@ -501,7 +501,10 @@ fn eval_multiple_choice_writes_reports_and_resumes() {
         })
         .collect();
     let names: Vec<(&str, &str)> = metrics.iter().map(|m| (m.0.as_str(), m.1.as_str())).collect();
-    assert_eq!(names, [("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("winogrande", "acc")]);
+    assert_eq!(
+        names,
+        [("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("arc_easy", "acc_norm_tokens"), ("winogrande", "acc")]
+    );
     assert!(metrics.iter().all(|m| m.3 == 6 && (0.0..=1.0).contains(&m.2)));
     assert!(std::fs::read_to_string(out.join("report.svg")).unwrap().starts_with("<svg"));
     assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("arc_easy"));

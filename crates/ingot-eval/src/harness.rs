@@ -5,6 +5,9 @@
 //! - acc_norm: the same after dividing each log-likelihood by its choice's length in characters
 //!   (lm-eval's `len(choice)`; its docs call it byte-length normalisation, and the two agree on
 //!   ASCII text).
+//! - acc_norm_tokens: the same per token of the choice's continuation (the normalisation of
+//!   `llama-perplexity --hellaswag` and lighteval's `LogProbTokenNorm`), reported beside acc_norm
+//!   so scores compare item by item with those tools; samples keep each choice's token count.
 //! - LAMBADA acc: every target token is the greedy choice; perplexity = exp(−mean log-likelihood).
 //! - GSM8K: exact match of the extracted answer ("So the answer is N", else the last number).
 //! - Standard error of a mean of per-document scores: sample standard deviation / √n.
@@ -92,6 +95,9 @@ pub enum Sample {
         loglik: Vec<f64>,
         greedy: Vec<bool>,
         lens: Vec<usize>,
+        /// Tokens of each choice's continuation (absent in logs written before it was kept).
+        #[serde(default)]
+        tokens: Vec<usize>,
         #[serde(default)]
         seconds: f64,
     },
@@ -339,6 +345,7 @@ fn run_choices(
             loglik: scores.iter().map(|s| s.logprob).collect(),
             greedy: scores.iter().map(|s| s.is_greedy).collect(),
             lens: doc.choices.iter().map(|c| c.chars().count()).collect(),
+            tokens: scores.iter().map(|s| s.n_tokens).collect(),
             seconds: 0.0,
         })
     };
@@ -534,6 +541,13 @@ pub fn choice_scores(gold: usize, loglik: &[f64], lens: &[usize]) -> (f64, f64) 
     (acc as u8 as f64, norm as u8 as f64)
 }
 
+/// acc_norm_tokens of one multiple-choice document: log-likelihood per continuation token; None
+/// when the sample holds no token counts (a log from before they were kept).
+pub fn acc_norm_tokens(gold: usize, loglik: &[f64], tokens: &[usize]) -> Option<f64> {
+    (tokens.len() == loglik.len() && !tokens.is_empty())
+        .then(|| (argmax(loglik.iter().zip(tokens).map(|(l, &n)| l / n.max(1) as f64)) == gold) as u8 as f64)
+}
+
 /// The task's metrics from its samples.
 pub fn metrics(task: &Task, samples: &[Sample]) -> Vec<Metric> {
     let n = samples.len();
@@ -553,6 +567,16 @@ pub fn metrics(task: &Task, samples: &[Sample]) -> Vec<Metric> {
             let mut out = vec![metric("acc", acc)];
             if norm {
                 out.push(metric("acc_norm", acc_norm));
+                let per_token: Option<Vec<f64>> = samples
+                    .iter()
+                    .map(|s| match s {
+                        Sample::Choice { gold, loglik, tokens, .. } => acc_norm_tokens(*gold, loglik, tokens),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(xs) = per_token {
+                    out.push(metric("acc_norm_tokens", xs));
+                }
             }
             out
         }
@@ -607,6 +631,31 @@ mod tests {
         assert_eq!(choice_scores(1, &loglik, &lens), (0.0, 1.0));
         // Ties go to the first choice, as numpy's argmax.
         assert_eq!(choice_scores(0, &[-1.0, -1.0], &[1, 1]), (1.0, 1.0));
+        // Per token, as llama-perplexity --hellaswag: 20 characters may be 2 tokens (-5 a token)
+        // against 1 (-4): acc_norm_tokens picks choice 0 where acc_norm picked 1.
+        assert_eq!(acc_norm_tokens(0, &loglik, &[1, 2]), Some(1.0));
+        assert_eq!(acc_norm_tokens(1, &loglik, &[1, 4]), Some(1.0));
+        assert_eq!(acc_norm_tokens(0, &loglik, &[]), None, "an old log without token counts");
+    }
+
+    #[test]
+    fn acc_norm_tokens_is_reported_beside_acc_norm() {
+        let task = Task::resolve("hellaswag", Path::new("/nowhere")).unwrap().remove(0);
+        let s = |gold, tokens: Vec<usize>| Sample::Choice {
+            doc: 0,
+            gold,
+            loglik: vec![-4.0, -10.0],
+            greedy: vec![false, false],
+            lens: vec![2, 20],
+            tokens,
+            seconds: 0.0,
+        };
+        let names = |m: Vec<Metric>| m.into_iter().map(|m| (m.metric, m.value)).collect::<Vec<_>>();
+        let m = names(metrics(&task, &[s(1, vec![1, 4]), s(1, vec![1, 2])]));
+        assert_eq!(m, [("acc".to_string(), 0.0), ("acc_norm".into(), 1.0), ("acc_norm_tokens".into(), 0.5)]);
+        // One sample without counts: no acc_norm_tokens rather than a score over part of the set.
+        let m = names(metrics(&task, &[s(1, vec![1, 4]), s(1, vec![])]));
+        assert_eq!(m.len(), 2);
     }
 
     #[test]
@@ -638,6 +687,7 @@ mod tests {
             loglik: vec![-1.0, -2.0],
             greedy: vec![true, false],
             lens: vec![1, 2],
+            tokens: vec![1, 1],
             seconds: 0.5,
         };
         {
@@ -674,6 +724,7 @@ mod tests {
             loglik: vec![-1.0],
             greedy: vec![true],
             lens: vec![1],
+            tokens: vec![1],
             seconds,
         };
         {
