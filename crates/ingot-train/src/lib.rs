@@ -30,6 +30,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod collective;
 pub mod error;
 pub mod loss;
 pub mod optim;
@@ -41,6 +42,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointContents};
+pub use collective::{Collective, SingleProcess};
 pub use error::{Error, Result};
 pub use optim::{clip_grad_norm, decays, AdamW, AdamWConfig, StepReport};
 pub use plot::{line_chart_svg, loss_curve_svg, write_svg, ChartOptions};

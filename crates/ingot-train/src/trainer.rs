@@ -6,6 +6,11 @@
 //! A method supplies an [`Objective`]: the loss of micro-batch `micro` of step `step`, computed
 //! from a pure function of (seed, step, micro). Together with the optimizer moments and weights
 //! saved in each checkpoint, that makes a resumed run bit-identical to an uninterrupted one.
+//!
+//! [`Trainer::run_with`] is four parts, each a method: `resume` (config checks, optimizer,
+//! restored checkpoint and metrics), `step` (gradients, clipping, AdamW), `log` (validation,
+//! metrics, plot, samples) and `save` (the checkpoint). A [`Collective`] decides which rank writes;
+//! in one process ([`Trainer::run`]) that is this one.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::checkpoint;
+use crate::collective::{Collective, SingleProcess};
 use crate::error::{Context, Error, Result};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::plot;
@@ -271,9 +277,77 @@ pub struct Trainer<'a> {
     pub adapter_config: Option<Value>,
 }
 
+/// A run between two steps: the trainable variables and their optimizer, the metrics logged so
+/// far and the file they go to, and what the report will say.
+struct RunState {
+    vars: Vec<(String, Var)>,
+    optimizer: AdamW,
+    /// The first step this process runs (0, or the resumed checkpoint's).
+    start_step: u64,
+    history: Vec<Metrics>,
+    /// metrics.jsonl, appended to; None on ranks that do not write.
+    metrics_file: Option<std::fs::File>,
+    tokens_total: u64,
+    last_loss: f64,
+    last_val: Option<f64>,
+    last_ckpt: Option<PathBuf>,
+    /// Start and tokens of the current logging window, for tokens/s.
+    window: (Instant, usize),
+}
+
+/// What one optimizer step measured.
+struct StepOutcome {
+    /// Steps done after it (its index + 1).
+    done: u64,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+}
+
 impl Trainer<'_> {
-    /// Run from step 0, or from the latest checkpoint in `out_dir` when `resume`.
+    /// Run from step 0, or from the latest checkpoint in `out_dir` when `resume`, in this process
+    /// alone.
     pub fn run(&self, objective: &mut dyn Objective, resume: bool) -> Result<TrainReport> {
+        self.run_with(objective, resume, &SingleProcess)
+    }
+
+    /// [`Trainer::run`] as one rank of `collective`'s job: every rank runs the same steps, rank 0
+    /// alone writes metrics, plots and checkpoints and shows progress.
+    pub fn run_with(
+        &self,
+        objective: &mut dyn Objective,
+        resume: bool,
+        collective: &dyn Collective,
+    ) -> Result<TrainReport> {
+        let mut state = self.resume(resume, collective)?;
+        let bar = progress_bar(self.progress && collective.is_main(), state.start_step, self.cfg.max_steps);
+        let started = Instant::now();
+        for step in state.start_step..self.cfg.max_steps {
+            let outcome = self.step(objective, &mut state, step)?;
+            self.log(objective, &mut state, &outcome, &bar, collective)?;
+            let save_now = outcome.done == self.cfg.max_steps
+                || (self.cfg.checkpoint_interval > 0 && outcome.done % self.cfg.checkpoint_interval == 0);
+            if save_now && collective.is_main() {
+                self.save(&mut state, &outcome)?;
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(TrainReport {
+            steps_run: self.cfg.max_steps.saturating_sub(state.start_step),
+            final_step: self.cfg.max_steps.max(state.start_step),
+            final_loss: state.last_loss,
+            final_val_loss: state.last_val,
+            full_val_loss: None,
+            tokens: state.tokens_total,
+            seconds: started.elapsed().as_secs_f64(),
+            last_checkpoint: state.last_ckpt,
+        })
+    }
+
+    /// Checks the config, makes the optimizer, and with `resume` restores weights, moments and
+    /// metrics from the latest checkpoint; rewrites metrics.jsonl up to the resume point (rank 0).
+    fn resume(&self, resume: bool, collective: &dyn Collective) -> Result<RunState> {
         self.cfg.validate()?;
         self.cfg.schedule().validate()?;
         std::fs::create_dir_all(&self.out_dir).map_err(Error::io("creating", &self.out_dir))?;
@@ -283,161 +357,177 @@ impl Trainer<'_> {
         let mut start_step = 0u64;
         let mut history: Vec<Metrics> = Vec::new();
         if resume {
-            match checkpoint::latest(&self.out_dir)? {
-                Some(dir) => {
-                    let ck = checkpoint::load(&dir, &candle_core::Device::Cpu)?;
-                    self.restore_weights(&vars, &ck.weights, &dir)?;
-                    let step =
-                        ck.trainer_state.get("step").and_then(Value::as_u64).ok_or_else(|| {
-                            Error::Config(format!("{}: trainer_state.json has no step", dir.display()))
-                        })?;
-                    let opt_steps = ck.trainer_state.get("optimizer_steps").and_then(Value::as_u64).unwrap_or(step);
-                    optimizer.load_state(ck.optimizer, opt_steps)?;
-                    if step >= self.cfg.max_steps {
-                        // Nothing would run: the report would hold no loss (it printed "NaN").
-                        return Err(Error::Config(format!(
-                            "train.max_steps = {} but {} is already at step {step}; raise train.max_steps above {step} to train further",
-                            self.cfg.max_steps,
-                            dir.display()
-                        )));
-                    }
-                    history = read_metrics(&self.out_dir.join("metrics.jsonl"), step);
-                    start_step = step;
-                    eprintln!("resuming from {} (step {step})", dir.display());
-                }
-                None => {
-                    return Err(Error::Config(format!(
-                        "--resume: no checkpoint in {} (start without --resume)",
-                        self.out_dir.display()
-                    )))
-                }
+            let Some(dir) = checkpoint::latest(&self.out_dir)? else {
+                return Err(Error::Config(format!(
+                    "--resume: no checkpoint in {} (start without --resume)",
+                    self.out_dir.display()
+                )));
+            };
+            let ck = checkpoint::load(&dir, &candle_core::Device::Cpu)?;
+            self.restore_weights(&vars, &ck.weights, &dir)?;
+            let step = ck
+                .trainer_state
+                .get("step")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| Error::Config(format!("{}: trainer_state.json has no step", dir.display())))?;
+            let opt_steps = ck.trainer_state.get("optimizer_steps").and_then(Value::as_u64).unwrap_or(step);
+            optimizer.load_state(ck.optimizer, opt_steps)?;
+            if step >= self.cfg.max_steps {
+                // Nothing would run: the report would hold no loss (it printed "NaN").
+                return Err(Error::Config(format!(
+                    "train.max_steps = {} but {} is already at step {step}; raise train.max_steps above {step} to train further",
+                    self.cfg.max_steps,
+                    dir.display()
+                )));
+            }
+            history = read_metrics(&self.out_dir.join("metrics.jsonl"), step);
+            start_step = step;
+            if collective.is_main() {
+                eprintln!("resuming from {} (step {step})", dir.display());
             }
         }
         // Rewrite the metrics log up to the resume point, so a resumed run's log has no
         // duplicate or orphaned lines from after the checkpoint.
-        let metrics_path = self.out_dir.join("metrics.jsonl");
-        let mut log = String::new();
-        for m in &history {
-            log.push_str(&serde_json::to_string(m).unwrap_or_default());
-            log.push('\n');
-        }
-        ingot_core::atomic::write_file(&metrics_path, log.as_bytes())?;
-        let mut metrics_file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&metrics_path)
-            .map_err(Error::io("writing", &metrics_path))?;
+        let metrics_file = if collective.is_main() {
+            let path = self.out_dir.join("metrics.jsonl");
+            let mut log = String::new();
+            for m in &history {
+                log.push_str(&serde_json::to_string(m).unwrap_or_default());
+                log.push('\n');
+            }
+            ingot_core::atomic::write_file(&path, log.as_bytes())?;
+            Some(std::fs::OpenOptions::new().append(true).open(&path).map_err(Error::io("writing", &path))?)
+        } else {
+            None
+        };
+        Ok(RunState {
+            vars,
+            optimizer,
+            start_step,
+            history,
+            metrics_file,
+            tokens_total: 0,
+            last_loss: f64::NAN,
+            last_val: None,
+            last_ckpt: None,
+            window: (Instant::now(), 0),
+        })
+    }
 
-        let schedule = self.cfg.schedule();
-        let bar = progress_bar(self.progress, start_step, self.cfg.max_steps);
-        let started = Instant::now();
-        let mut tokens_total = 0u64;
-        let (mut last_loss, mut last_val, mut last_ckpt) = (f64::NAN, None, None);
-        let mut window = (Instant::now(), 0usize);
-        for step in start_step..self.cfg.max_steps {
-            for (i, d) in self.model.dropout_states().into_iter().enumerate() {
-                d.train(
-                    self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15) ^ (i as u64).wrapping_mul(0xD1B54A32D192ED03),
+    /// One optimizer step: the micro-batches' gradients (dropout on, its masks seeded by step),
+    /// global-norm clipping, AdamW at the schedule's rate. A non-finite loss or gradient norm
+    /// stops the run.
+    fn step(&self, objective: &mut dyn Objective, state: &mut RunState, step: u64) -> Result<StepOutcome> {
+        for (i, d) in self.model.dropout_states().into_iter().enumerate() {
+            d.train(
+                self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15) ^ (i as u64).wrapping_mul(0xD1B54A32D192ED03),
+            );
+        }
+        let (mut grads, loss, n_tokens) = gradients(self.model, objective, step, self.cfg.grad_accum, &state.vars)?;
+        state.tokens_total += n_tokens as u64;
+        state.window.1 += n_tokens;
+        for d in self.model.dropout_states() {
+            d.eval();
+        }
+        if !loss.is_finite() {
+            return Err(Error::Diverged { step, loss });
+        }
+        let max_norm = if self.cfg.grad_clip > 0.0 { self.cfg.grad_clip } else { f64::INFINITY };
+        let grad_norm = clip_grad_norm(&mut grads, state.vars.iter().map(|(_, v)| v), max_norm)?;
+        if !grad_norm.is_finite() {
+            return Err(Error::Diverged { step, loss: grad_norm });
+        }
+        let lr = self.cfg.schedule().lr(step as usize);
+        state.optimizer.step(&grads, lr)?;
+        state.last_loss = loss;
+        Ok(StepOutcome { done: step + 1, loss, lr, grad_norm })
+    }
+
+    /// After a step: the validation loss when due (every rank computes it), the metrics line,
+    /// progress message and loss plot (rank 0), and a sample when due.
+    fn log(
+        &self,
+        objective: &mut dyn Objective,
+        state: &mut RunState,
+        s: &StepOutcome,
+        bar: &indicatif::ProgressBar,
+        collective: &dyn Collective,
+    ) -> Result<()> {
+        let (done, loss) = (s.done, s.loss);
+        let eval_now = done == self.cfg.max_steps || (self.cfg.eval_interval > 0 && done % self.cfg.eval_interval == 0);
+        let val_loss = if eval_now { objective.eval_loss(self.model)? } else { None };
+        if val_loss.is_some() {
+            state.last_val = val_loss;
+        }
+        if done % self.cfg.log_interval == 0 || eval_now {
+            let secs = state.window.0.elapsed().as_secs_f64().max(1e-9);
+            let m = Metrics {
+                step: done,
+                loss,
+                val_loss,
+                lr: s.lr,
+                grad_norm: s.grad_norm,
+                tokens_per_sec: state.window.1 as f64 / secs,
+                extra: objective.take_metrics(),
+            };
+            state.window = (Instant::now(), 0);
+            if let Some(file) = state.metrics_file.as_mut() {
+                let path = self.out_dir.join("metrics.jsonl");
+                writeln!(file, "{}", serde_json::to_string(&m).unwrap_or_default())
+                    .map_err(Error::io("writing", &path))?;
+            }
+            bar.set_message(format!(
+                "loss {:.4}{} | {:.0} tok/s",
+                loss,
+                val_loss.map(|v| format!(" val {v:.4}")).unwrap_or_default(),
+                m.tokens_per_sec
+            ));
+            if let (Some(v), true) = (val_loss, collective.is_main()) {
+                say(
+                    bar,
+                    format!(
+                        "step {done}: loss {loss:.4}, val loss {v:.4}, lr {:.2e}, grad norm {:.3}",
+                        s.lr, s.grad_norm
+                    ),
                 );
             }
-            let (mut grads, loss, n_tokens) = gradients(self.model, objective, step, self.cfg.grad_accum, &vars)?;
-            tokens_total += n_tokens as u64;
-            window.1 += n_tokens;
-            for d in self.model.dropout_states() {
-                d.eval();
+            state.history.push(m);
+            if eval_now && collective.is_main() {
+                self.write_plot(&state.history)?;
             }
-            if !loss.is_finite() {
-                return Err(Error::Diverged { step, loss });
-            }
-            let max_norm = if self.cfg.grad_clip > 0.0 { self.cfg.grad_clip } else { f64::INFINITY };
-            let grad_norm = clip_grad_norm(&mut grads, vars.iter().map(|(_, v)| v), max_norm)?;
-            if !grad_norm.is_finite() {
-                return Err(Error::Diverged { step, loss: grad_norm });
-            }
-            let lr = schedule.lr(step as usize);
-            optimizer.step(&grads, lr)?;
-            let done = step + 1;
-            last_loss = loss;
-
-            let eval_now =
-                done == self.cfg.max_steps || (self.cfg.eval_interval > 0 && done % self.cfg.eval_interval == 0);
-            let val_loss = if eval_now { objective.eval_loss(self.model)? } else { None };
-            if val_loss.is_some() {
-                last_val = val_loss;
-            }
-            if done % self.cfg.log_interval == 0 || eval_now {
-                let secs = window.0.elapsed().as_secs_f64().max(1e-9);
-                let m = Metrics {
-                    step: done,
-                    loss,
-                    val_loss,
-                    lr,
-                    grad_norm,
-                    tokens_per_sec: window.1 as f64 / secs,
-                    extra: objective.take_metrics(),
-                };
-                window = (Instant::now(), 0);
-                writeln!(metrics_file, "{}", serde_json::to_string(&m).unwrap_or_default())
-                    .map_err(Error::io("writing", &metrics_path))?;
-                bar.set_message(format!(
-                    "loss {:.4}{} | {:.0} tok/s",
-                    loss,
-                    val_loss.map(|v| format!(" val {v:.4}")).unwrap_or_default(),
-                    m.tokens_per_sec
-                ));
-                if let Some(v) = val_loss {
-                    say(
-                        &bar,
-                        format!("step {done}: loss {loss:.4}, val loss {v:.4}, lr {lr:.2e}, grad norm {grad_norm:.3}"),
-                    );
-                }
-                history.push(m);
-                if eval_now {
-                    self.write_plot(&history)?;
-                }
-            }
-            if self.cfg.sample_interval > 0 && (done % self.cfg.sample_interval == 0 || done == self.cfg.max_steps) {
-                if let Some(text) = objective.sample(self.model)? {
-                    say(&bar, format!("--- sample at step {done} ---\n{text}\n---"));
-                }
-            }
-            let save_now = done == self.cfg.max_steps
-                || (self.cfg.checkpoint_interval > 0 && done % self.cfg.checkpoint_interval == 0);
-            if save_now {
-                let state = json!({
-                    "step": done,
-                    "optimizer_steps": optimizer.step_count(),
-                    "seed": self.cfg.seed,
-                    "loss": loss,
-                    "val_loss": last_val,
-                    "train": self.cfg,
-                    "run": self.run_info,
-                });
-                let tensors: Vec<(String, Tensor)> =
-                    vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-                let contents = checkpoint::CheckpointContents {
-                    weights: &tensors,
-                    config: &self.model_config,
-                    tokenizer: self.tokenizer,
-                    optimizer: &optimizer.state_tensors(),
-                    trainer_state: &state,
-                    adapter_config: self.adapter_config.as_ref(),
-                };
-                let path = checkpoint::save(&self.out_dir, done, &contents, self.cfg.keep_last)?;
-                last_ckpt = Some(path);
-            }
-            bar.inc(1);
         }
-        bar.finish_and_clear();
-        Ok(TrainReport {
-            steps_run: self.cfg.max_steps.saturating_sub(start_step),
-            final_step: self.cfg.max_steps.max(start_step),
-            final_loss: last_loss,
-            final_val_loss: last_val,
-            full_val_loss: None,
-            tokens: tokens_total,
-            seconds: started.elapsed().as_secs_f64(),
-            last_checkpoint: last_ckpt,
-        })
+        if self.cfg.sample_interval > 0 && (done % self.cfg.sample_interval == 0 || done == self.cfg.max_steps) {
+            if let (Some(text), true) = (objective.sample(self.model)?, collective.is_main()) {
+                say(bar, format!("--- sample at step {done} ---\n{text}\n---"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A checkpoint after step `s`: weights, optimizer moments and trainer state, written
+    /// atomically; older ones beyond `keep_last` removed.
+    fn save(&self, state: &mut RunState, s: &StepOutcome) -> Result<()> {
+        let trainer_state = json!({
+            "step": s.done,
+            "optimizer_steps": state.optimizer.step_count(),
+            "seed": self.cfg.seed,
+            "loss": s.loss,
+            "val_loss": state.last_val,
+            "train": self.cfg,
+            "run": self.run_info,
+        });
+        let tensors: Vec<(String, Tensor)> =
+            state.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        let contents = checkpoint::CheckpointContents {
+            weights: &tensors,
+            config: &self.model_config,
+            tokenizer: self.tokenizer,
+            optimizer: &state.optimizer.state_tensors(),
+            trainer_state: &trainer_state,
+            adapter_config: self.adapter_config.as_ref(),
+        };
+        state.last_ckpt = Some(checkpoint::save(&self.out_dir, s.done, &contents, self.cfg.keep_last)?);
+        Ok(())
     }
 
     fn restore_weights(&self, vars: &[(String, Var)], weights: &HashMap<String, Tensor>, dir: &Path) -> Result<()> {
