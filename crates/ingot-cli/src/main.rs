@@ -86,6 +86,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let job = join_mpi_job();
     let result = match cli.command {
         Command::Generate(c) => cmd::generate::run(c),
         Command::Ask(c) => cmd::ask::run(c),
@@ -111,8 +112,82 @@ fn main() {
         Command::UtilizationBench(c) => cmd::utilization::run(c),
     };
     if let Err(e) = result {
-        eprintln!("error: {}", one_line(&e));
-        std::process::exit(1);
+        match &job {
+            Some(Job { rank, size, .. }) if *size > 1 => {
+                eprintln!("error: rank {rank} of {size}: {}", one_line(&e));
+                abort_job(1);
+            }
+            _ => {
+                eprintln!("error: {}", one_line(&e));
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// This process's place in an MPI job: rank, world size, and (with the `mpi` feature) the
+/// initialised MPI library, finalised when this is dropped at the end of `main`.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+struct Job {
+    rank: usize,
+    size: usize,
+    #[cfg(feature = "mpi")]
+    _mpi: ingot_train::collective::mpi::MpiJob,
+}
+
+/// Under `mpirun` (an Ingot built with `--features mpi`): join the MPI job, so every training
+/// recipe runs data-parallel over its ranks. Rank 0 alone prints results (the others' standard
+/// output is discarded; errors still reach standard error), and an error or a panic on any rank
+/// ends the whole job (MPI_Abort) instead of leaving the others waiting in a collective.
+#[cfg(feature = "mpi")]
+fn join_mpi_job() -> Option<Job> {
+    let mpi = match ingot_train::collective::mpi::init_from_env() {
+        Ok(Some(job)) => job,
+        Ok(None) => return None,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let (rank, size) = (mpi.rank(), mpi.world_size());
+    if rank > 0 {
+        silence_stdout();
+    }
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        hook(info);
+        if !ingot_core::panic::is_quiet() {
+            eprintln!("error: rank {rank} of {size} panicked; ending the job");
+            abort_job(101);
+        }
+    }));
+    Some(Job { rank, size, _mpi: mpi })
+}
+
+#[cfg(not(feature = "mpi"))]
+fn join_mpi_job() -> Option<Job> {
+    None
+}
+
+#[cfg(feature = "mpi")]
+fn abort_job(code: i32) -> ! {
+    ingot_train::collective::mpi::abort(code)
+}
+
+#[cfg(not(feature = "mpi"))]
+fn abort_job(code: i32) -> ! {
+    std::process::exit(code)
+}
+
+/// Point standard output at /dev/null (ranks other than 0 under MPI).
+#[cfg(feature = "mpi")]
+fn silence_stdout() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1 replaces standard output; `null` stays open until then.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+        }
     }
 }
 

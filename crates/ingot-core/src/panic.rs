@@ -28,6 +28,11 @@ pub fn catch_quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     })
 }
 
+/// Whether this thread is inside [`catch_quietly`] (its panics are expected and handled).
+pub fn is_quiet() -> bool {
+    QUIET.with(Cell::get)
+}
+
 /// Replace the default panic report with one line on stderr (message and place, escaped and
 /// capped), silent inside [`catch_quietly`].
 pub fn install_hook() {

@@ -31,6 +31,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod collective;
+pub mod ddp;
 pub mod error;
 pub mod loss;
 pub mod optim;

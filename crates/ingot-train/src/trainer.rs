@@ -10,7 +10,9 @@
 //! [`Trainer::run_with`] is four parts, each a method: `resume` (config checks, optimizer,
 //! restored checkpoint and metrics), `step` (gradients, clipping, AdamW), `log` (validation,
 //! metrics, plot, samples) and `save` (the checkpoint). A [`Collective`] decides which rank writes;
-//! in one process ([`Trainer::run`]) that is this one.
+//! in one process that is this one. Over several ranks ([`crate::ddp`]) each computes its share
+//! of the step's micro-batches, gradients and losses are summed over ranks before clipping, and
+//! with `zero_stage = 1` each rank keeps and applies only its share of AdamW's state.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -26,7 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::checkpoint;
-use crate::collective::{Collective, SingleProcess};
+use crate::collective::Collective;
+use crate::ddp;
 use crate::error::{Context, Error, Result};
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
 use crate::plot;
@@ -89,6 +92,10 @@ pub struct TrainConfig {
     /// Recompute each block's activations in backward instead of keeping them: activation
     /// memory falls to about one tensor per layer, for ~1/3 more compute. Same results.
     pub activation_checkpointing: bool,
+    /// With several ranks (`mpirun`): 0 = plain data parallel (every rank keeps all of AdamW's
+    /// moments), 1 = ZeRO-1 (each rank keeps and updates its share; checkpoints gather them all,
+    /// so a run resumes on any number of ranks). Results are the same either way.
+    pub zero_stage: u8,
 }
 
 impl Default for TrainConfig {
@@ -112,6 +119,7 @@ impl Default for TrainConfig {
             checkpoint_interval: 500,
             keep_last: 3,
             activation_checkpointing: false,
+            zero_stage: 0,
         }
     }
 }
@@ -136,6 +144,9 @@ impl TrainConfig {
                 "train.beta1 and train.beta2 must be in [0, 1); got {} and {}",
                 self.beta1, self.beta2
             ));
+        }
+        if self.zero_stage > 1 {
+            return bad(format!("train.zero_stage must be 0 (data parallel) or 1 (ZeRO-1); got {}", self.zero_stage));
         }
         if self.log_interval == 0 || self.keep_last == 0 {
             return bad("train.log_interval and train.keep_last must be at least 1".into());
@@ -209,15 +220,34 @@ pub fn gradients(
     accum: u32,
     vars: &[(String, Var)],
 ) -> Result<(GradStore, f64, usize)> {
+    let micros: Vec<u32> = (0..accum).collect();
+    gradients_of(model, objective, step, &micros, accum, vars, &mut |_| {})
+}
+
+/// [`gradients`] over the micro-batches `micros` of a step of `accum` (one rank's share), each
+/// loss scaled by `1 / accum`, so that summing the ranks' results gives the whole step's; the
+/// loss returned is this share of the mean. `before` runs ahead of each micro-batch (dropout
+/// seeding).
+pub fn gradients_of(
+    model: &Model,
+    objective: &mut dyn Objective,
+    step: u64,
+    micros: &[u32],
+    accum: u32,
+    vars: &[(String, Var)],
+    before: &mut dyn FnMut(u32),
+) -> Result<(GradStore, f64, usize)> {
     let mut grads: Option<GradStore> = None;
     let (mut loss_sum, mut tokens) = (0f64, 0usize);
-    for micro in 0..accum {
+    let scale = ddp::loss_scale(accum, micros.len());
+    for &micro in micros {
+        before(micro);
         let (loss, n_tokens) = objective.loss(model, step, micro)?;
         loss_sum += loss
             .to_dtype(candle_core::DType::F64)
             .and_then(|l| l.to_scalar::<f64>())
             .context(|| "reading the loss".into())?;
-        let scaled = (loss / accum as f64).context(|| "scaling the loss".into())?;
+        let scaled = (loss * scale).context(|| "scaling the loss".into())?;
         let mut g = scaled.backward().context(|| "backward pass".into())?;
         // Checkpointed blocks hand their parameters' gradients over here.
         for (var, grad) in model.take_checkpoint_grads() {
@@ -281,6 +311,9 @@ pub struct Trainer<'a> {
 /// far and the file they go to, and what the report will say.
 struct RunState {
     vars: Vec<(String, Var)>,
+    /// Under ZeRO-1, the rank that owns each of `vars`; otherwise all this rank's.
+    owners: Vec<usize>,
+    /// AdamW over the variables this rank updates: all of them, or its ZeRO-1 share.
     optimizer: AdamW,
     /// The first step this process runs (0, or the resumed checkpoint's).
     start_step: u64,
@@ -305,10 +338,11 @@ struct StepOutcome {
 }
 
 impl Trainer<'_> {
-    /// Run from step 0, or from the latest checkpoint in `out_dir` when `resume`, in this process
-    /// alone.
+    /// Run from step 0, or from the latest checkpoint in `out_dir` when `resume`, as one rank of
+    /// this process's job ([`crate::collective::world`]: this process alone unless the binary
+    /// joined an MPI job).
     pub fn run(&self, objective: &mut dyn Objective, resume: bool) -> Result<TrainReport> {
-        self.run_with(objective, resume, &SingleProcess)
+        self.run_with(objective, resume, crate::collective::world())
     }
 
     /// [`Trainer::run`] as one rank of `collective`'s job: every rank runs the same steps, rank 0
@@ -323,12 +357,16 @@ impl Trainer<'_> {
         let bar = progress_bar(self.progress && collective.is_main(), state.start_step, self.cfg.max_steps);
         let started = Instant::now();
         for step in state.start_step..self.cfg.max_steps {
-            let outcome = self.step(objective, &mut state, step)?;
+            let outcome = self.step(objective, &mut state, step, collective)?;
             self.log(objective, &mut state, &outcome, &bar, collective)?;
             let save_now = outcome.done == self.cfg.max_steps
                 || (self.cfg.checkpoint_interval > 0 && outcome.done % self.cfg.checkpoint_interval == 0);
-            if save_now && collective.is_main() {
-                self.save(&mut state, &outcome)?;
+            if save_now {
+                // Every rank takes part in gathering ZeRO-1's moments; rank 0 writes.
+                let moments = self.full_optimizer_state(&state, collective)?;
+                if collective.is_main() {
+                    self.save(&mut state, &outcome, &moments)?;
+                }
             }
             bar.inc(1);
         }
@@ -353,7 +391,21 @@ impl Trainer<'_> {
         std::fs::create_dir_all(&self.out_dir).map_err(Error::io("creating", &self.out_dir))?;
         let vars = named_vars(self.varmap)?;
         check_training_memory(&vars)?;
-        let mut optimizer = AdamW::new(vars.clone(), self.cfg.adamw())?;
+        let world = collective.world_size();
+        if world > 1 && (self.cfg.grad_accum as usize) < world {
+            return Err(Error::Config(format!(
+                "train.grad_accum is {} but the job has {world} ranks: each rank computes whole micro-batches \
+                 of the step's global batch, so grad_accum must be at least {world} (a multiple of it \
+                 balances the ranks)",
+                self.cfg.grad_accum
+            )));
+        }
+        let owners =
+            if self.cfg.zero_stage == 1 { ddp::zero_owners(&vars, world) } else { vec![collective.rank(); vars.len()] };
+        let mine: Vec<(String, Var)> =
+            vars.iter().zip(&owners).filter(|(_, &o)| o == collective.rank()).map(|(v, _)| v.clone()).collect();
+        let owned: Vec<String> = mine.iter().map(|(n, _)| n.clone()).collect();
+        let mut optimizer = AdamW::new(mine, self.cfg.adamw())?;
         let mut start_step = 0u64;
         let mut history: Vec<Metrics> = Vec::new();
         if resume {
@@ -371,7 +423,8 @@ impl Trainer<'_> {
                 .and_then(Value::as_u64)
                 .ok_or_else(|| Error::Config(format!("{}: trainer_state.json has no step", dir.display())))?;
             let opt_steps = ck.trainer_state.get("optimizer_steps").and_then(Value::as_u64).unwrap_or(step);
-            optimizer.load_state(ck.optimizer, opt_steps)?;
+            let owned: Vec<&str> = owned.iter().map(String::as_str).collect();
+            optimizer.load_state(ddp::owned_moments(ck.optimizer, &owned), opt_steps)?;
             if step >= self.cfg.max_steps {
                 // Nothing would run: the report would hold no loss (it printed "NaN").
                 return Err(Error::Config(format!(
@@ -386,6 +439,9 @@ impl Trainer<'_> {
                 eprintln!("resuming from {} (step {step})", dir.display());
             }
         }
+        // Every rank starts from rank 0's weights (fresh ones are seeded alike, but a rank must not
+        // depend on that).
+        ddp::broadcast_vars(&vars, 0, collective)?;
         // Rewrite the metrics log up to the resume point, so a resumed run's log has no
         // duplicate or orphaned lines from after the checkpoint.
         let metrics_file = if collective.is_main() {
@@ -402,6 +458,7 @@ impl Trainer<'_> {
         };
         Ok(RunState {
             vars,
+            owners,
             optimizer,
             start_step,
             history,
@@ -417,13 +474,35 @@ impl Trainer<'_> {
     /// One optimizer step: the micro-batches' gradients (dropout on, its masks seeded by step),
     /// global-norm clipping, AdamW at the schedule's rate. A non-finite loss or gradient norm
     /// stops the run.
-    fn step(&self, objective: &mut dyn Objective, state: &mut RunState, step: u64) -> Result<StepOutcome> {
-        for (i, d) in self.model.dropout_states().into_iter().enumerate() {
-            d.train(
-                self.cfg.seed ^ step.wrapping_mul(0x9E3779B97F4A7C15) ^ (i as u64).wrapping_mul(0xD1B54A32D192ED03),
-            );
-        }
-        let (mut grads, loss, n_tokens) = gradients(self.model, objective, step, self.cfg.grad_accum, &state.vars)?;
+    fn step(
+        &self,
+        objective: &mut dyn Objective,
+        state: &mut RunState,
+        step: u64,
+        collective: &dyn Collective,
+    ) -> Result<StepOutcome> {
+        // Dropout masks are seeded by (step, micro-batch), so they do not depend on which rank
+        // computes a micro-batch.
+        let dropouts = self.model.dropout_states();
+        let seed = self.cfg.seed;
+        let mut seed_dropout = |micro: u32| {
+            for (i, d) in dropouts.iter().enumerate() {
+                d.train(
+                    seed ^ step.wrapping_mul(0x9E3779B97F4A7C15)
+                        ^ (i as u64).wrapping_mul(0xD1B54A32D192ED03)
+                        ^ (micro as u64).wrapping_mul(0x94D049BB133111EB),
+                );
+            }
+        };
+        let micros = ddp::my_micros(self.cfg.grad_accum, collective.rank(), collective.world_size());
+        let (mut grads, loss, n_tokens) =
+            gradients_of(self.model, objective, step, &micros, self.cfg.grad_accum, &state.vars, &mut seed_dropout)?;
+        // The whole step's gradient, loss and token count on every rank, so every rank clips
+        // and steps alike and logs the same numbers.
+        ddp::all_reduce_gradients(&mut grads, &state.vars, collective)?;
+        let mut sums = [loss, n_tokens as f64];
+        collective.all_reduce_sum_f64(&mut sums)?;
+        let (loss, n_tokens) = (sums[0], sums[1] as usize);
         state.tokens_total += n_tokens as u64;
         state.window.1 += n_tokens;
         for d in self.model.dropout_states() {
@@ -439,6 +518,11 @@ impl Trainer<'_> {
         }
         let lr = self.cfg.schedule().lr(step as usize);
         state.optimizer.step(&grads, lr)?;
+        if self.cfg.zero_stage == 1 && collective.world_size() > 1 {
+            for (var, &owner) in state.vars.iter().zip(&state.owners) {
+                ddp::broadcast_vars(std::iter::once(var), owner, collective)?;
+            }
+        }
         state.last_loss = loss;
         Ok(StepOutcome { done: step + 1, loss, lr, grad_norm })
     }
@@ -506,7 +590,18 @@ impl Trainer<'_> {
 
     /// A checkpoint after step `s`: weights, optimizer moments and trainer state, written
     /// atomically; older ones beyond `keep_last` removed.
-    fn save(&self, state: &mut RunState, s: &StepOutcome) -> Result<()> {
+    /// AdamW's moments for every parameter: this rank's own, or under ZeRO-1 over several ranks
+    /// gathered from their owners (every rank must call it).
+    fn full_optimizer_state(&self, state: &RunState, collective: &dyn Collective) -> Result<Vec<(String, Tensor)>> {
+        let local = state.optimizer.state_tensors();
+        if self.cfg.zero_stage == 1 && collective.world_size() > 1 {
+            ddp::gather_moments(&state.vars, &state.owners, local, collective)
+        } else {
+            Ok(local)
+        }
+    }
+
+    fn save(&self, state: &mut RunState, s: &StepOutcome, moments: &[(String, Tensor)]) -> Result<()> {
         let trainer_state = json!({
             "step": s.done,
             "optimizer_steps": state.optimizer.step_count(),
@@ -522,7 +617,7 @@ impl Trainer<'_> {
             weights: &tensors,
             config: &self.model_config,
             tokenizer: self.tokenizer,
-            optimizer: &state.optimizer.state_tensors(),
+            optimizer: moments,
             trainer_state: &trainer_state,
             adapter_config: self.adapter_config.as_ref(),
         };

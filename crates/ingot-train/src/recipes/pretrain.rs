@@ -570,18 +570,28 @@ pub fn run(cfg: &PretrainConfig, out: &Path, resume: bool, force: bool, progress
             cfg.data.context
         )));
     }
-    if !resume {
-        claim_run_folder(out, force)?;
-    }
-    std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
-    let (tokenizer, data_dir) = prepare_data(&cfg.data, out, cfg.train.seed, force && !resume)?;
-    let manifest = run_manifest(cfg, &tokenizer, &data_dir)?;
-    if resume {
-        check_resumable(out, &manifest)?;
+    // In a job of several ranks, rank 0 alone claims the folder and prepares the data; the
+    // others wait, then open what it wrote (the run folder is on a file system they share).
+    let world = crate::collective::world();
+    let (tokenizer, data_dir) = if world.is_main() {
+        if !resume {
+            claim_run_folder(out, force)?;
+        }
+        std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
+        let (tokenizer, data_dir) = prepare_data(&cfg.data, out, cfg.train.seed, force && !resume)?;
+        let manifest = run_manifest(cfg, &tokenizer, &data_dir)?;
+        if resume {
+            check_resumable(out, &manifest)?;
+        } else {
+            let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+            ingot_core::atomic::write_file(&out.join(RUN_MANIFEST), text.as_bytes())?;
+        }
+        world.barrier()?;
+        (tokenizer, data_dir)
     } else {
-        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-        ingot_core::atomic::write_file(&out.join(RUN_MANIFEST), text.as_bytes())?;
-    }
+        world.barrier()?;
+        prepare_data(&cfg.data, out, cfg.train.seed, false)?
+    };
     let train = TokenDataset::open(&data_dir, Split::Train)?;
     let val = TokenDataset::open(&data_dir, Split::Val)?;
     train.check_tokenizer(&tokenizer)?;

@@ -6,8 +6,32 @@
 //! processes (MPI over CPUs, NCCL over GPUs) implement the same trait behind their cargo features;
 //! the trainer calls it at fixed points of a step (see [`crate::trainer`]) and never knows which
 //! one runs.
+//!
+//! A process belongs to one job, so the job's collective is process-wide: the binary installs
+//! the engine's once at start-up ([`install`], e.g. [`mpi::init_from_env`] under `mpirun`) and
+//! [`crate::Trainer::run`] uses [`world`], so every recipe runs data-parallel with no change.
+
+use std::sync::OnceLock;
 
 use crate::Result;
+
+#[cfg(feature = "mpi")]
+pub mod mpi;
+
+static WORLD: OnceLock<Box<dyn Collective>> = OnceLock::new();
+
+/// The job this process belongs to: the installed collective, else [`SingleProcess`].
+pub fn world() -> &'static dyn Collective {
+    match WORLD.get() {
+        Some(c) => c.as_ref(),
+        None => &SingleProcess,
+    }
+}
+
+/// Make `c` this process's [`world`]; once only, before any training starts.
+pub fn install(c: Box<dyn Collective>) -> Result<()> {
+    WORLD.set(c).map_err(|_| crate::Error::Config("collective: a job collective is already installed".into()))
+}
 
 /// Collective operations over all ranks of a job. Every rank must make the same calls in the same
 /// order with buffers of the same lengths, as MPI requires; the sums are elementwise.
