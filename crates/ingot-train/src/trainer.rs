@@ -193,6 +193,10 @@ pub struct TrainReport {
     pub full_val_loss: Option<f64>,
     pub tokens: u64,
     pub seconds: f64,
+    /// Seconds this rank spent in collectives (0 in one process).
+    pub comm_seconds: f64,
+    /// Ranks that ran it (1: one process).
+    pub world_size: usize,
     pub last_checkpoint: Option<PathBuf>,
 }
 
@@ -326,6 +330,9 @@ struct RunState {
     last_ckpt: Option<PathBuf>,
     /// Start and tokens of the current logging window, for tokens/s.
     window: (Instant, usize),
+    /// Seconds spent in collectives (gradient all-reduce, ZeRO-1's broadcasts) in the current
+    /// logging window, and in the whole run.
+    comm: (f64, f64),
 }
 
 /// What one optimizer step measured.
@@ -379,6 +386,8 @@ impl Trainer<'_> {
             full_val_loss: None,
             tokens: state.tokens_total,
             seconds: started.elapsed().as_secs_f64(),
+            comm_seconds: state.comm.1,
+            world_size: collective.world_size(),
             last_checkpoint: state.last_ckpt,
         })
     }
@@ -468,6 +477,7 @@ impl Trainer<'_> {
             last_val: None,
             last_ckpt: None,
             window: (Instant::now(), 0),
+            comm: (0.0, 0.0),
         })
     }
 
@@ -499,9 +509,11 @@ impl Trainer<'_> {
             gradients_of(self.model, objective, step, &micros, self.cfg.grad_accum, &state.vars, &mut seed_dropout)?;
         // The whole step's gradient, loss and token count on every rank, so every rank clips
         // and steps alike and logs the same numbers.
+        let comm_started = Instant::now();
         ddp::all_reduce_gradients(&mut grads, &state.vars, collective)?;
         let mut sums = [loss, n_tokens as f64];
         collective.all_reduce_sum_f64(&mut sums)?;
+        let mut comm = comm_started.elapsed().as_secs_f64();
         let (loss, n_tokens) = (sums[0], sums[1] as usize);
         state.tokens_total += n_tokens as u64;
         state.window.1 += n_tokens;
@@ -519,10 +531,14 @@ impl Trainer<'_> {
         let lr = self.cfg.schedule().lr(step as usize);
         state.optimizer.step(&grads, lr)?;
         if self.cfg.zero_stage == 1 && collective.world_size() > 1 {
+            let started = Instant::now();
             for (var, &owner) in state.vars.iter().zip(&state.owners) {
                 ddp::broadcast_vars(std::iter::once(var), owner, collective)?;
             }
+            comm += started.elapsed().as_secs_f64();
         }
+        state.comm.0 += comm;
+        state.comm.1 += comm;
         state.last_loss = loss;
         Ok(StepOutcome { done: step + 1, loss, lr, grad_norm })
     }
@@ -545,6 +561,11 @@ impl Trainer<'_> {
         }
         if done % self.cfg.log_interval == 0 || eval_now {
             let secs = state.window.0.elapsed().as_secs_f64().max(1e-9);
+            let mut extra = objective.take_metrics();
+            if collective.world_size() > 1 {
+                // The share of the window's wall time this rank spent in collectives.
+                extra.insert("comm_share".into(), json!(state.comm.0 / secs));
+            }
             let m = Metrics {
                 step: done,
                 loss,
@@ -552,9 +573,10 @@ impl Trainer<'_> {
                 lr: s.lr,
                 grad_norm: s.grad_norm,
                 tokens_per_sec: state.window.1 as f64 / secs,
-                extra: objective.take_metrics(),
+                extra,
             };
             state.window = (Instant::now(), 0);
+            state.comm.0 = 0.0;
             if let Some(file) = state.metrics_file.as_mut() {
                 let path = self.out_dir.join("metrics.jsonl");
                 writeln!(file, "{}", serde_json::to_string(&m).unwrap_or_default())

@@ -43,6 +43,14 @@ pub fn run(cmd: PretrainCmd) -> Result<()> {
         report.final_loss,
         report.final_val_loss.map(|v| format!(", validation loss {v:.4} (estimate)")).unwrap_or_default()
     );
+    if report.world_size > 1 {
+        println!(
+            "data parallel over {} ranks: {:.1}% of the time in collectives ({:.2} s)",
+            report.world_size,
+            100.0 * report.comm_seconds / report.seconds.max(1e-9),
+            report.comm_seconds
+        );
+    }
     if let Some(full) = report.full_val_loss {
         println!("validation loss over the whole validation split: {full:.4}");
     }
