@@ -397,3 +397,38 @@ fn two_hosts_over_tcp_equal_one_process() {
     assert!(d <= TOLERANCE, "two hosts: parameters differ from one process by {d}");
     eprintln!("two hosts over TCP: max parameter difference {d:.2e}; {share}");
 }
+
+#[test]
+fn qlora_sft_of_the_real_model_on_two_ranks_equals_one_process() {
+    let Some(model) = ingot_test_support::real_model() else { return };
+    let model = model.display().to_string();
+    let dir = ingot_test_support::temp_dir("cli-mpi-sft");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/sft-tools.toml");
+    let sets = [
+        "data.generate.train=6",
+        "data.generate.val=2",
+        "data.generate.few_shot=2",
+        "train.max_steps=2",
+        "train.warmup_steps=1",
+        "train.lr=3e-3",
+        "train.eval_interval=0",
+        "train.grad_accum=2",
+    ];
+    let args = |out: &Path| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["sft", "--config", config, "--model", &model, "--out", out.to_str().unwrap()].map(String::from).to_vec();
+        for s in sets {
+            a.extend(["--set".to_string(), s.to_string()]);
+        }
+        a
+    };
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let a = args(&one);
+    single(&a.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+    let b = args(&two);
+    mpirun(2, &b.iter().map(String::as_str).collect::<Vec<_>>(), &[]).ok();
+    // The data rank 0 generated is what both trained on; the adapters (LoRA dropout on) agree.
+    let file = "adapter/adapter_model.safetensors";
+    let d = max_diff(&one.join(file), &two.join(file));
+    assert!(d <= TOLERANCE, "QLoRA adapters differ between 1 process and 2 ranks by {d}");
+}

@@ -373,8 +373,11 @@ impl PpoTraining<'_> {
             kl,
             kl_coef,
         };
-        std::fs::create_dir_all(&self.dir).map_err(Error::io("creating", &self.dir))?;
-        ingot_core::atomic::write_file(&path, serde_json::to_string(&batch).unwrap_or_default().as_bytes())?;
+        // Every rank computes the same batch (seeded); rank 0 keeps it for resuming.
+        if crate::collective::world().is_main() {
+            std::fs::create_dir_all(&self.dir).map_err(Error::io("creating", &self.dir))?;
+            ingot_core::atomic::write_file(&path, serde_json::to_string(&batch).unwrap_or_default().as_bytes())?;
+        }
         Ok(batch)
     }
 
@@ -609,7 +612,9 @@ pub fn run(
     let report = trainer.run(&mut objective, resume)?;
     let eval_score_end = objective.held_out_score(&model)?;
     let dir = export(out, None, &model, Some(&adapters), &tokenizer, &model_config, model_path)?;
-    value.save(out)?;
+    if crate::collective::world().is_main() {
+        value.save(out)?;
+    }
     let last = objective.batch.as_ref();
     Ok(PpoReport {
         steps_run: report.steps_run,

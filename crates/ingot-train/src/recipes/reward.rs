@@ -340,7 +340,9 @@ pub fn run(
     // Export: the trained part (adapter or model) and the head, in one folder.
     let dir =
         export(out, Some(&out.join(EXPORT_DIR)), &model, adapters.as_ref(), &tokenizer, &model_config, model_path)?;
-    head.save(&dir)?;
+    if crate::collective::world().is_main() {
+        head.save(&dir)?;
+    }
     Ok(RewardReport {
         method: cfg.model.method.name(),
         steps_run: report.steps_run,

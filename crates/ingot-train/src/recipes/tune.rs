@@ -40,12 +40,17 @@ pub(crate) fn check_data_source(train: Option<&Path>, generate: Option<&Generate
 }
 
 /// Claim `out` for a fresh run (refusing to overwrite another without `force`), or keep it for
-/// `resume`.
+/// `resume`. In a job of several ranks, rank 0 claims it and the others wait for that (the run
+/// folder is on a file system they share); only rank 0 writes into it.
 pub(crate) fn open_run(out: &Path, resume: bool, force: bool) -> Result<()> {
-    if !resume {
-        claim_run_folder(out, force)?;
+    let world = crate::collective::world();
+    if world.is_main() {
+        if !resume {
+            claim_run_folder(out, force)?;
+        }
+        std::fs::create_dir_all(out).map_err(Error::io("creating", out))?;
     }
-    std::fs::create_dir_all(out).map_err(Error::io("creating", out))
+    world.barrier()
 }
 
 /// The training and held-out files: the config's, or the generator's under `<out>/data/` (kept
@@ -63,11 +68,15 @@ pub(crate) fn data_files(
         (None, Some(g)) => {
             let dir = out.join("data");
             let (t, v) = (dir.join("train.jsonl"), dir.join("val.jsonl"));
-            if resume && t.is_file() {
-                Ok((t, v.is_file().then_some(v)))
-            } else {
-                generator(g, &dir)
+            // Rank 0 generates; the others read what it wrote.
+            let world = crate::collective::world();
+            if !world.is_main() {
+                world.barrier()?;
+                return Ok((t, v.is_file().then_some(v)));
             }
+            let files = if resume && t.is_file() { Ok((t, v.is_file().then_some(v))) } else { generator(g, &dir) };
+            world.barrier()?;
+            files
         }
         (None, None) => Err(Error::Config("set data.train or a [data.generate] section".into())),
     }
@@ -93,6 +102,9 @@ pub(crate) fn record_manifest(
         "tokenizer_hash": tokenizer.content_hash()?,
         "dataset_hash": file_hash(train)?,
     });
+    if !crate::collective::world().is_main() {
+        return Ok(());
+    }
     if resume {
         check_resumable_with(out, &manifest, sections, RESUMABLE)
     } else {
@@ -124,7 +136,8 @@ pub(crate) fn checkpoint_configs(
 }
 
 /// Export what was trained: the adapter in PEFT's layout at `<dir>` (default `<out>/adapter`),
-/// or the full model as an HF checkpoint (default `<out>/model`).
+/// or the full model as an HF checkpoint (default `<out>/model`). Rank 0 writes it; every rank
+/// gets the path.
 pub(crate) fn export(
     out: &Path,
     dir: Option<&Path>,
@@ -134,15 +147,20 @@ pub(crate) fn export(
     model_config: &Value,
     model_path: &Path,
 ) -> Result<PathBuf> {
+    let main = crate::collective::world().is_main();
     match adapters {
         Some(a) => {
             let dir = dir.map_or_else(|| out.join(ingot_models::adapter::EXPORT_DIR), Path::to_path_buf);
-            ingot_models::adapter::save(&dir, a, model.row_order(), &model_path.display().to_string())?;
+            if main {
+                ingot_models::adapter::save(&dir, a, model.row_order(), &model_path.display().to_string())?;
+            }
             Ok(dir)
         }
         None => {
             let dir = dir.map_or_else(|| out.join("model"), Path::to_path_buf);
-            write_full_model(&dir, model, tokenizer, model_config)?;
+            if main {
+                write_full_model(&dir, model, tokenizer, model_config)?;
+            }
             Ok(dir)
         }
     }
