@@ -333,6 +333,10 @@ struct RunState {
     /// Seconds spent in collectives (gradient all-reduce, ZeRO-1's broadcasts) in the current
     /// logging window, and in the whole run.
     comm: (f64, f64),
+    /// When this run's steps began, and when the last plain progress line was printed (no
+    /// progress bar: standard error is not a terminal, e.g. a log file).
+    started: Instant,
+    last_line: Instant,
 }
 
 /// What one optimizer step measured.
@@ -478,6 +482,8 @@ impl Trainer<'_> {
             last_ckpt: None,
             window: (Instant::now(), 0),
             comm: (0.0, 0.0),
+            started: Instant::now(),
+            last_line: Instant::now(),
         })
     }
 
@@ -597,6 +603,10 @@ impl Trainer<'_> {
                     ),
                 );
             }
+            if bar.is_hidden() && collective.is_main() && state.last_line.elapsed() >= PLAIN_PROGRESS_EVERY {
+                eprintln!("{}", plain_progress(state, done, self.cfg.max_steps, loss, m.tokens_per_sec));
+                state.last_line = Instant::now();
+            }
             state.history.push(m);
             if eval_now && collective.is_main() {
                 self.write_plot(&state.history)?;
@@ -674,6 +684,30 @@ impl Trainer<'_> {
         let svg = plot::loss_curve_svg(&[("train loss", &train), ("validation loss", &val)], "Loss", "step", "loss");
         plot::write_svg(&self.out_dir.join("loss.svg"), &svg)
     }
+}
+
+/// How often a run without a progress bar (standard error not a terminal) prints where it is.
+const PLAIN_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// "step 145/262 (55%): loss 0.0027, 128 tokens/s, 4m 10s elapsed, ETA 12m 5s".
+fn plain_progress(state: &RunState, done: u64, total: u64, loss: f64, tokens_per_sec: f64) -> String {
+    let elapsed = state.started.elapsed().as_secs_f64();
+    let ran = done.saturating_sub(state.start_step).max(1) as f64;
+    let eta = elapsed / ran * total.saturating_sub(done) as f64;
+    let clock = |secs: f64| {
+        let s = secs.round() as u64;
+        match s {
+            0..=59 => format!("{s}s"),
+            60..=3599 => format!("{}m {}s", s / 60, s % 60),
+            _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        }
+    };
+    format!(
+        "step {done}/{total} ({:.0}%): loss {loss:.4}, {tokens_per_sec:.0} tokens/s, {} elapsed, ETA {}",
+        100.0 * done as f64 / total.max(1) as f64,
+        clock(elapsed),
+        clock(eta)
+    )
 }
 
 /// A line above the progress bar, or on stderr when there is no bar (not a terminal).
