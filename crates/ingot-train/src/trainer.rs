@@ -54,6 +54,12 @@ pub trait Objective {
     fn take_metrics(&mut self) -> serde_json::Map<String, Value> {
         serde_json::Map::new()
     }
+
+    /// Charts of those figures, redrawn from the metrics beside loss.svg at each evaluation
+    /// (DPO's rewards and accuracy, PPO's score with its trend and KL against its target).
+    fn charts(&self) -> Vec<plot::MetricChart> {
+        Vec::new()
+    }
 }
 
 /// Loop settings. Every field is documented where configs are written (`configs/*.toml`).
@@ -609,7 +615,7 @@ impl Trainer<'_> {
             }
             state.history.push(m);
             if eval_now && collective.is_main() {
-                self.write_plot(&state.history)?;
+                self.write_plot(&state.history, &objective.charts())?;
             }
         }
         if self.cfg.sample_interval > 0 && (done % self.cfg.sample_interval == 0 || done == self.cfg.max_steps) {
@@ -678,11 +684,24 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    fn write_plot(&self, history: &[Metrics]) -> Result<()> {
+    fn write_plot(&self, history: &[Metrics], charts: &[plot::MetricChart]) -> Result<()> {
         let train: Vec<(f64, f64)> = history.iter().map(|m| (m.step as f64, m.loss)).collect();
         let val: Vec<(f64, f64)> = history.iter().filter_map(|m| m.val_loss.map(|v| (m.step as f64, v))).collect();
         let svg = plot::loss_curve_svg(&[("train loss", &train), ("validation loss", &val)], "Loss", "step", "loss");
-        plot::write_svg(&self.out_dir.join("loss.svg"), &svg)
+        plot::write_svg(&self.out_dir.join("loss.svg"), &svg)?;
+        let series = |key: &str| -> Vec<(f64, f64)> {
+            history
+                .iter()
+                .filter_map(|m| m.extra.get(key).and_then(Value::as_f64).map(|v| (m.step as f64, v)))
+                .filter(|p| p.1.is_finite())
+                .collect()
+        };
+        for chart in charts {
+            if let Some(svg) = plot::metric_chart_svg(chart, series) {
+                plot::write_svg(&self.out_dir.join(chart.file), &svg)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -37,6 +37,7 @@ use super::tune::{
 };
 use crate::error::{Context, Error, Result};
 use crate::loss::{dpo_loss, sequence_logprobs, sequence_mean_logprobs, DpoLoss};
+use crate::plot::MetricChart;
 use crate::trainer::{Objective, TrainConfig, Trainer};
 
 /// Which preference loss.
@@ -256,6 +257,31 @@ impl Objective for DpoTraining {
             m.insert("eval/rewards/margins".into(), json!(margin));
         }
         m
+    }
+
+    fn charts(&self) -> Vec<MetricChart> {
+        vec![
+            MetricChart {
+                file: "rewards.svg",
+                title: "DPO implicit rewards (beta x log-ratio to the reference)",
+                y_label: "reward",
+                lines: vec![
+                    ("chosen", "rewards/chosen"),
+                    ("rejected", "rewards/rejected"),
+                    ("margin", "rewards/margins"),
+                ],
+                trend: None,
+                level: None,
+            },
+            MetricChart {
+                file: "accuracy.svg",
+                title: "Preference accuracy (implicit reward margin > 0)",
+                y_label: "accuracy",
+                lines: vec![("training batches", "rewards/accuracies")],
+                trend: Some(("held-out pairs", "eval/rewards/accuracies")),
+                level: None,
+            },
+        ]
     }
 }
 

@@ -47,6 +47,7 @@ use super::tune::{
 };
 use crate::error::{Context, Error, Result};
 use crate::loss::{group_advantages, grpo_loss, GrpoConfig, GrpoNorm, GrpoTokens};
+use crate::plot::MetricChart;
 use crate::trainer::{Objective, TrainConfig, Trainer};
 
 /// A reward function: (completion text, the prompt line's other fields) → reward.
@@ -476,6 +477,17 @@ impl Objective for GrpoTraining<'_> {
             m.insert("eval/reward".into(), json!(r));
         }
         m
+    }
+
+    fn charts(&self) -> Vec<MetricChart> {
+        vec![MetricChart {
+            file: "reward.svg",
+            title: "GRPO reward",
+            y_label: "mean reward",
+            lines: vec![("sampled groups", "reward")],
+            trend: Some(("held-out prompts (greedy)", "eval/reward")),
+            level: None,
+        }]
     }
 }
 

@@ -46,6 +46,7 @@ use super::tune::{
 };
 use crate::error::{Context, Error, Result};
 use crate::loss::{gae, kl_penalty, ppo_policy_loss, ppo_value_loss, whiten, Kl};
+use crate::plot::MetricChart;
 use crate::trainer::{Objective, TrainConfig, Trainer};
 
 /// The value head's name (TRL's `v_head`).
@@ -502,6 +503,27 @@ impl Objective for PpoTraining<'_> {
             m.insert("eval/score".into(), json!(s));
         }
         m
+    }
+
+    fn charts(&self) -> Vec<MetricChart> {
+        vec![
+            MetricChart {
+                file: "score.svg",
+                title: "Reward-model score",
+                y_label: "mean score per completion",
+                lines: vec![("rollouts (sampled)", "score")],
+                trend: Some(("held-out prompts (greedy)", "eval/score")),
+                level: None,
+            },
+            MetricChart {
+                file: "kl.svg",
+                title: "KL to the reference, per completion",
+                y_label: "KL (nats)",
+                lines: vec![("rollouts", "kl")],
+                trend: None,
+                level: self.cfg.target_kl.map(|t| (format!("target {t}"), t)),
+            },
+        ]
     }
 }
 
