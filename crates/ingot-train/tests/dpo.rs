@@ -87,6 +87,10 @@ fn dpo_starts_at_ln2_and_learns_to_prefer_the_chosen_answers() {
     for key in ["rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"] {
         assert!(last[key].is_number(), "{key} missing from {last}");
     }
+    for chart in ["rewards.svg", "accuracy.svg"] {
+        let svg = std::fs::read_to_string(out.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
+        ingot_test_support::svg::assert_well_formed_svg(&svg);
+    }
     assert!(out.join("adapter").join("adapter_model.safetensors").is_file());
 }
 

@@ -105,6 +105,9 @@ fn grpo_learns_what_the_reward_pays_for_and_resumes_exactly() {
     {
         assert!(line[key].is_number(), "{key} missing from {line}");
     }
+    let svg = std::fs::read_to_string(out.join("reward.svg")).unwrap();
+    ingot_test_support::svg::assert_well_formed_svg(&svg);
+    assert!(svg.contains("sampled groups") && svg.contains("held-out"), "a series is missing from reward.svg");
 
     let whole = dir.join("whole");
     grpo::run(

@@ -96,6 +96,10 @@ fn ppo_runs_logs_and_resumes_bit_identically() {
     for key in ["score", "kl", "kl_coef", "ppo/policy_loss", "ppo/value_loss", "ppo/clipfrac", "completion_length"] {
         assert!(last[key].is_number(), "{key} missing from {last}");
     }
+    for chart in ["score.svg", "kl.svg"] {
+        let svg = std::fs::read_to_string(whole.join(chart)).unwrap_or_else(|e| panic!("{chart}: {e}"));
+        ingot_test_support::svg::assert_well_formed_svg(&svg);
+    }
     // The second batch's coefficient follows the controller from the first batch's KL.
     let batch = |run: &Path, id: u32| -> serde_json::Value {
         serde_json::from_str(
