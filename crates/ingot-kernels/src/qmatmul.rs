@@ -112,6 +112,23 @@ impl QMatrix {
         &self.data[j * row_bytes..(j + 1) * row_bytes]
     }
 
+    /// `out[i] = W[rows.start + i] · x` for one input row `x` (k values) with its per-block sums
+    /// `xsum` ([`block_sums`]): a share of a matrix-vector product, for callers that split the
+    /// rows among threads themselves (the decode loop).
+    pub fn matvec_rows(&self, x: &[f32], xsum: &[f32], rows: std::ops::Range<usize>, out: &mut [f32]) {
+        assert!(x.len() == self.k && xsum.len() == self.k / BLOCK, "input is not 1 x {}", self.k);
+        assert!(rows.end <= self.n && out.len() == rows.len(), "rows {rows:?} of {}", self.n);
+        for (o, j) in out.iter_mut().zip(rows) {
+            dot_rows(self.format, self.row(j), x, xsum, self.k, std::slice::from_mut(o));
+        }
+    }
+
+    /// Row `j` expanded to f32 into `out` (k values): an embedding lookup.
+    pub fn dequantize_row_into(&self, j: usize, out: &mut [f32]) {
+        assert!(j < self.n && out.len() == self.k);
+        dequantize_row(self.format, self.row(j), out);
+    }
+
     /// The naive reference: expand every weight to f32 (n·k values).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.n * self.k];
@@ -171,6 +188,13 @@ impl QMatrix {
             });
         }
         y
+    }
+}
+
+/// Σ x over each block of 32 (`out.len()` = x.len() / 32), which [`QMatrix::matvec_rows`] needs.
+pub fn block_sums(x: &[f32], out: &mut [f32]) {
+    for (o, b) in out.iter_mut().zip(x.chunks_exact(BLOCK)) {
+        *o = b.iter().sum();
     }
 }
 
