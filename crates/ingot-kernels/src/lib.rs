@@ -8,17 +8,20 @@
 //! - [`attention`]: the decode step's attention, one new query per sequence against its own
 //!   cache, for many sequences in one parallel call (inference only).
 //! - [`quantize`]: f32 → Q4_0, Q4_1, Q8_0 blocks, byte for byte ggml's reference quantizers.
-//! - [`team`]: a spinning thread team for the decode loop's many small parallel regions, and
-//!   [`dense`]: f32 / f16 weight-row dot products for it.
+//! - [`team`]: a spinning thread team for the decode loop's many small parallel regions;
+//!   [`rows`]: its weight matrices (block formats, f16, f32) and [`dense`]: their dot products.
 
 pub mod attention;
 pub mod dense;
 pub mod qmatmul;
 pub mod quantize;
+pub mod rows;
 pub mod softmax;
 pub mod team;
 
 pub use attention::decode_attention;
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
 pub use quantize::{quantize_matrix, quantize_row};
+pub use rows::Rows;
 pub use softmax::masked_softmax;
+pub use team::Team;

@@ -22,7 +22,7 @@ use ingot_nn::{KvCache, Weights};
 
 pub use config::{Activation, Gpt2Config, HfConfig, LlamaConfig};
 pub use gpt2::Gpt2;
-pub use llama::Llama;
+pub use llama::{DecodeState, FastDecoder, Llama};
 
 const SUPPORTED: &str = "llama (SmolLM, Llama 2/3), mistral, qwen2, gpt2";
 

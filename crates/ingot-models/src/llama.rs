@@ -21,6 +21,9 @@ use ingot_nn::{
 use crate::config::{Activation, LlamaConfig};
 use crate::Kv;
 
+mod decode;
+pub use decode::{DecodeState, FastDecoder};
+
 /// HF key → llama.cpp GGUF tensor name.
 pub fn gguf_name(key: &str) -> Option<String> {
     let map = |s: &str| -> Option<&'static str> {

@@ -7,7 +7,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 use candle_nn::Init;
 use ingot_core::{CandleContext, Result};
-use ingot_kernels::{QFormat, QMatrix};
+use ingot_kernels::{QFormat, QMatrix, Rows};
 
 use crate::lora::Lora;
 use crate::weights::{Stored, Weights};
@@ -178,6 +178,32 @@ impl Linear {
         }
     }
 
+    /// The weight as the decode loop reads it ([`ingot_kernels::Rows`]), with the bias; None
+    /// when the layer has an enabled adapter or a storage the loop has no kernel for (K-quants).
+    /// Dense weights are copied (the loop keeps them next to the model's).
+    pub fn decode_rows(&self) -> Option<(Rows, Option<Vec<f32>>)> {
+        if self.adapter.as_ref().is_some_and(|a| a.is_enabled()) {
+            return None;
+        }
+        let rows = match &self.kernel {
+            Kernel::Fused(m) => Rows::Quant(m.clone()),
+            Kernel::Dense(_) | Kernel::DenseTransposed(_) => {
+                let w = self.dense_weight()?.to_dtype(candle_core::DType::F32).ok()?;
+                let data: Vec<f32> = w.flatten_all().ok()?.to_vec1().ok()?;
+                Rows::F32 { data: data.into(), n: self.out_dim, k: self.in_dim }
+            }
+            Kernel::Quantized(QMatMul::QTensor(q)) if q.dtype() == GgmlDType::F16 => {
+                Rows::F16 { data: q.data().ok()?.into_owned().into(), n: self.out_dim, k: self.in_dim }
+            }
+            Kernel::Quantized(_) => return None,
+        };
+        let bias = match &self.bias {
+            Some(b) => Some(b.to_dtype(candle_core::DType::F32).ok()?.to_vec1().ok()?),
+            None => None,
+        };
+        Some((rows, bias))
+    }
+
     /// Storage type name, for `ingot inspect`.
     pub fn storage_name(&self) -> String {
         match &self.kernel {
@@ -301,6 +327,20 @@ impl SharedInput {
                         }
                     })
                     .collect()
+            }
+        }
+    }
+
+    /// Each part's weight and bias as the decode loop reads them (see [`Linear::decode_rows`]);
+    /// a stacked layer is one matrix. None when any part has an enabled adapter.
+    pub fn decode_rows(&self) -> Option<Vec<(Rows, Option<Vec<f32>>)>> {
+        match self {
+            Self::Separate(parts) => parts.iter().map(Linear::decode_rows).collect(),
+            Self::Stacked { layer, parts } => {
+                if parts.iter().any(|p| p.adapter.as_ref().is_some_and(|a| a.is_enabled())) {
+                    return None;
+                }
+                Some(vec![layer.decode_rows()?])
             }
         }
     }

@@ -31,6 +31,10 @@ impl RmsNorm {
         &self.weight
     }
 
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if needs_grad(&[x, &self.weight]) {
             // Half-precision inputs are normalised in f32; f32 and f64 stay as they are.

@@ -112,6 +112,12 @@ impl Rope {
         Ok(Self { cos, sin, layout })
     }
 
+    /// The cos and sin tables, (max_positions, head_dim / 2) each, row-major: for loops that
+    /// rotate in place (the decode loop).
+    pub fn tables(&self) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+        Ok((self.cos.flatten_all()?.to_vec1()?, self.sin.flatten_all()?.to_vec1()?))
+    }
+
     pub fn layout(&self) -> RopeLayout {
         self.layout
     }
