@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use ingot_models::{Cache, Model};
+use ingot_models::{Cache, DecodeState, Model};
 use ingot_tokenizer::{TokenStream, Tokenizer};
 use rayon::prelude::*;
 
@@ -89,6 +89,11 @@ pub struct Engine<'a> {
     /// Prompts prefilled lately, most recent last (off when `store_tokens` is 0).
     store: Vec<PromptCache>,
     store_tokens: usize,
+    /// Decode a row that runs alone on the model's candle-free loop ([`Model::decode_loop`]).
+    use_loop: bool,
+    /// The row the loop holds: its id, its loop state, and the positions its own cache holds
+    /// (the loop's later positions go back into that cache before the row runs in a batch).
+    lone: Option<(RowId, DecodeState, usize)>,
 }
 
 impl<'a> Engine<'a> {
@@ -102,7 +107,17 @@ impl<'a> Engine<'a> {
             next_id: 0,
             store: Vec::new(),
             store_tokens: 0,
+            use_loop: true,
+            lone: None,
         }
+    }
+
+    /// Whether a row decoding alone runs on the model's candle-free decode loop (on by
+    /// default; its logits equal the forward pass's to float rounding). Off: every step runs
+    /// the forward pass, as batches do.
+    pub fn decode_loop(mut self, on: bool) -> Self {
+        self.use_loop = on;
+        self
     }
 
     /// Keep the caches of recently prefilled prompts, up to `tokens` positions in all (least
@@ -226,6 +241,9 @@ impl<'a> Engine<'a> {
         // Finished rows leave, latest first so the earlier indices stay valid.
         for &(i, reason) in finished.iter().rev() {
             let row = self.rows.remove(i);
+            if self.lone.as_ref().is_some_and(|l| l.0 == row.id) {
+                self.lone = None;
+            }
             finish(row, reason, on_event)?;
         }
         Ok(())
@@ -383,7 +401,34 @@ impl<'a> Engine<'a> {
                 batched.push(i);
             }
         }
-        if !batched.is_empty() {
+        let fast = if self.use_loop { self.model.decode_loop() } else { None };
+        if let (Some(fast), [i]) = (fast, batched.as_slice()) {
+            let row = &mut self.rows[*i];
+            if self.lone.as_ref().map(|l| l.0) != Some(row.id) {
+                // Another row held the loop: its positions go back into its own cache first.
+                if let Some((id, state, from)) = self.lone.take() {
+                    if let Some(other) = self.rows.iter_mut().find(|r| r.id == id) {
+                        fast.export(&state, from, &mut other.cache).map_err(Error::Input)?;
+                    }
+                }
+                let row = &mut self.rows[*i];
+                let capacity = ctx.min(row.all.len() + row.max_tokens.saturating_sub(row.out.len()) + 1);
+                let mut state = fast.state(capacity);
+                fast.import(&mut state, &row.cache).map_err(Error::Input)?;
+                self.lone = Some((row.id, state, row.cache.len()));
+            }
+            let row = &mut self.rows[*i];
+            let token = *row.all.last().unwrap_or(&0);
+            if let Some((_, state, _)) = self.lone.as_mut() {
+                row.logits = fast.step(state, token).map_err(Error::Input)?.to_vec();
+            }
+        } else if !batched.is_empty() {
+            // The loop's row joins a batch: its positions go back into its own cache.
+            if let (Some(fast), Some((id, state, from))) = (fast, self.lone.take()) {
+                if let Some(row) = self.rows.iter_mut().find(|r| r.id == id) {
+                    fast.export(&state, from, &mut row.cache).map_err(Error::Input)?;
+                }
+            }
             let feed: Vec<u32> = batched.iter().map(|&i| *self.rows[i].all.last().unwrap_or(&0)).collect();
             // The chosen rows' caches, lent out for the pass and put back after it.
             let mut caches: Vec<Cache> = batched.iter().map(|&i| std::mem::take(&mut self.rows[i].cache)).collect();

@@ -94,6 +94,15 @@ impl Cache {
         Ok(())
     }
 
+    /// Layer `i`'s keys and values.
+    pub fn layer(&self, i: usize) -> Option<&KvCache> {
+        self.layers.get(i)
+    }
+
+    pub fn layer_mut(&mut self, i: usize) -> Option<&mut KvCache> {
+        self.layers.get_mut(i)
+    }
+
     /// Keep the first `len` positions (reuse of a shared prompt prefix).
     pub fn truncate(&mut self, len: usize) {
         self.layers.iter_mut().for_each(|l| l.truncate(len));
@@ -101,6 +110,15 @@ impl Cache {
 }
 
 impl Model {
+    /// The candle-free single-sequence decode loop, where this model has one
+    /// ([`Llama::decode_loop`]).
+    pub fn decode_loop(&self) -> Option<&FastDecoder> {
+        match self {
+            Model::Llama(l) => l.decode_loop(),
+            Model::Gpt2(_) => None,
+        }
+    }
+
     pub fn architecture(&self) -> &'static str {
         match self {
             Model::Llama(_) => "llama",

@@ -232,6 +232,8 @@ pub struct Llama {
     adapters: Option<Arc<Adapters>>,
     /// Recompute each block in backward instead of keeping its activations (training only).
     checkpointing: Option<Arc<Checkpointing>>,
+    /// The candle-free decode loop, made on first use ([`Llama::decode_loop`]).
+    decode_loop: std::sync::OnceLock<Option<FastDecoder>>,
 }
 
 impl Llama {
@@ -282,6 +284,7 @@ impl Llama {
             cfg: cfg.clone(),
             adapters: w.adapters().cloned(),
             checkpointing: None,
+            decode_loop: std::sync::OnceLock::new(),
         })
     }
 

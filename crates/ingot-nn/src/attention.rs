@@ -64,6 +64,14 @@ impl KvCache {
         Ok(())
     }
 
+    /// The cached keys and values, (B, K, len, D) each; None before the first append.
+    pub fn contents(&self) -> candle_core::Result<Option<(Tensor, Tensor)>> {
+        match (&self.k, &self.v) {
+            (Some(k), Some(v)) => Ok(Some((k.narrow(2, 0, self.len)?, v.narrow(2, 0, self.len)?))),
+            _ => Ok(None),
+        }
+    }
+
     /// The device of the cached tensors, if any were cached.
     pub fn device(&self) -> Option<Device> {
         self.k.as_ref().map(|k| k.device().clone())

@@ -345,6 +345,14 @@ impl SharedInput {
         }
     }
 
+    /// Whether any part holds a dense weight.
+    pub fn is_dense(&self) -> bool {
+        match self {
+            Self::Separate(parts) => parts.iter().any(|p| p.dense_weight().is_some()),
+            Self::Stacked { layer, .. } => layer.dense_weight().is_some(),
+        }
+    }
+
     pub fn storage_name(&self) -> String {
         match self {
             Self::Separate(parts) => parts.first().map(Linear::storage_name).unwrap_or_default(),

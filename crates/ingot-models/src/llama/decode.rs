@@ -80,6 +80,18 @@ pub struct FastDecoder {
     team: Team,
 }
 
+impl Llama {
+    /// The decode loop for this model, made on first use on as many threads as the kernels use;
+    /// None for a model with adapters (they train, or switch on and off) or weights the loop
+    /// would have to copy ([`FastDecoder::sharing`]).
+    pub fn decode_loop(&self) -> Option<&FastDecoder> {
+        if self.adapters.is_some() {
+            return None;
+        }
+        self.decode_loop.get_or_init(|| FastDecoder::sharing(self, candle_core::utils::get_num_threads())).as_ref()
+    }
+}
+
 /// One sequence's place in the loop: its KV cache and the step's buffers, allocated once.
 pub struct DecodeState {
     /// Tokens already in the cache.
@@ -162,6 +174,24 @@ impl FastDecoder {
             max_positions: model.rope.max_positions(),
             team: Team::new(threads),
         })
+    }
+
+    /// [`FastDecoder::new`] for a model whose weights the loop can share as they are stored
+    /// (quantized or f16); None for dense weights, which the loop would have to copy (a second
+    /// copy of the model in memory: generation then stays on the forward pass).
+    pub fn sharing(model: &Llama, threads: usize) -> Option<Self> {
+        let dense = model.embed_tokens.quantized().is_none()
+            || model.lm_head.dense_weight().is_some()
+            || model.layers.iter().any(|b| {
+                b.self_attn.qkv.is_dense()
+                    || b.self_attn.o_proj.dense_weight().is_some()
+                    || b.mlp.gate_up.is_dense()
+                    || b.mlp.down_proj.dense_weight().is_some()
+            });
+        if dense {
+            return None;
+        }
+        Self::new(model, threads)
     }
 
     /// A state for a sequence of up to `capacity` tokens (at most the model's context).
@@ -272,6 +302,70 @@ impl FastDecoder {
         }
         s.pos += 1;
         Ok(&s.logits)
+    }
+
+    /// Start `state` from a batch-1 cache of the model's forward pass (a prompt it prefilled):
+    /// the loop then continues that sequence. Errors when the cache does not fit the state.
+    pub fn import(&self, state: &mut DecodeState, cache: &crate::Cache) -> Result<(), String> {
+        let n = cache.len();
+        if n > state.capacity {
+            return Err(format!("a cache of {n} positions does not fit a state of {}", state.capacity));
+        }
+        let kvd = self.kv_heads * self.head_dim;
+        for l in 0..self.layers.len() {
+            let Some(Some((k, v))) = cache.layer(l).map(|c| c.contents().ok().flatten()) else {
+                if n == 0 {
+                    continue;
+                }
+                return Err(format!("layer {l} of the cache is empty"));
+            };
+            for (t, dst) in [(k, &mut state.k[l]), (v, &mut state.v[l])] {
+                // (1, K, n, D) -> (n, K·D)
+                let rows: Vec<f32> = t
+                    .to_dtype(candle_core::DType::F32)
+                    .and_then(|t| t.squeeze(0)?.transpose(0, 1)?.contiguous()?.flatten_all()?.to_vec1())
+                    .map_err(|e| format!("reading the cache: {e}"))?;
+                if rows.len() != n * kvd {
+                    return Err(format!("layer {l}: the cache holds {} values, expected {}", rows.len(), n * kvd));
+                }
+                dst[..n * kvd].copy_from_slice(&rows);
+            }
+        }
+        state.pos = n;
+        Ok(())
+    }
+
+    /// Append the positions `from..state.len()` the loop decoded to `cache` (batch 1, holding
+    /// `from` positions), so the model's forward pass can continue the sequence.
+    pub fn export(&self, state: &DecodeState, from: usize, cache: &mut crate::Cache) -> Result<(), String> {
+        if cache.len() != from || from > state.pos {
+            return Err(format!("the cache holds {} positions, the loop resumes from {from}", cache.len()));
+        }
+        let n = state.pos - from;
+        if n == 0 {
+            return Ok(());
+        }
+        let (kh, d) = (self.kv_heads, self.head_dim);
+        let kvd = kh * d;
+        for l in 0..self.layers.len() {
+            let tensor = |buf: &[f32]| {
+                candle_core::Tensor::from_slice(
+                    &buf[from * kvd..state.pos * kvd],
+                    (1, n, kh, d),
+                    &candle_core::Device::Cpu,
+                )
+                .and_then(|t| t.transpose(1, 2)?.contiguous())
+            };
+            let (k, v) = (tensor(&state.k[l]), tensor(&state.v[l]));
+            let layer = cache.layer_mut(l).ok_or_else(|| format!("the cache has no layer {l}"))?;
+            match (k, v) {
+                (Ok(k), Ok(v)) => {
+                    layer.append(&k, &v).map_err(|e| format!("writing the cache: {e}"))?;
+                }
+                (Err(e), _) | (_, Err(e)) => return Err(format!("building cache tensors: {e}")),
+            }
+        }
+        Ok(())
     }
 
     /// Threads in the team.
