@@ -9,10 +9,12 @@
 //!   cache, for many sequences in one parallel call (inference only).
 //! - [`quantize`]: f32 → Q4_0, Q4_1, Q8_0 blocks, byte for byte ggml's reference quantizers.
 //! - [`team`]: a spinning thread team for the decode loop's many small parallel regions;
-//!   [`rows`]: its weight matrices (block formats, f16, f32) and [`dense`]: their dot products.
+//!   [`rows`]: its weight matrices (block formats, f16, f32) and [`dense`]: their dot products;
+//!   [`q16`]: block formats against activations quantized per block to 16 bits (its fast path).
 
 pub mod attention;
 pub mod dense;
+pub mod q16;
 pub mod qmatmul;
 pub mod quantize;
 pub mod rows;

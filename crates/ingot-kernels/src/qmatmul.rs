@@ -123,6 +123,16 @@ impl QMatrix {
         }
     }
 
+    /// [`QMatrix::matvec_rows`] with the input quantized per block to 16 bits
+    /// ([`crate::q16`]): the decode loop's fast path.
+    pub fn matvec_rows_q16(&self, x: &crate::q16::Q16Input, rows: std::ops::Range<usize>, out: &mut [f32]) {
+        assert!(x.values().0.len() >= self.k, "input holds fewer than {} values", self.k);
+        assert!(rows.end <= self.n && out.len() == rows.len(), "rows {rows:?} of {}", self.n);
+        for (o, j) in out.iter_mut().zip(rows) {
+            *o = crate::q16::dot_q16(self.format, self.row(j), x, self.k);
+        }
+    }
+
     /// Row `j` expanded to f32 into `out` (k values): an embedding lookup.
     pub fn dequantize_row_into(&self, j: usize, out: &mut [f32]) {
         assert!(j < self.n && out.len() == self.k);

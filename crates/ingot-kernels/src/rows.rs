@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::dense::{dot_f16, dot_f32};
+use crate::q16::Q16Input;
 use crate::qmatmul::{QMatrix, BLOCK};
 
 /// An (n, k) matrix of rows.
@@ -54,6 +55,15 @@ impl Rows {
                     *o = dot_f32(&data[j * k..(j + 1) * k], x);
                 }
             }
+        }
+    }
+
+    /// [`Rows::matvec_rows`] on the fast path: block formats read `q`, the input quantized per
+    /// block to 16 bits ([`crate::q16`]); f16 and f32 rows read `x` as before.
+    pub fn matvec_rows_q16(&self, x: &[f32], q: &Q16Input, rows: std::ops::Range<usize>, out: &mut [f32]) {
+        match self {
+            Rows::Quant(m) => m.matvec_rows_q16(q, rows, out),
+            _ => self.matvec_rows(x, q.sums(), rows, out),
         }
     }
 

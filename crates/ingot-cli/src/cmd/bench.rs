@@ -70,7 +70,17 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
     };
     println!("model:   {}", p.files.path.display());
     println!("threads: {threads}");
-    println!("decode:  {}", if fast.is_some() { "decode loop" } else { "model forward pass" });
+    if let Some(f) = &fast {
+        f.set_exact(cmd.model.exact);
+    }
+    println!(
+        "decode:  {}",
+        match &fast {
+            Some(_) if cmd.model.exact => "decode loop, f32 activations (--exact)",
+            Some(_) => "decode loop, 16-bit activations for block formats",
+            None => "model forward pass",
+        }
+    );
     let mut state = fast.as_ref().map(|f| f.state(cmd.prompt_tokens + cmd.decode_tokens + 1));
 
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());

@@ -30,6 +30,7 @@ pub fn run(cmd: InspectCmd) -> Result<()> {
         model: cmd.path.clone().or(cmd.model.model.clone()),
         adapter: cmd.model.adapter.clone(),
         threads: cmd.model.threads,
+        exact: cmd.model.exact,
     };
     let p = args.load()?;
     let m = &p.model;

@@ -12,7 +12,7 @@
 //! activations, so answers do not change), the same RoPE tables, RMSNorm and softmax in f32. The
 //! logits agree with [`super::Llama`]'s forward pass to float rounding (tested).
 
-use ingot_kernels::qmatmul::{block_sums, BLOCK};
+use ingot_kernels::q16::Q16Input;
 use ingot_kernels::team::{share, Disjoint, Team};
 use ingot_kernels::Rows;
 use ingot_nn::RopeLayout;
@@ -32,15 +32,20 @@ impl Proj {
         Self { parts, out }
     }
 
-    /// This member's share of `y = W x + b` (every part split over the team).
-    fn run_share(&self, x: &[f32], xsum: &[f32], y: &Disjoint, index: usize, size: usize) {
+    /// This member's share of `y = W x + b` (every part split over the team); block formats
+    /// read `xq`: its block sums (`exact`, f32 activations) or its 16-bit values.
+    fn run_share(&self, x: &[f32], xq: &Q16Input, exact: bool, y: &Disjoint, index: usize, size: usize) {
         let mut start = 0;
         for (rows, bias) in &self.parts {
             let n = rows.shape().0;
             let mine = share(n, index, size, 16);
             // SAFETY: members' shares of a part are disjoint, and parts occupy disjoint ranges.
             let out = unsafe { y.part(start + mine.start..start + mine.end) };
-            rows.matvec_rows(x, xsum, mine.clone(), out);
+            if exact {
+                rows.matvec_rows(x, xq.sums(), mine.clone(), out);
+            } else {
+                rows.matvec_rows_q16(x, xq, mine.clone(), out);
+            }
             if let Some(b) = bias {
                 for (o, b) in out.iter_mut().zip(&b[mine]) {
                     *o += b;
@@ -78,6 +83,8 @@ pub struct FastDecoder {
     vocab: usize,
     max_positions: usize,
     team: Team,
+    /// f32 activations in every product (off: block formats read 16-bit activations).
+    exact: std::sync::atomic::AtomicBool,
 }
 
 impl Llama {
@@ -102,15 +109,15 @@ pub struct DecodeState {
     v: Vec<Vec<f32>>,
     x: Vec<f32>,
     h: Vec<f32>,
-    hsum: Vec<f32>,
+    hq: Q16Input,
     qkv: Vec<f32>,
     attn: Vec<f32>,
-    attn_sum: Vec<f32>,
+    attn_q: Q16Input,
     scores: Vec<f32>,
     proj: Vec<f32>,
     gate_up: Vec<f32>,
     act: Vec<f32>,
-    act_sum: Vec<f32>,
+    act_q: Q16Input,
     logits: Vec<f32>,
 }
 
@@ -173,6 +180,7 @@ impl FastDecoder {
             vocab: cfg.vocab_size,
             max_positions: model.rope.max_positions(),
             team: Team::new(threads),
+            exact: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -206,15 +214,15 @@ impl FastDecoder {
             v: (0..self.layers.len()).map(|_| vec![0f32; capacity * kv]).collect(),
             x: vec![0f32; self.hidden],
             h: vec![0f32; self.hidden],
-            hsum: vec![0f32; self.hidden.div_ceil(BLOCK)],
+            hq: Q16Input::new(self.hidden),
             qkv: vec![0f32; q + 2 * kv],
             attn: vec![0f32; q],
-            attn_sum: vec![0f32; q.div_ceil(BLOCK)],
+            attn_q: Q16Input::new(q),
             scores: vec![0f32; self.heads * capacity],
             proj: vec![0f32; self.hidden],
             gate_up: vec![0f32; 2 * self.ffn],
             act: vec![0f32; self.ffn],
-            act_sum: vec![0f32; self.ffn.div_ceil(BLOCK)],
+            act_q: Q16Input::new(self.ffn),
             logits: vec![0f32; self.vocab],
         }
     }
@@ -231,15 +239,16 @@ impl FastDecoder {
         let (hd, kvd, qd) = (self.head_dim, self.kv_heads * self.head_dim, self.heads * self.head_dim);
         let pos = s.pos;
         let size = self.team.size();
+        let exact = self.is_exact();
         self.embed.row_into(token as usize, &mut s.x);
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
             rms_norm(&s.x, &layer.attn_norm, self.eps, &mut s.h);
-            block_sums_padded(&s.h, &mut s.hsum);
+            s.hq.set(&s.h, !exact);
             {
-                let (h, hsum) = (&s.h, &s.hsum);
+                let (h, hq) = (&s.h, &s.hq);
                 let out = Disjoint::new(&mut s.qkv);
-                self.team.run(&|i| layer.qkv.run_share(h, hsum, &out, i, size));
+                self.team.run(&|i| layer.qkv.run_share(h, hq, exact, &out, i, size));
             }
             let (q, rest) = s.qkv.split_at_mut(qd);
             let (k, v) = rest.split_at_mut(kvd);
@@ -266,39 +275,39 @@ impl FastDecoder {
                     }
                 });
             }
-            block_sums_padded(&s.attn, &mut s.attn_sum);
+            s.attn_q.set(&s.attn, !exact);
             {
-                let (a, asum) = (&s.attn, &s.attn_sum);
+                let (a, aq) = (&s.attn, &s.attn_q);
                 let out = Disjoint::new(&mut s.proj);
-                self.team.run(&|i| layer.o.run_share(a, asum, &out, i, size));
+                self.team.run(&|i| layer.o.run_share(a, aq, exact, &out, i, size));
             }
             s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
             // MLP block.
             rms_norm(&s.x, &layer.mlp_norm, self.eps, &mut s.h);
-            block_sums_padded(&s.h, &mut s.hsum);
+            s.hq.set(&s.h, !exact);
             {
-                let (h, hsum) = (&s.h, &s.hsum);
+                let (h, hq) = (&s.h, &s.hq);
                 let out = Disjoint::new(&mut s.gate_up);
-                self.team.run(&|i| layer.gate_up.run_share(h, hsum, &out, i, size));
+                self.team.run(&|i| layer.gate_up.run_share(h, hq, exact, &out, i, size));
             }
             let (gate, up) = s.gate_up.split_at(self.ffn);
             for ((a, g), u) in s.act.iter_mut().zip(gate).zip(up) {
                 *a = g / (1.0 + (-g).exp()) * u;
             }
-            block_sums_padded(&s.act, &mut s.act_sum);
+            s.act_q.set(&s.act, !exact);
             {
-                let (a, asum) = (&s.act, &s.act_sum);
+                let (a, aq) = (&s.act, &s.act_q);
                 let out = Disjoint::new(&mut s.proj);
-                self.team.run(&|i| layer.down.run_share(a, asum, &out, i, size));
+                self.team.run(&|i| layer.down.run_share(a, aq, exact, &out, i, size));
             }
             s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
         }
         rms_norm(&s.x, &self.norm, self.eps, &mut s.h);
-        block_sums_padded(&s.h, &mut s.hsum);
+        s.hq.set(&s.h, !exact);
         {
-            let (h, hsum) = (&s.h, &s.hsum);
+            let (h, hq) = (&s.h, &s.hq);
             let out = Disjoint::new(&mut s.logits);
-            self.team.run(&|i| self.head.run_share(h, hsum, &out, i, size));
+            self.team.run(&|i| self.head.run_share(h, hq, exact, &out, i, size));
         }
         s.pos += 1;
         Ok(&s.logits)
@@ -368,18 +377,19 @@ impl FastDecoder {
         Ok(())
     }
 
+    /// Run every product with f32 activations (the forward pass's arithmetic) or, by default,
+    /// the block formats with activations quantized per block to 16 bits ([`ingot_kernels::q16`]).
+    pub fn set_exact(&self, exact: bool) {
+        self.exact.store(exact, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_exact(&self) -> bool {
+        self.exact.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Threads in the team.
     pub fn threads(&self) -> usize {
         self.team.size()
-    }
-}
-
-/// Σ x per block of 32, for block-format rows (a partial last block is summed as far as it goes).
-fn block_sums_padded(x: &[f32], out: &mut [f32]) {
-    let full = x.len() / BLOCK;
-    block_sums(&x[..full * BLOCK], &mut out[..full]);
-    if full < out.len() {
-        out[full] = x[full * BLOCK..].iter().sum();
     }
 }
 
