@@ -82,6 +82,37 @@ pub fn dot_q16(format: QFormat, wrow: &[u8], x: &Q16Input, k: usize) -> f32 {
     }
 }
 
+/// Rows at a time in [`dot_q16_rows`]: their loads overlap, and each block of x is read once.
+pub const ROWS: usize = 4;
+
+/// `out[i] = row i · x` for `out.len()` ≤ [`ROWS`] consecutive weight rows of `row_bytes` each,
+/// starting at `wrows`, on the fastest path.
+#[inline]
+pub fn dot_q16_rows(format: QFormat, wrows: &[u8], row_bytes: usize, x: &Q16Input, k: usize, out: &mut [f32]) {
+    debug_assert!(out.len() <= ROWS && wrows.len() >= out.len() * row_bytes);
+    match best() {
+        // SAFETY: as dot_q16; the rows lie inside `wrows` (the caller's contract).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe {
+            match out.len() {
+                4 => x86::rows_avx512::<4>(format, wrows, row_bytes, x, k, out),
+                3 => x86::rows_avx512::<3>(format, wrows, row_bytes, x, k, out),
+                2 => x86::rows_avx512::<2>(format, wrows, row_bytes, x, k, out),
+                _ => {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = x86::dot_avx512(format, &wrows[i * row_bytes..], x, k);
+                    }
+                }
+            }
+        },
+        _ => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = dot_q16(format, &wrows[i * row_bytes..(i + 1) * row_bytes], x, k);
+            }
+        }
+    }
+}
+
 /// [`dot_q16`] on a named path (tests run each path the CPU has). Panics if the CPU lacks it
 /// or the slices are short.
 pub fn dot_q16_isa(isa: Isa, format: QFormat, wrow: &[u8], x: &Q16Input, k: usize) -> f32 {
@@ -180,7 +211,7 @@ mod x86 {
             ($b:expr, $acc:ident, $min_acc:ident) => {{
                 let b = $b;
                 let block = w.add(b * bb);
-                _mm_prefetch(block.add(PREFETCH) as *const i8, _MM_HINT_T0);
+                _mm_prefetch(block.wrapping_add(PREFETCH) as *const i8, _MM_HINT_T0); // never faults
                 let (dw, min) = scales(format, block);
                 let q = match format {
                     QFormat::Q4_0 | QFormat::Q4_1 => {
@@ -210,6 +241,50 @@ mod x86 {
             block!(b, acc0, min0);
         }
         _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + min0 + min1
+    }
+
+    /// R consecutive rows against the same x: R independent accumulators, x's block loaded once.
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    pub unsafe fn rows_avx512<const R: usize>(
+        format: QFormat,
+        wrows: &[u8],
+        row_bytes: usize,
+        x: &Q16Input,
+        k: usize,
+        out: &mut [f32],
+    ) {
+        debug_assert!(out.len() == R && wrows.len() >= R * row_bytes);
+        let bb = format.block_bytes();
+        let blocks = k / BLOCK;
+        let mask = _mm_set1_epi8(0x0F);
+        let (w, xq, xs, xsum) = (wrows.as_ptr(), x.q.as_ptr(), x.scale.as_ptr(), x.sums.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut mins = [0f32; R];
+        for b in 0..blocks {
+            let xv = _mm512_loadu_si512(xq.add(b * BLOCK) as *const _);
+            let (dx, sx) = (*xs.add(b), *xsum.add(b));
+            for r in 0..R {
+                let block = w.add(r * row_bytes + b * bb);
+                _mm_prefetch(block.wrapping_add(PREFETCH) as *const i8, _MM_HINT_T0); // never faults
+                let (dw, min) = scales(format, block);
+                let q = match format {
+                    QFormat::Q4_0 | QFormat::Q4_1 => {
+                        let off = if format == QFormat::Q4_0 { 2 } else { 4 };
+                        let raw = _mm_loadu_si128(block.add(off) as *const __m128i);
+                        let lo = _mm_and_si128(raw, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                        _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo))
+                    }
+                    QFormat::Q8_0 => _mm512_cvtepi8_epi16(_mm256_loadu_si256(block.add(2) as *const __m256i)),
+                };
+                let dot = _mm512_cvtepi32_ps(_mm512_madd_epi16(q, xv));
+                acc[r] = _mm512_fmadd_ps(dot, _mm512_set1_ps(dw * dx), acc[r]);
+                mins[r] += min * sx;
+            }
+        }
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(acc[r]) + mins[r];
+        }
     }
 
     #[inline]
@@ -306,6 +381,34 @@ mod tests {
                         assert!(
                             (got - reference).abs() <= 1e-5 * (magnitude as f32) + 1e-6,
                             "{isa:?} {format:?} ({n}, {k}) row {j}: {got} vs {reference}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Several rows at once give each row's own dot product.
+    #[test]
+    fn rows_at_a_time_match_one_at_a_time() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for format in [QFormat::Q4_0, QFormat::Q4_1, QFormat::Q8_0] {
+            let (n, k) = (7, 352);
+            let w = random(&mut rng, n * k, 0.5);
+            let bytes: Vec<u8> = w.chunks(k).flat_map(|r| quantize_row(format, r).unwrap()).collect();
+            let mut x = Q16Input::new(k);
+            x.set(&random(&mut rng, k, 2.0), true);
+            let row_bytes = k / BLOCK * format.block_bytes();
+            for start in 0..n {
+                for count in 1..=ROWS.min(n - start) {
+                    let mut out = vec![0f32; count];
+                    dot_q16_rows(format, &bytes[start * row_bytes..], row_bytes, &x, k, &mut out);
+                    for (i, o) in out.iter().enumerate() {
+                        let wrow = &bytes[(start + i) * row_bytes..(start + i + 1) * row_bytes];
+                        let one = dot_q16_scalar(format, wrow, &x, k);
+                        assert!(
+                            (o - one).abs() <= 1e-4 * (1.0 + one.abs()),
+                            "{format:?} rows {start}+{count}: {o} vs {one}"
                         );
                     }
                 }

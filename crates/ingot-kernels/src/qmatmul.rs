@@ -128,8 +128,11 @@ impl QMatrix {
     pub fn matvec_rows_q16(&self, x: &crate::q16::Q16Input, rows: std::ops::Range<usize>, out: &mut [f32]) {
         assert!(x.values().0.len() >= self.k, "input holds fewer than {} values", self.k);
         assert!(rows.end <= self.n && out.len() == rows.len(), "rows {rows:?} of {}", self.n);
-        for (o, j) in out.iter_mut().zip(rows) {
-            *o = crate::q16::dot_q16(self.format, self.row(j), x, self.k);
+        let row_bytes = (self.k / BLOCK) * self.format.block_bytes();
+        for (c, chunk) in out.chunks_mut(crate::q16::ROWS).enumerate() {
+            let first = rows.start + c * crate::q16::ROWS;
+            let w = &self.data[first * row_bytes..(first + chunk.len()) * row_bytes];
+            crate::q16::dot_q16_rows(self.format, w, row_bytes, x, self.k, chunk);
         }
     }
 

@@ -74,7 +74,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
         f.set_exact(cmd.model.exact);
     }
     println!(
-        "decode:  {}",
+        "decoder: {}",
         match &fast {
             Some(_) if cmd.model.exact => "decode loop, f32 activations (--exact)",
             Some(_) => "decode loop, 16-bit activations for block formats",

@@ -244,12 +244,7 @@ impl FastDecoder {
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
             rms_norm(&s.x, &layer.attn_norm, self.eps, &mut s.h);
-            s.hq.set(&s.h, !exact);
-            {
-                let (h, hq) = (&s.h, &s.hq);
-                let out = Disjoint::new(&mut s.qkv);
-                self.team.run(&|i| layer.qkv.run_share(h, hq, exact, &out, i, size));
-            }
+            self.project(&layer.qkv, &s.h, &mut s.hq, &mut s.qkv, exact);
             let (q, rest) = s.qkv.split_at_mut(qd);
             let (k, v) = rest.split_at_mut(kvd);
             let half = hd / 2;
@@ -275,40 +270,20 @@ impl FastDecoder {
                     }
                 });
             }
-            s.attn_q.set(&s.attn, !exact);
-            {
-                let (a, aq) = (&s.attn, &s.attn_q);
-                let out = Disjoint::new(&mut s.proj);
-                self.team.run(&|i| layer.o.run_share(a, aq, exact, &out, i, size));
-            }
+            self.project(&layer.o, &s.attn, &mut s.attn_q, &mut s.proj, exact);
             s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
             // MLP block.
             rms_norm(&s.x, &layer.mlp_norm, self.eps, &mut s.h);
-            s.hq.set(&s.h, !exact);
-            {
-                let (h, hq) = (&s.h, &s.hq);
-                let out = Disjoint::new(&mut s.gate_up);
-                self.team.run(&|i| layer.gate_up.run_share(h, hq, exact, &out, i, size));
-            }
+            self.project(&layer.gate_up, &s.h, &mut s.hq, &mut s.gate_up, exact);
             let (gate, up) = s.gate_up.split_at(self.ffn);
             for ((a, g), u) in s.act.iter_mut().zip(gate).zip(up) {
                 *a = g / (1.0 + (-g).exp()) * u;
             }
-            s.act_q.set(&s.act, !exact);
-            {
-                let (a, aq) = (&s.act, &s.act_q);
-                let out = Disjoint::new(&mut s.proj);
-                self.team.run(&|i| layer.down.run_share(a, aq, exact, &out, i, size));
-            }
+            self.project(&layer.down, &s.act, &mut s.act_q, &mut s.proj, exact);
             s.x.iter_mut().zip(&s.proj).for_each(|(x, p)| *x += p);
         }
         rms_norm(&s.x, &self.norm, self.eps, &mut s.h);
-        s.hq.set(&s.h, !exact);
-        {
-            let (h, hq) = (&s.h, &s.hq);
-            let out = Disjoint::new(&mut s.logits);
-            self.team.run(&|i| self.head.run_share(h, hq, exact, &out, i, size));
-        }
+        self.project(&self.head, &s.h, &mut s.hq, &mut s.logits, exact);
         s.pos += 1;
         Ok(&s.logits)
     }
@@ -385,6 +360,15 @@ impl FastDecoder {
 
     pub fn is_exact(&self) -> bool {
         self.exact.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `out = proj(x)` over the team, `xq` taking x first (its block sums, and its 16-bit
+    /// values unless `exact`).
+    fn project(&self, proj: &Proj, x: &[f32], xq: &mut Q16Input, out: &mut [f32], exact: bool) {
+        xq.set(x, !exact);
+        let (xq, size) = (&*xq, self.team.size());
+        let out = Disjoint::new(out);
+        self.team.run(&|i| proj.run_share(x, xq, exact, &out, i, size));
     }
 
     /// Threads in the team.
