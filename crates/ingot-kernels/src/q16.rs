@@ -198,49 +198,12 @@ mod x86 {
     /// Distance in bytes of the software prefetch ahead of the block being read.
     const PREFETCH: usize = 512;
 
-    /// Two accumulators over alternate blocks (named, so they stay in registers), so
-    /// consecutive blocks' FMAs do not wait on each other; the minimum terms are a scalar pair.
+    /// One row: [`rows_avx512`] with R = 1.
     #[target_feature(enable = "avx512f,avx512bw,f16c")]
     pub unsafe fn dot_avx512(format: QFormat, wrow: &[u8], x: &Q16Input, k: usize) -> f32 {
-        let bb = format.block_bytes();
-        let blocks = k / BLOCK;
-        let mask = _mm_set1_epi8(0x0F);
-        let (w, xq, xs, xsum) = (wrow.as_ptr(), x.q.as_ptr(), x.scale.as_ptr(), x.sums.as_ptr());
-        // Block b's Σ q·xq scaled by dw·dx, added to `acc`; its minimum term added to `min_acc`.
-        macro_rules! block {
-            ($b:expr, $acc:ident, $min_acc:ident) => {{
-                let b = $b;
-                let block = w.add(b * bb);
-                _mm_prefetch(block.wrapping_add(PREFETCH) as *const i8, _MM_HINT_T0); // never faults
-                let (dw, min) = scales(format, block);
-                let q = match format {
-                    QFormat::Q4_0 | QFormat::Q4_1 => {
-                        let off = if format == QFormat::Q4_0 { 2 } else { 4 };
-                        let raw = _mm_loadu_si128(block.add(off) as *const __m128i);
-                        let lo = _mm_and_si128(raw, mask);
-                        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-                        _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo))
-                    }
-                    QFormat::Q8_0 => _mm512_cvtepi8_epi16(_mm256_loadu_si256(block.add(2) as *const __m256i)),
-                };
-                let xv = _mm512_loadu_si512(xq.add(b * BLOCK) as *const _);
-                let dot = _mm512_cvtepi32_ps(_mm512_madd_epi16(q, xv));
-                $acc = _mm512_fmadd_ps(dot, _mm512_set1_ps(dw * *xs.add(b)), $acc);
-                $min_acc += min * *xsum.add(b);
-            }};
-        }
-        let (mut acc0, mut acc1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-        let (mut min0, mut min1) = (0f32, 0f32);
-        let mut b = 0;
-        while b + 1 < blocks {
-            block!(b, acc0, min0);
-            block!(b + 1, acc1, min1);
-            b += 2;
-        }
-        if b < blocks {
-            block!(b, acc0, min0);
-        }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + min0 + min1
+        let mut out = [0f32];
+        rows_avx512::<1>(format, wrow, 0, x, k, &mut out);
+        out[0]
     }
 
     /// R consecutive rows against the same x: R independent accumulators, x's block loaded once.
