@@ -91,9 +91,9 @@ pub struct Engine<'a> {
     store_tokens: usize,
     /// Decode a row that runs alone on the model's candle-free loop ([`Model::decode_loop`]).
     use_loop: bool,
-    /// The row the loop holds: its id, its loop state, and the positions its own cache holds
-    /// (the loop's later positions go back into that cache before the row runs in a batch).
-    lone: Option<(RowId, DecodeState, usize)>,
+    /// The row the loop holds and its loop state; the row's own cache stays at the positions it
+    /// had when the loop took it, and gets the loop's later ones before the row runs in a batch.
+    lone: Option<(RowId, DecodeState)>,
 }
 
 impl<'a> Engine<'a> {
@@ -406,27 +406,27 @@ impl<'a> Engine<'a> {
             let row = &mut self.rows[*i];
             if self.lone.as_ref().map(|l| l.0) != Some(row.id) {
                 // Another row held the loop: its positions go back into its own cache first.
-                if let Some((id, state, from)) = self.lone.take() {
+                if let Some((id, state)) = self.lone.take() {
                     if let Some(other) = self.rows.iter_mut().find(|r| r.id == id) {
-                        fast.export(&state, from, &mut other.cache).map_err(Error::Input)?;
+                        fast.export(&state, &mut other.cache).map_err(Error::Input)?;
                     }
                 }
                 let row = &mut self.rows[*i];
                 let capacity = ctx.min(row.all.len() + row.max_tokens.saturating_sub(row.out.len()) + 1);
                 let mut state = fast.state(capacity);
                 fast.import(&mut state, &row.cache).map_err(Error::Input)?;
-                self.lone = Some((row.id, state, row.cache.len()));
+                self.lone = Some((row.id, state));
             }
             let row = &mut self.rows[*i];
             let token = *row.all.last().unwrap_or(&0);
-            if let Some((_, state, _)) = self.lone.as_mut() {
+            if let Some((_, state)) = self.lone.as_mut() {
                 row.logits = fast.step(state, token).map_err(Error::Input)?.to_vec();
             }
         } else if !batched.is_empty() {
             // The loop's row joins a batch: its positions go back into its own cache.
-            if let (Some(fast), Some((id, state, from))) = (fast, self.lone.take()) {
+            if let (Some(fast), Some((id, state))) = (fast, self.lone.take()) {
                 if let Some(row) = self.rows.iter_mut().find(|r| r.id == id) {
-                    fast.export(&state, from, &mut row.cache).map_err(Error::Input)?;
+                    fast.export(&state, &mut row.cache).map_err(Error::Input)?;
                 }
             }
             let feed: Vec<u32> = batched.iter().map(|&i| *self.rows[i].all.last().unwrap_or(&0)).collect();

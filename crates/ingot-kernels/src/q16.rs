@@ -11,9 +11,10 @@
 //!   Σ wᵢxᵢ ≈ dw·dx · Σ qᵢ·xqᵢ + m · Σ xᵢ
 //! with Σ xᵢ the exact f32 sum, computed once per input.
 //!
-//! Legend: k input features (a multiple of 32 for block formats), one weight row at a time.
+//! Legend: k input features (a multiple of 32 for block formats); rows are weight rows, up to
+//! [`ROWS`] of them against the same x at a time.
 
-use crate::qmatmul::{available_isas, Isa, QFormat, BLOCK};
+use crate::qmatmul::{available_isas, f16_at, Isa, QFormat, BLOCK};
 
 /// An activation vector as the kernels read it: per block of 32, the values as i16 with their
 /// scale, and the exact f32 sum (also what [`crate::qmatmul::QMatrix::matvec_rows`] reads).
@@ -63,10 +64,6 @@ impl Q16Input {
     }
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
-}
-
 /// The dot product of one weight row (k/32 blocks of `format`) with `x`, on the fastest path.
 #[inline]
 pub fn dot_q16(format: QFormat, wrow: &[u8], x: &Q16Input, k: usize) -> f32 {
@@ -98,11 +95,8 @@ pub fn dot_q16_rows(format: QFormat, wrows: &[u8], row_bytes: usize, x: &Q16Inpu
                 4 => x86::rows_avx512::<4>(format, wrows, row_bytes, x, k, out),
                 3 => x86::rows_avx512::<3>(format, wrows, row_bytes, x, k, out),
                 2 => x86::rows_avx512::<2>(format, wrows, row_bytes, x, k, out),
-                _ => {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o = x86::dot_avx512(format, &wrows[i * row_bytes..], x, k);
-                    }
-                }
+                1 => x86::rows_avx512::<1>(format, wrows, row_bytes, x, k, out),
+                _ => {}
             }
         },
         _ => {
@@ -133,8 +127,8 @@ pub fn q16_isas() -> Vec<Isa> {
     let mut isas = available_isas();
     #[cfg(target_arch = "x86_64")]
     {
-        let bw = std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("f16c");
         let f16c = std::is_x86_feature_detected!("f16c");
+        let bw = std::is_x86_feature_detected!("avx512bw") && f16c;
         isas.retain(|&i| match i {
             Isa::Avx512 => bw,
             Isa::Avx2 => f16c,

@@ -211,7 +211,7 @@ pub fn block_sums(x: &[f32], out: &mut [f32]) {
     }
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 

@@ -319,11 +319,13 @@ impl FastDecoder {
         Ok(())
     }
 
-    /// Append the positions `from..state.len()` the loop decoded to `cache` (batch 1, holding
-    /// `from` positions), so the model's forward pass can continue the sequence.
-    pub fn export(&self, state: &DecodeState, from: usize, cache: &mut crate::Cache) -> Result<(), String> {
-        if cache.len() != from || from > state.pos {
-            return Err(format!("the cache holds {} positions, the loop resumes from {from}", cache.len()));
+    /// Append the positions the loop decoded past `cache`'s end (a batch-1 cache of the same
+    /// sequence, as [`FastDecoder::import`] read it) to it, so the model's forward pass can
+    /// continue the sequence.
+    pub fn export(&self, state: &DecodeState, cache: &mut crate::Cache) -> Result<(), String> {
+        let from = cache.len();
+        if from > state.pos {
+            return Err(format!("the cache holds {from} positions, the loop only {}", state.pos));
         }
         let n = state.pos - from;
         if n == 0 {
