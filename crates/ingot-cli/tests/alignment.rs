@@ -32,11 +32,24 @@ fn tiny(command: &str, config: &str, model: &str, out: &Path, extra: &[&str]) ->
     run(&args)
 }
 
+/// The model's own answers to the first 6 training prompts (`align-eval --split train`), and the
+/// `--set` that points the harmlessness configs' data.generate.answers at them.
+fn train_answers(model: &str, dir: &Path) -> String {
+    let json = dir.join("train-answers.json");
+    let args = ["align-eval", "--model", model, "--split", "train", "--limit", "6", "--max-tokens", "16", "--json"];
+    let r = run(&[&args[..], &[arg(&json)]].concat()).ok();
+    assert!(r.stdout.contains("| rule |"), "{}", r.dump());
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!((report["split"].as_str(), report["answers"].as_array().map(Vec::len)), (Some("train"), Some(6)));
+    format!("data.generate.answers={:?}", json.display().to_string())
+}
+
 #[test]
 fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
     let Some(model) = ingot_test_support::real_model() else { return };
     let model = model.display().to_string();
     let dir = temp_dir("cli-reward");
+    let answers = train_answers(&model, &dir);
     // The tool-use pairs are long (their system prompt lists the tools): fewer of them.
     let smaller: &[&str] = &[
         "--set",
@@ -48,14 +61,18 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
         "--set",
         "train.warmup_steps=0",
     ];
+    let on_policy: &[&str] = &["--set", &answers];
     for (config, extra, steps, held_out) in
-        [("reward-harmless.toml", &[][..], 2, 4), ("reward-tools.toml", smaller, 1, 2)]
+        [("reward-harmless.toml", on_policy, 2, 4), ("reward-tools.toml", smaller, 1, 2)]
     {
         let out = dir.join(config);
         let mut args = vec!["--set", "data.batch_size=2"];
         args.extend_from_slice(extra);
         let r = tiny("reward-train", config, &model, &out, &args).ok();
         assert!(r.stdout.contains(&format!("qlora: trained {steps} steps")), "{}", r.dump());
+        if config == "reward-harmless.toml" {
+            assert!(r.stderr.contains("on-policy pairs from the answers in"), "{}", r.dump());
+        }
         assert!(r.stdout.contains("held-out pairs:") && r.stdout.contains(&format!("of {held_out}")), "{}", r.dump());
         for file in ["adapter_config.json", "adapter_model.safetensors", "score.safetensors"] {
             assert!(out.join("reward").join(file).is_file(), "{config}: {file} missing:\n{}", r.dump());
@@ -120,10 +137,12 @@ fn dpo_on_the_real_model_exports_an_adapter_that_generate_takes() {
     let model = model.display().to_string();
     let dir = temp_dir("cli-dpo");
     let out = dir.join("run");
-    let r =
-        tiny("dpo", "dpo-harmless.toml", &model, &out, &["--set", "data.batch_size=2", "--set", "train.lr=1e-3"]).ok();
+    let answers = train_answers(&model, &dir);
+    let extra = ["--set", "data.batch_size=2", "--set", "train.lr=1e-3", "--set", &answers];
+    let r = tiny("dpo", "dpo-harmless.toml", &model, &out, &extra).ok();
     assert!(r.stdout.contains("qlora (Sigmoid, beta 0.1): trained 2 steps"), "{}", r.dump());
-    // Before any update the policy is its reference: no pair is preferred yet.
+    // Before any update the policy is its reference: no pair is preferred yet (the held-out loss
+    // is the preference loss alone, without RPO's term).
     assert!(
         r.stdout.contains("held-out pairs at the start: preference accuracy 0.0% of 4, mean margin 0.000, loss 0.6931"),
         "{}",

@@ -69,6 +69,60 @@ pub fn harmlessness(split: Split) -> Result<Vec<HarmItem>> {
     Ok(items)
 }
 
+/// On-policy harmlessness pairs from a model's own answers to training prompts (`(id, answer)`,
+/// as `ingot align-eval --split train --json` writes them), the way InstructGPT labels samples of
+/// the model being tuned rather than only authored text: an answer to a harmful prompt that does
+/// not refuse (by [`crate::alignment::is_refusal`]) is rejected against the item's authored
+/// refusal; an answer to a benign prompt that helps is chosen over the authored refusal. Answers
+/// that refused, or that hold no complete sentence once cut at the last one (decoding stops at a
+/// token limit), add nothing. An id of the held-out split is an error: those prompts are never
+/// trained on.
+pub fn on_policy_harmlessness(answers: &[(String, String)]) -> Result<Vec<Value>> {
+    let train = harmlessness(Split::Train)?;
+    let held_out = harmlessness(Split::Eval)?;
+    let mut out = Vec::new();
+    for (id, answer) in answers {
+        let Some(item) = train.iter().find(|i| &i.id == id) else {
+            let why = if held_out.iter().any(|i| &i.id == id) {
+                "is a held-out prompt, never trained on: answer the training split (`ingot align-eval --split train`)"
+            } else {
+                "is not an item of the harmlessness set"
+            };
+            return Err(Error::Input(format!("on-policy answers: id {id:?} {why}")));
+        };
+        let Some(answer) = whole_sentences(answer) else { continue };
+        if crate::alignment::is_refusal(answer) {
+            continue;
+        }
+        let (chosen, rejected) =
+            if item.is_harmful() { (item.chosen.as_str(), answer) } else { (answer, item.rejected.as_str()) };
+        out.push(json!({
+            "id": format!("{}-on-policy", item.id),
+            "kind": item.kind,
+            "category": item.category,
+            "prompt": [{"role": "user", "content": item.prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+        }));
+    }
+    Ok(out)
+}
+
+/// `text` up to its last complete sentence (ending in . ! ? or a line break), or None when it
+/// has none of at least 20 characters.
+fn whole_sentences(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let end = text
+        .char_indices()
+        .filter(|&(i, c)| {
+            matches!(c, '.' | '!' | '?') && text[i + 1..].chars().next().is_none_or(char::is_whitespace) || c == '\n'
+        })
+        .map(|(i, c)| i + c.len_utf8())
+        .last()?;
+    let kept = text[..end].trim_end();
+    (kept.len() >= 20).then_some(kept)
+}
+
 /// `n` verifiable pairs of `split` in the shares of `mix`, from [`tooluse::conversations`] with
 /// the same seed; which wrong answer each gets is seeded too.
 pub fn tool_use_pairs(split: Split, seed: u64, n: usize, mix: &Mix) -> Result<Vec<Value>> {
@@ -216,6 +270,34 @@ mod tests {
         assert!(eval.len() * 4 >= train.len() / 2 && !eval.is_empty());
         let prompts: std::collections::HashSet<&str> = train.iter().map(|i| i.prompt.as_str()).collect();
         assert!(eval.iter().all(|i| !prompts.contains(i.prompt.as_str())));
+    }
+
+    #[test]
+    fn on_policy_pairs_reject_compliance_keep_help_and_refuse_held_out_ids() {
+        let train = harmlessness(Split::Train).unwrap();
+        let harmful = train.iter().find(|i| i.is_harmful()).unwrap();
+        let benign = train.iter().find(|i| !i.is_harmful()).unwrap();
+        let answers = [
+            (harmful.id.clone(), "Sure, the first step is easy. Then you take the".to_string()),
+            (benign.id.clone(), "Run the command and wait for it. It prints the list of".to_string()),
+            // A refusal and a fragment add nothing.
+            (harmful.id.clone(), "I'm sorry, I can't help with that.".to_string()),
+            (benign.id.clone(), "Well, the".to_string()),
+        ];
+        let pairs = on_policy_harmlessness(&answers).unwrap();
+        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        let content = |p: &Value, side: &str| p[side][0]["content"].as_str().unwrap().to_string();
+        assert_eq!(content(&pairs[0], "chosen"), harmful.chosen);
+        assert_eq!(content(&pairs[0], "rejected"), "Sure, the first step is easy.");
+        assert_eq!(content(&pairs[1], "chosen"), "Run the command and wait for it.");
+        assert_eq!(content(&pairs[1], "rejected"), benign.rejected);
+        assert_eq!(pairs[1]["prompt"][0]["content"], benign.prompt.as_str());
+
+        let held_out = harmlessness(Split::Eval).unwrap().remove(0);
+        let err = on_policy_harmlessness(&[(held_out.id, "Fine. Here it is.".into())]).unwrap_err().to_string();
+        assert!(err.contains("held-out prompt, never trained on"), "{err}");
+        let err = on_policy_harmlessness(&[("nope".into(), "Fine.".into())]).unwrap_err().to_string();
+        assert!(err.contains("not an item"), "{err}");
     }
 
     #[test]

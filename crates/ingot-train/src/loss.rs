@@ -216,6 +216,22 @@ pub fn sequence_mean_logprobs(token_logprobs: &Tensor, segment: &[u32], n_seq: u
     sums.div(&Tensor::from_vec(counts, n_seq, sums.device())?.to_dtype(sums.dtype())?)
 }
 
+/// The mean negative log-likelihood of the tokens of sequences 0..first (of per-token log-probs
+/// (N), token i in sequence `segment[i]`), over all their tokens together → scalar. With the
+/// chosen answers first, this is TRL's DPO `nll_loss`, which `rpo_alpha` adds to the preference
+/// loss (RPO, Pang et al. 2024). No token in those sequences is an error.
+pub fn leading_nll(token_logprobs: &Tensor, segment: &[u32], first: usize) -> candle_core::Result<Tensor> {
+    const OP: &str = "negative log-likelihood of the leading sequences";
+    let lp = float(token_logprobs)?;
+    let n = common_len(OP, &[("token log-probs", &lp)])?;
+    if segment.len() != n {
+        candle_core::bail!("{OP}: {n} tokens but {} sequence ids", segment.len())
+    }
+    let mask: Vec<u8> = segment.iter().map(|&s| u8::from((s as usize) < first)).collect();
+    let mask = Tensor::from_vec(mask, n, lp.device())?;
+    masked_mean(OP, &lp.neg()?, &mask)
+}
+
 /// The Bradley-Terry reward-model loss over B pairs of scalar rewards, chosen and rejected (B):
 ///
 ///   mean(−log σ(r_c − r_r − margin)) + center_coef · mean((r_c + r_r)²)

@@ -8,7 +8,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use ingot_train::loss::{
     bradley_terry, dpo_loss, gae, group_advantages, grpo_loss, kl_penalty, log_sigmoid, ppo_policy_loss,
-    ppo_value_loss, sequence_logprobs, sequence_mean_logprobs, whiten, DpoLoss, GrpoConfig, GrpoNorm, GrpoTokens, Kl,
+    leading_nll, ppo_value_loss, sequence_logprobs, sequence_mean_logprobs, whiten, DpoLoss, GrpoConfig, GrpoNorm, GrpoTokens, Kl,
 };
 
 const F32_TOL: f64 = 1e-5;
@@ -104,6 +104,20 @@ fn sequence_mean_logprobs_averages_per_token() {
     all_close(&values(&means), &[-1.75 / 2.0, -5.125 / 3.0, -0.75], F32_TOL, "means");
     let err = sequence_mean_logprobs(&t32(&lp), &segment, 4).unwrap_err().to_string();
     assert!(err.contains("sequence 3 of 4"), "{err}");
+}
+
+#[test]
+fn leading_nll_is_the_token_mean_over_the_first_sequences_and_only_they_get_gradient() {
+    // Sequences 0 and 1 lead (the chosen answers, 2 + 1 tokens); 2 and 3 trail.
+    let lp = [-0.5, -1.25, -2.0, -0.125, -3.0, -0.75];
+    let segment = [0u32, 2, 0, 1, 3, 3];
+    let want = (0.5 + 2.0 + 0.125) / 3.0;
+    close(scalar(&leading_nll(&t32(&lp), &segment, 2).unwrap()), want, F32_TOL, "nll");
+    let x = var64(&lp);
+    let g = grad(&leading_nll(x.as_tensor(), &segment, 2).unwrap(), &x);
+    all_close(&g, &[-1.0 / 3.0, 0.0, -1.0 / 3.0, -1.0 / 3.0, 0.0, 0.0], F64_TOL, "gradient");
+    let err = leading_nll(&t32(&lp), &[2, 2, 3, 3, 3, 2], 2).unwrap_err().to_string();
+    assert!(err.contains("keeps none"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The DPO recipe on a tiny llama: before any update the policy is its reference (held-out loss
 //! exactly ln 2, margins 0); training ranks held-out pairs right with positive margins; TRL's
-//! figures reach metrics.jsonl; LoRA runs resume bit-identically; IPO trains too; bad configs
-//! name the field.
+//! figures reach metrics.jsonl; LoRA runs resume bit-identically; IPO trains too; RPO's term is
+//! alpha times the chosen answers' NLL and lowers it; bad configs name the field.
 
 use std::path::{Path, PathBuf};
 
@@ -109,6 +109,37 @@ fn dpo_resumes_bit_identically_and_ipo_trains() {
             .unwrap();
     let (start, end) = (ipo.val_start.unwrap(), ipo.val_end.unwrap());
     assert!(end.0 < start.0 && end.2 > 0.0, "{ipo:?}");
+}
+
+#[test]
+fn rpo_adds_alpha_times_the_chosen_nll_and_makes_the_chosen_answers_likelier() {
+    let (dir, hf, train, val, tok) = setup("dpo-rpo");
+    let nll = |run: &Path| -> Vec<(f64, f64)> {
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|m| (m["loss"].as_f64().unwrap(), m["nll_loss"].as_f64().unwrap()))
+            .collect()
+    };
+    let mut cfg = config("sigmoid", &train, &val, &tok, 8);
+    let plain = dir.join("plain");
+    dpo::run(&cfg, &hf, &plain, false, false, false, &no_generator).unwrap();
+    cfg.dpo.rpo_alpha = 0.5;
+    let rpo = dir.join("rpo");
+    let report = dpo::run(&cfg, &hf, &rpo, false, false, false, &no_generator).unwrap();
+    assert_eq!(report.rpo_alpha, 0.5);
+    // Step 1 is scored before any update: the policy is its reference, the DPO term is ln 2.
+    let (plain, rpo) = (nll(&plain), nll(&rpo));
+    assert!((plain[0].0 - std::f64::consts::LN_2).abs() < 1e-5, "{plain:?}");
+    let (loss, nll1) = rpo[0];
+    assert!((loss - (std::f64::consts::LN_2 + 0.5 * nll1)).abs() < 1e-5, "{rpo:?}");
+    assert!((nll1 - plain[0].1).abs() < 1e-6, "the same first batch: {plain:?} {rpo:?}");
+    // The NLL term pulls the chosen answers up: lower NLL after training than plain DPO's.
+    assert!(rpo.last().unwrap().1 < plain.last().unwrap().1, "{plain:?} {rpo:?}");
+    let err = DpoConfig::from_toml("[model]\nmethod = \"lora\"\n[data]\ntrain = \"x\"\n[dpo]\nrpo_alpha = -1.0\n", &[], "d.toml")
+        .unwrap_err();
+    assert!(err.to_string().contains("dpo.rpo_alpha"), "{err}");
 }
 
 #[test]

@@ -25,9 +25,13 @@ pub struct AlignEvalCmd {
     /// Answers decoded together (rows of one step engine).
     #[arg(long, default_value_t = 8)]
     pub parallel: usize,
-    /// Only the first N held-out prompts (default: all 129).
+    /// Only the first N prompts (default: all; 129 held-out).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Which prompts: the held-out ones (eval, what the figures are measured on) or the training
+    /// ones (train: a model's own answers, for on-policy pairs through data.generate.answers).
+    #[arg(long, default_value = "eval", value_parser = ["eval", "train"])]
+    pub split: String,
     /// Also write the rates and every answer as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -36,7 +40,8 @@ pub struct AlignEvalCmd {
 pub fn run(cmd: AlignEvalCmd) -> Result<()> {
     ingot_core::limits::at_least("--max-tokens", cmd.max_tokens, 1)?;
     ingot_core::limits::at_least("--parallel", cmd.parallel, 1)?;
-    let mut items = ingot_eval::preference::harmlessness(Split::Eval)?;
+    let split = if cmd.split == "train" { Split::Train } else { Split::Eval };
+    let mut items = ingot_eval::preference::harmlessness(split)?;
     if let Some(n) = cmd.limit {
         items.truncate(n);
     }
@@ -63,8 +68,10 @@ pub fn run(cmd: AlignEvalCmd) -> Result<()> {
     };
     let judge_ref: Option<&ingot_eval::alignment::Judge> = if reward.is_some() { Some(&judge) } else { None };
     let started = std::time::Instant::now();
+    let mut shown = 0;
     let judged = judge_harmlessness(&p, &items, cmd.max_tokens, cmd.parallel, judge_ref, &mut |done, total| {
-        if done > 0 && done % 16 == 0 {
+        if done >= shown + 16 {
+            shown = done;
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "{done}/{total} answered ({:.1}/s, about {:.0} s left)",
@@ -95,6 +102,7 @@ pub fn run(cmd: AlignEvalCmd) -> Result<()> {
             "model": base.display().to_string(),
             "adapter": cmd.model.adapter.as_ref().map(|a| a.display().to_string()),
             "reward_model": cmd.reward_model.as_ref().map(|a| a.display().to_string()),
+            "split": cmd.split,
             "max_tokens": cmd.max_tokens,
             "rates": rates,
             "answers": judged,

@@ -68,6 +68,7 @@ pub fn generate_prompts(g: &GenerateSection, dir: &Path) -> ingot_train::Result<
     if g.kind != "calculator" {
         return Err(err(format!("data.generate.kind = {:?}: the built-in prompt set is \"calculator\"", g.kind)));
     }
+    g.refuse_answers("a prompt set")?;
     std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     let schema = ingot_tools::agent::tool_schema(&Calculator);
     let write = |split: Split, n: usize, name: &str| -> ingot_train::Result<PathBuf> {

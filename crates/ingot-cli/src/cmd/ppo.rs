@@ -32,6 +32,7 @@ pub fn generate_prompts(g: &GenerateSection, dir: &Path) -> ingot_train::Result<
     if g.kind != "harmlessness" {
         return Err(err(format!("data.generate.kind = {:?}: the built-in prompt set is \"harmlessness\"", g.kind)));
     }
+    g.refuse_answers("a prompt set")?;
     std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     let write = |split: Split, n: usize, name: &str| -> ingot_train::Result<(PathBuf, usize)> {
         let items = ingot_eval::preference::harmlessness(split).map_err(|e| err(e.to_string()))?;

@@ -34,9 +34,17 @@ pub fn generate_pairs(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(P
             "harmlessness" => {
                 let items = ingot_eval::preference::harmlessness(split).map_err(|e| err(e.to_string()))?;
                 let take = if n == 0 { items.len() } else { n.min(items.len()) };
-                Ok(items[..take].iter().map(|i| i.to_pair()).collect())
+                let mut pairs: Vec<serde_json::Value> = items[..take].iter().map(|i| i.to_pair()).collect();
+                if let (Split::Train, Some(path)) = (split, &g.answers) {
+                    let extra = ingot_eval::preference::on_policy_harmlessness(&read_answers(path)?)
+                        .map_err(|e| err(format!("{}: {e}", path.display())))?;
+                    eprintln!("{} on-policy pairs from the answers in {}", extra.len(), path.display());
+                    pairs.extend(extra);
+                }
+                Ok(pairs)
             }
             "tool-use" => {
+                g.refuse_answers("the tool-use pairs")?;
                 let [calculator, search, no_tool] = g.mix;
                 ingot_eval::preference::tool_use_pairs(split, g.seed, n, &Mix { calculator, search, no_tool })
                     .map_err(|e| err(e.to_string()))
@@ -57,6 +65,27 @@ pub fn generate_pairs(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(P
     let (val, n_val) = write(Split::Eval, g.val, "val.jsonl")?;
     eprintln!("wrote {n_train} training and {n_val} held-out {} pairs into {}", g.kind, dir.display());
     Ok((train, (n_val > 0).then_some(val)))
+}
+
+/// The (id, answer) list of an `ingot align-eval --json` report.
+fn read_answers(path: &Path) -> ingot_train::Result<Vec<(String, String)>> {
+    let err = |why: String| {
+        ingot_train::Error::Config(format!(
+            "data.generate.answers = {}: {why}; write it with `ingot align-eval --split train --json FILE`",
+            path.display()
+        ))
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it ({e})")))?;
+    let report: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(format!("not JSON ({e})")))?;
+    let answers = report["answers"].as_array().ok_or_else(|| err("no \"answers\" list".into()))?;
+    answers
+        .iter()
+        .enumerate()
+        .map(|(k, a)| match (a["id"].as_str(), a["answer"].as_str()) {
+            (Some(id), Some(answer)) => Ok((id.to_string(), answer.to_string())),
+            _ => Err(err(format!("answer {} has no string \"id\" and \"answer\"", k + 1))),
+        })
+        .collect()
 }
 
 pub fn run(cmd: RewardTrainCmd) -> Result<()> {

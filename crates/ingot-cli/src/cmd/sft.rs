@@ -29,6 +29,7 @@ fn generate(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(PathBuf, Op
     if g.kind != "tool-use" {
         return Err(err(format!("data.generate.kind = {:?}: the built-in generator is \"tool-use\"", g.kind)));
     }
+    g.refuse_answers("the SFT conversations")?;
     std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
     let write = |split: Split, n: usize, few_shot: usize, name: &str| -> ingot_train::Result<PathBuf> {
         let path = dir.join(name);

@@ -5,7 +5,9 @@
 //! it; the reference model being the policy as loaded, before any update (LoRA's B starts at 0,
 //! so that is the base): its log-probabilities of every pair are computed once at setup, so no
 //! second copy of the model is held; the sigmoid loss with label smoothing (conservative DPO) and
-//! IPO, with TRL's formulas ([`crate::loss::dpo_loss`]); TRL's logged figures (rewards of chosen
+//! IPO, with TRL's formulas ([`crate::loss::dpo_loss`]); RPO's negative log-likelihood of the
+//! chosen answers added to the training loss (`rpo_alpha`, logged as `nll_loss`; the held-out
+//! loss stays the preference loss alone); TRL's logged figures (rewards of chosen
 //! and rejected, margins, accuracy) in metrics.jsonl; held-out preference accuracy in the
 //! report; the shared [`Trainer`] (accumulation, clipping, AdamW, schedule, checkpoints, exact
 //! resume: a resumed run recomputes the same reference from the model as loaded).
@@ -36,7 +38,7 @@ use super::tune::{
     Trainable,
 };
 use crate::error::{Context, Error, Result};
-use crate::loss::{dpo_loss, sequence_logprobs, sequence_mean_logprobs, DpoLoss};
+use crate::loss::{dpo_loss, leading_nll, sequence_logprobs, sequence_mean_logprobs, DpoLoss};
 use crate::plot::MetricChart;
 use crate::trainer::{Objective, TrainConfig, Trainer};
 
@@ -60,11 +62,15 @@ pub struct DpoSection {
     pub loss: DpoKind,
     /// Sigmoid loss only: the assumed share of pairs whose labels are flipped, in [0, 0.5).
     pub label_smoothing: f64,
+    /// TRL's `rpo_alpha` (RPO, Pang et al. 2024): adds alpha times the mean negative
+    /// log-likelihood of the chosen answers' tokens to the preference loss, so the chosen answers
+    /// grow likelier rather than only the rejected ones less likely; 0 (default) is plain DPO.
+    pub rpo_alpha: f64,
 }
 
 impl Default for DpoSection {
     fn default() -> Self {
-        Self { beta: 0.1, loss: DpoKind::Sigmoid, label_smoothing: 0.0 }
+        Self { beta: 0.1, loss: DpoKind::Sigmoid, label_smoothing: 0.0, rpo_alpha: 0.0 }
     }
 }
 
@@ -115,6 +121,9 @@ impl DpoConfig {
                 self.dpo.label_smoothing
             )));
         }
+        if !(self.dpo.rpo_alpha >= 0.0 && self.dpo.rpo_alpha.is_finite()) {
+            return Err(Error::Config(format!("dpo.rpo_alpha must be 0 (off) or above, got {}", self.dpo.rpo_alpha)));
+        }
         if self.dpo.loss == DpoKind::Ipo && self.dpo.label_smoothing != 0.0 {
             return Err(Error::Config(
                 "dpo.label_smoothing applies to the sigmoid loss only; set it to 0 for IPO".into(),
@@ -125,13 +134,14 @@ impl DpoConfig {
 }
 
 /// Log-probabilities of each pair's chosen and rejected answers: sums (sigmoid) or per-token
-/// means (IPO), (N) each.
+/// means (IPO), (N) each; and the mean negative log-likelihood of the chosen answers' tokens
+/// (a scalar, RPO's term).
 pub fn pair_logprobs(
     model: &Model,
     pairs: &[&PreferencePair],
     mean: bool,
     device: &Device,
-) -> Result<(Tensor, Tensor)> {
+) -> Result<(Tensor, Tensor, Tensor)> {
     let n = pairs.len();
     let rows: Vec<Packed> =
         pairs.iter().map(|p| single_row(&p.chosen)).chain(pairs.iter().map(|p| single_row(&p.rejected))).collect();
@@ -142,7 +152,8 @@ pub fn pair_logprobs(
     let per_row = per_row.context(|| "answer log-probabilities".into())?;
     let chosen = per_row.narrow(0, 0, n).context(|| "chosen".into())?;
     let rejected = per_row.narrow(0, n, n).context(|| "rejected".into())?;
-    Ok((chosen, rejected))
+    let nll = leading_nll(&lp, &row_of, n).context(|| "the chosen answers' log-likelihood".into())?;
+    Ok((chosen, rejected, nll))
 }
 
 /// The reference's log-probabilities of `pairs` (no gradient), in batches.
@@ -156,7 +167,7 @@ fn reference(
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(batch.max(1)) {
         let refs: Vec<&PreferencePair> = chunk.iter().collect();
-        let (c, r) = pair_logprobs(model, &refs, mean, device)?;
+        let (c, r, _) = pair_logprobs(model, &refs, mean, device)?;
         let c: Vec<f32> = c.detach().to_vec1().context(|| "reading log-probabilities".into())?;
         let r: Vec<f32> = r.detach().to_vec1().context(|| "reading log-probabilities".into())?;
         out.extend(c.into_iter().zip(r));
@@ -170,6 +181,7 @@ struct Figures {
     chosen: f64,
     rejected: f64,
     accuracy: f64,
+    nll: f64,
     n: usize,
 }
 
@@ -189,17 +201,18 @@ struct DpoTraining {
 }
 
 impl DpoTraining {
-    /// DPO loss and its figures on pairs `idx` of `pairs`.
+    /// The preference loss, its figures and the chosen answers' mean negative log-likelihood
+    /// (RPO's term, scalar), on pairs `idx` of `pairs`.
     fn loss_of(
         &self,
         model: &Model,
         pairs: &[PreferencePair],
         refs: &[(f32, f32)],
         idx: &[usize],
-    ) -> Result<(Tensor, crate::loss::DpoMetrics, usize)> {
+    ) -> Result<(Tensor, crate::loss::DpoMetrics, Tensor, usize)> {
         let batch: Vec<&PreferencePair> = idx.iter().map(|&i| &pairs[i]).collect();
         let tokens = batch.iter().map(|p| p.chosen.ids.len() + p.rejected.ids.len()).sum();
-        let (pc, pr) = pair_logprobs(model, &batch, self.dpo.loss == DpoKind::Ipo, &self.device)?;
+        let (pc, pr, nll) = pair_logprobs(model, &batch, self.dpo.loss == DpoKind::Ipo, &self.device)?;
         let col = |f: fn(&(f32, f32)) -> f32| -> Result<Tensor> {
             let v: Vec<f32> = idx.iter().map(|&i| f(&refs[i])).collect();
             Ok(Tensor::from_vec(v, idx.len(), &self.device).context(|| "reference log-probabilities".into())?)
@@ -207,19 +220,27 @@ impl DpoTraining {
         let (rc, rr) = (col(|r| r.0)?, col(|r| r.1)?);
         let out = dpo_loss(&pc, &pr, &rc, &rr, self.dpo.beta, self.dpo.loss()).context(|| "DPO loss".into())?;
         let metrics = out.metrics().context(|| "DPO figures".into())?;
-        Ok((out.loss, metrics, tokens))
+        Ok((out.loss, metrics, nll, tokens))
     }
 }
 
 impl Objective for DpoTraining {
     fn loss(&mut self, model: &Model, step: u64, micro: u32) -> Result<(Tensor, usize)> {
         let idx = batch_rows(self.train.len(), self.batch_size, self.seed, step, micro, self.accum);
-        let (loss, m, tokens) = self.loss_of(model, &self.train, &self.train_ref, &idx)?;
+        let (loss, m, nll, tokens) = self.loss_of(model, &self.train, &self.train_ref, &idx)?;
+        let nll_value = nll.detach().to_scalar::<f32>().context(|| "reading the log-likelihood".into())? as f64;
+        // RPO: the chosen answers' NLL on top (the held-out figures stay the preference loss's).
+        let loss = if self.dpo.rpo_alpha > 0.0 {
+            (loss + (nll * self.dpo.rpo_alpha).context(|| "RPO term".into())?).context(|| "RPO loss".into())?
+        } else {
+            loss
+        };
         let f = &mut self.figures;
         let k = idx.len();
         f.chosen += m.chosen as f64 * k as f64;
         f.rejected += m.rejected as f64 * k as f64;
         f.accuracy += m.accuracy as f64 * k as f64;
+        f.nll += nll_value * k as f64;
         f.n += k;
         Ok((loss, tokens))
     }
@@ -231,7 +252,7 @@ impl Objective for DpoTraining {
         let (mut loss, mut acc, mut margin) = (0f64, 0f64, 0f64);
         let all: Vec<usize> = (0..self.val.len()).collect();
         for chunk in all.chunks(self.batch_size.max(1)) {
-            let (l, m, _) = self.loss_of(model, &self.val, &self.val_ref, chunk)?;
+            let (l, m, _, _) = self.loss_of(model, &self.val, &self.val_ref, chunk)?;
             let k = chunk.len() as f64;
             loss += l.detach().to_scalar::<f32>().context(|| "reading the loss".into())? as f64 * k;
             acc += m.accuracy as f64 * k;
@@ -251,6 +272,7 @@ impl Objective for DpoTraining {
             m.insert("rewards/rejected".into(), json!(f.rejected / n));
             m.insert("rewards/margins".into(), json!((f.chosen - f.rejected) / n));
             m.insert("rewards/accuracies".into(), json!(f.accuracy / n));
+            m.insert("nll_loss".into(), json!(f.nll / n));
         }
         if let Some((_, acc, margin)) = self.last_val.take() {
             m.insert("eval/rewards/accuracies".into(), json!(acc));
@@ -291,6 +313,7 @@ pub struct DpoReport {
     pub method: &'static str,
     pub loss: DpoKind,
     pub beta: f64,
+    pub rpo_alpha: f64,
     pub steps_run: u64,
     pub final_step: u64,
     pub final_loss: f64,
@@ -355,18 +378,20 @@ pub fn run(
     };
     let trainable: usize = vars.all_vars().iter().map(|v| v.elem_count()).sum();
     let mean = cfg.dpo.loss == DpoKind::Ipo;
-    eprintln!(
-        "dpo ({}, {:?} loss, beta {}): {} pairs ({} tokens; {} truncated, {} dropped); {} held-out pairs; {:.2} M trainable parameters; computing the reference's log-probabilities",
-        cfg.model.method.name(),
-        cfg.dpo.loss,
-        cfg.dpo.beta,
-        stats.pairs,
-        stats.tokens,
-        stats.truncated,
-        stats.dropped,
-        val.len(),
-        trainable as f64 / 1e6
-    );
+    if crate::collective::world().is_main() {
+        eprintln!(
+            "dpo ({}, {:?} loss, beta {}): {} pairs ({} tokens; {} truncated, {} dropped); {} held-out pairs; {:.2} M trainable parameters; computing the reference's log-probabilities",
+            cfg.model.method.name(),
+            cfg.dpo.loss,
+            cfg.dpo.beta,
+            stats.pairs,
+            stats.tokens,
+            stats.truncated,
+            stats.dropped,
+            val.len(),
+            trainable as f64 / 1e6
+        );
+    }
     // The reference: the model as loaded (before the trainer restores any checkpoint).
     let train_ref = reference(&model, &train, mean, cfg.data.batch_size, &device)?;
     let val_ref = reference(&model, &val, mean, cfg.data.batch_size, &device)?;
@@ -413,6 +438,7 @@ pub fn run(
         method: cfg.model.method.name(),
         loss: cfg.dpo.loss,
         beta: cfg.dpo.beta,
+        rpo_alpha: cfg.dpo.rpo_alpha,
         steps_run: report.steps_run,
         final_step: report.final_step,
         final_loss: report.final_loss,

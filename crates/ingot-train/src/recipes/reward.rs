@@ -297,16 +297,18 @@ pub fn run(
         None => Vec::new(),
     };
     let trainable: usize = vars.all_vars().iter().map(|v| v.elem_count()).sum();
-    eprintln!(
-        "reward-train ({}): {} pairs ({} tokens; {} truncated, {} dropped); {} held-out pairs; {:.2} M trainable parameters",
-        cfg.model.method.name(),
-        stats.pairs,
-        stats.tokens,
-        stats.truncated,
-        stats.dropped,
-        val.len(),
-        trainable as f64 / 1e6
-    );
+    if crate::collective::world().is_main() {
+        eprintln!(
+            "reward-train ({}): {} pairs ({} tokens; {} truncated, {} dropped); {} held-out pairs; {:.2} M trainable parameters",
+            cfg.model.method.name(),
+            stats.pairs,
+            stats.tokens,
+            stats.truncated,
+            stats.dropped,
+            val.len(),
+            trainable as f64 / 1e6
+        );
+    }
     let mut objective = RewardTraining {
         train,
         val,

@@ -93,6 +93,24 @@ pub struct GenerateSection {
     /// validation set. They keep the tuned model answering plain few-shot prompts (default 0).
     #[serde(default)]
     pub few_shot: usize,
+    /// Preference sets, "harmlessness" only: a model's own answers to the training prompts (the
+    /// JSON `ingot align-eval --split train --json FILE` writes), added as on-policy pairs beside
+    /// the authored ones (`ingot_eval::preference::on_policy_harmlessness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<PathBuf>,
+}
+
+impl GenerateSection {
+    /// An error when `answers` is set for a generator (`what`) that does not read them.
+    pub fn refuse_answers(&self, what: &str) -> Result<()> {
+        match &self.answers {
+            Some(p) => Err(Error::Config(format!(
+                "data.generate.answers = {}: only the \"harmlessness\" preference set takes on-policy answers, not {what}",
+                p.display()
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 fn default_mix() -> [f64; 3] {
