@@ -432,3 +432,52 @@ fn qlora_sft_of_the_real_model_on_two_ranks_equals_one_process() {
     let d = max_diff(&one.join(file), &two.join(file));
     assert!(d <= TOLERANCE, "QLoRA adapters differ between 1 process and 2 ranks by {d}");
 }
+
+/// DPO on 2 ranks equals one process: the reference log-probabilities, which the ranks share out
+/// batch by batch and exchange, and then the training (tiny llama, LoRA with dropout, 2
+/// micro-batches per step).
+#[test]
+fn dpo_on_two_ranks_shares_the_reference_and_equals_one_process() {
+    use ingot_test_support::models::{write_model_folder, LLAMA};
+    let dir = ingot_test_support::temp_dir("cli-mpi-dpo");
+    let hf = write_model_folder(&dir.join("hf"), LLAMA, 5);
+    let pairs = |path: &Path, n: usize, offset: usize| {
+        let lines: Vec<String> = (offset..offset + n)
+            .map(|i| {
+                let rejected = " bad".repeat(1 + i % 3);
+                serde_json::json!({"prompt": format!("Q{i}: rate item {}.", i * 7 % 13), "chosen": " good.", "rejected": rejected})
+                    .to_string()
+            })
+            .collect();
+        std::fs::write(path, lines.join("\n")).unwrap();
+    };
+    let (train, val) = (dir.join("train.jsonl"), dir.join("val.jsonl"));
+    pairs(&train, 13, 0); // 7 batches of 2: an odd count, the last batch short
+    pairs(&val, 5, 100);
+    let config = dir.join("dpo.toml");
+    let text = format!(
+        "[model]\nmethod = \"lora\"\ntokenizer = \"{}\"\n[lora]\nr = 4\nlora_alpha = 8\nlora_dropout = 0.1\n\
+         target_modules = [\"q_proj\", \"v_proj\"]\n[data]\ntrain = \"{}\"\nval = \"{}\"\nmax_len = 60\nbatch_size = 2\n\
+         [train]\nmax_steps = 3\ngrad_accum = 2\nlr = 1e-2\nwarmup_steps = 1\neval_interval = 0\nlog_interval = 1\n",
+        hf.join("tokenizer.json").display(),
+        train.display(),
+        val.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let args = |out: &Path| -> Vec<String> {
+        ["dpo", "--config", config.to_str().unwrap(), "--model", hf.to_str().unwrap(), "--out", out.to_str().unwrap()]
+            .map(String::from)
+            .to_vec()
+    };
+    let a = single(&args(&one).iter().map(String::as_str).collect::<Vec<_>>()).ok();
+    let b = mpirun(2, &args(&two).iter().map(String::as_str).collect::<Vec<_>>(), &[]).ok();
+    // Rank 0 alone prints; the held-out figures (computed against the shared reference) agree.
+    assert_eq!(b.stdout.matches("trained 3 steps").count(), 1, "{}", b.dump());
+    assert_eq!(b.stderr.matches("computing the reference").count(), 1, "{}", b.dump());
+    let end = |r: &Run| r.stdout.lines().find(|l| l.contains("held-out pairs at the end")).map(str::to_string);
+    assert_eq!(end(&a), end(&b), "{}\n{}", a.dump(), b.dump());
+    let file = "adapter/adapter_model.safetensors";
+    let d = max_diff(&one.join(file), &two.join(file));
+    assert!(d <= TOLERANCE, "DPO adapters differ between 1 process and 2 ranks by {d}");
+}

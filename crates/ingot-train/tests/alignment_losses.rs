@@ -7,8 +7,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use ingot_train::loss::{
-    bradley_terry, dpo_loss, gae, group_advantages, grpo_loss, kl_penalty, log_sigmoid, ppo_policy_loss,
-    leading_nll, ppo_value_loss, sequence_logprobs, sequence_mean_logprobs, whiten, DpoLoss, GrpoConfig, GrpoNorm, GrpoTokens, Kl,
+    bradley_terry, dpo_loss, gae, group_advantages, grpo_loss, kl_penalty, leading_nll, log_sigmoid, ppo_policy_loss,
+    ppo_value_loss, sequence_logprobs, sequence_mean_logprobs, whiten, DpoLoss, GrpoConfig, GrpoNorm, GrpoTokens, Kl,
 };
 
 const F32_TOL: f64 = 1e-5;

@@ -137,8 +137,12 @@ fn rpo_adds_alpha_times_the_chosen_nll_and_makes_the_chosen_answers_likelier() {
     assert!((nll1 - plain[0].1).abs() < 1e-6, "the same first batch: {plain:?} {rpo:?}");
     // The NLL term pulls the chosen answers up: lower NLL after training than plain DPO's.
     assert!(rpo.last().unwrap().1 < plain.last().unwrap().1, "{plain:?} {rpo:?}");
-    let err = DpoConfig::from_toml("[model]\nmethod = \"lora\"\n[data]\ntrain = \"x\"\n[dpo]\nrpo_alpha = -1.0\n", &[], "d.toml")
-        .unwrap_err();
+    let err = DpoConfig::from_toml(
+        "[model]\nmethod = \"lora\"\n[data]\ntrain = \"x\"\n[dpo]\nrpo_alpha = -1.0\n",
+        &[],
+        "d.toml",
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("dpo.rpo_alpha"), "{err}");
 }
 

@@ -156,7 +156,9 @@ pub fn pair_logprobs(
     Ok((chosen, rejected, nll))
 }
 
-/// The reference's log-probabilities of `pairs` (no gradient), in batches.
+/// The reference's log-probabilities of `pairs` (no gradient), in batches of `batch` pairs.
+/// Under several ranks each computes every world_size-th batch and the ranks exchange them: the
+/// same batches as one process computes, so the same values, in 1/world_size of the time.
 fn reference(
     model: &Model,
     pairs: &[PreferencePair],
@@ -164,13 +166,34 @@ fn reference(
     batch: usize,
     device: &Device,
 ) -> Result<Vec<(f32, f32)>> {
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(batch.max(1)) {
+    let world = crate::collective::world();
+    let (rank, ranks) = (world.rank(), world.world_size());
+    let chunks: Vec<&[PreferencePair]> = pairs.chunks(batch.max(1)).collect();
+    let per_rank = chunks.len().div_ceil(ranks);
+    // This rank's batches, flattened as (chosen, rejected) per pair, padded to the same length.
+    let width = 2 * batch.max(1);
+    let mut local = vec![0f32; per_rank * width];
+    for (slot, chunk) in chunks.iter().skip(rank).step_by(ranks).enumerate() {
         let refs: Vec<&PreferencePair> = chunk.iter().collect();
         let (c, r, _) = pair_logprobs(model, &refs, mean, device)?;
         let c: Vec<f32> = c.detach().to_vec1().context(|| "reading log-probabilities".into())?;
         let r: Vec<f32> = r.detach().to_vec1().context(|| "reading log-probabilities".into())?;
-        out.extend(c.into_iter().zip(r));
+        for (i, (c, r)) in c.into_iter().zip(r).enumerate() {
+            local[slot * width + 2 * i] = c;
+            local[slot * width + 2 * i + 1] = r;
+        }
+    }
+    let mut all = vec![0f32; ranks * local.len()];
+    if ranks > 1 {
+        world.all_gather_f32(&local, &mut all)?;
+    } else {
+        all.copy_from_slice(&local);
+    }
+    // Batch j was computed by rank j % ranks in its slot j / ranks.
+    let mut out = Vec::with_capacity(pairs.len());
+    for (j, chunk) in chunks.iter().enumerate() {
+        let at = (j % ranks) * local.len() + (j / ranks) * width;
+        out.extend((0..chunk.len()).map(|i| (all[at + 2 * i], all[at + 2 * i + 1])));
     }
     Ok(out)
 }
