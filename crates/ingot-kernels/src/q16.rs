@@ -186,29 +186,26 @@ pub const ROWS: usize = 4;
 #[inline]
 pub fn dot_q16_rows(format: QFormat, wrows: &[u8], row_bytes: usize, x: &Q16Input, k: usize, out: &mut [f32]) {
     debug_assert!(out.len() <= ROWS && wrows.len() >= out.len() * row_bytes);
+    // The row count is a const parameter of the kernels: 1 to ROWS.
+    #[cfg(target_arch = "x86_64")]
+    macro_rules! by_rows {
+        ($kernel:ident) => {
+            match out.len() {
+                4 => x86::$kernel::<4>(format, wrows, row_bytes, x, k, out),
+                3 => x86::$kernel::<3>(format, wrows, row_bytes, x, k, out),
+                2 => x86::$kernel::<2>(format, wrows, row_bytes, x, k, out),
+                1 => x86::$kernel::<1>(format, wrows, row_bytes, x, k, out),
+                _ => {}
+            }
+        };
+    }
     match best() {
         // SAFETY: as dot_q16; the rows lie inside `wrows` (the caller's contract).
         #[cfg(target_arch = "x86_64")]
-        Q16Path::Vnni if format != QFormat::Q8_0 => unsafe {
-            match out.len() {
-                4 => x86::rows_vnni::<4>(format, wrows, row_bytes, x, k, out),
-                3 => x86::rows_vnni::<3>(format, wrows, row_bytes, x, k, out),
-                2 => x86::rows_vnni::<2>(format, wrows, row_bytes, x, k, out),
-                1 => x86::rows_vnni::<1>(format, wrows, row_bytes, x, k, out),
-                _ => {}
-            }
-        },
+        Q16Path::Vnni if format != QFormat::Q8_0 => unsafe { by_rows!(rows_vnni) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Q16Path::Vnni | Q16Path::Avx512 => unsafe {
-            match out.len() {
-                4 => x86::rows_avx512::<4>(format, wrows, row_bytes, x, k, out),
-                3 => x86::rows_avx512::<3>(format, wrows, row_bytes, x, k, out),
-                2 => x86::rows_avx512::<2>(format, wrows, row_bytes, x, k, out),
-                1 => x86::rows_avx512::<1>(format, wrows, row_bytes, x, k, out),
-                _ => {}
-            }
-        },
+        Q16Path::Vnni | Q16Path::Avx512 => unsafe { by_rows!(rows_avx512) },
         _ => {
             for (i, o) in out.iter_mut().enumerate() {
                 *o = dot_q16(format, &wrows[i * row_bytes..(i + 1) * row_bytes], x, k);
