@@ -250,9 +250,22 @@ pub fn q16_isas() -> Vec<Q16Path> {
     paths
 }
 
+/// The fastest path, or the one `INGOT_Q16_PATH` names (vnni, avx512, avx2, scalar) when the CPU
+/// has it: for side-by-side measurements of the paths. A name it cannot run is warned about once
+/// and the fastest path taken.
 fn best() -> Q16Path {
     static BEST: std::sync::OnceLock<Q16Path> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| q16_isas()[0])
+    *BEST.get_or_init(|| {
+        let paths = q16_isas();
+        let Ok(name) = std::env::var("INGOT_Q16_PATH") else { return paths[0] };
+        match paths.iter().find(|p| format!("{p:?}").eq_ignore_ascii_case(&name)) {
+            Some(&p) => p,
+            None => {
+                eprintln!("warning: INGOT_Q16_PATH={name}: not a path this CPU runs ({paths:?}); using {:?}", paths[0]);
+                paths[0]
+            }
+        }
+    })
 }
 
 /// The portable version, straight from the formula above (integer products, f32 per block).
