@@ -94,16 +94,13 @@ pub fn on_policy_harmlessness(answers: &[(String, String)]) -> Result<Vec<Value>
         if crate::alignment::is_refusal(answer) {
             continue;
         }
-        let (chosen, rejected) =
-            if item.is_harmful() { (item.chosen.as_str(), answer) } else { (answer, item.rejected.as_str()) };
-        out.push(json!({
-            "id": format!("{}-on-policy", item.id),
-            "kind": item.kind,
-            "category": item.category,
-            "prompt": [{"role": "user", "content": item.prompt}],
-            "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}],
-        }));
+        let mut pair = HarmItem { id: format!("{}-on-policy", item.id), ..item.clone() };
+        if item.is_harmful() {
+            pair.rejected = answer.to_string();
+        } else {
+            pair.chosen = answer.to_string();
+        }
+        out.push(pair.to_pair());
     }
     Ok(out)
 }

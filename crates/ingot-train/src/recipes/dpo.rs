@@ -183,16 +183,18 @@ fn reference(
             local[slot * width + 2 * i + 1] = r;
         }
     }
-    let mut all = vec![0f32; ranks * local.len()];
-    if ranks > 1 {
+    let stride = local.len();
+    let all = if ranks > 1 {
+        let mut all = vec![0f32; ranks * stride];
         world.all_gather_f32(&local, &mut all)?;
+        all
     } else {
-        all.copy_from_slice(&local);
-    }
+        local
+    };
     // Batch j was computed by rank j % ranks in its slot j / ranks.
     let mut out = Vec::with_capacity(pairs.len());
     for (j, chunk) in chunks.iter().enumerate() {
-        let at = (j % ranks) * local.len() + (j / ranks) * width;
+        let at = (j % ranks) * stride + (j / ranks) * width;
         out.extend((0..chunk.len()).map(|i| (all[at + 2 * i], all[at + 2 * i + 1])));
     }
     Ok(out)
