@@ -5,6 +5,9 @@
 //! - [`qmatmul`]: quantized-weight × f32-activation matrix product (Q4_0, Q4_1, Q8_0), with the
 //!   input gradient; [`candle_qmatmul`]: candle's kernel (every GGML format) with the same.
 //! - [`softmax`]: attention's scaled, masked softmax in one pass, with its backward.
+//! - Training kernels, each one pass forward and one backward (f32, and f64 for the
+//!   finite-difference tests): [`norm`] (LayerNorm, RMSNorm), [`activation`] (GELU tanh,
+//!   SwiGLU), [`xent`] (cross-entropy fused with the output head, in chunks of rows).
 //! - [`attention`]: the decode step's attention, one new query per sequence against its own
 //!   cache, for many sequences in one parallel call (inference only).
 //! - [`quantize`]: f32 → Q4_0, Q4_1, Q8_0 blocks, byte for byte ggml's reference quantizers.
@@ -12,18 +15,25 @@
 //!   [`rows`]: its weight matrices (block formats, f16, f32) and [`dense`]: their dot products;
 //!   [`q16`]: block formats against activations quantized per block to 16 bits (its fast path).
 
+pub mod activation;
 pub mod attention;
 pub mod dense;
+pub mod norm;
 pub mod q16;
 pub mod qmatmul;
 pub mod quantize;
+mod real;
 pub mod rows;
 pub mod softmax;
 pub mod team;
+pub mod xent;
 
+pub use activation::{gelu_tanh, swiglu};
 pub use attention::decode_attention;
+pub use norm::{layer_norm, rms_norm};
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
 pub use quantize::{quantize_matrix, quantize_row};
 pub use rows::Rows;
 pub use softmax::masked_softmax;
 pub use team::Team;
+pub use xent::head_cross_entropy;
