@@ -8,6 +8,8 @@
 //! - Training kernels, each one pass forward and one backward (f32, and f64 for the
 //!   finite-difference tests): [`norm`] (LayerNorm, RMSNorm), [`activation`] (GELU tanh,
 //!   SwiGLU), [`xent`] (cross-entropy fused with the output head, in chunks of rows).
+//! - [`bf16`]: bf16 matrix products with f32 accumulation for mixed precision (AMX tiles where
+//!   the CPU has them, an exact emulation elsewhere), and a linear layer on them with a backward.
 //! - [`attention`]: the decode step's attention, one new query per sequence against its own
 //!   cache, for many sequences in one parallel call (inference only).
 //! - [`quantize`]: f32 → Q4_0, Q4_1, Q8_0 blocks, byte for byte ggml's reference quantizers.
@@ -17,6 +19,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bf16;
 pub mod dense;
 pub mod norm;
 pub mod q16;
@@ -30,6 +33,7 @@ pub mod xent;
 
 pub use activation::{gelu_tanh, swiglu};
 pub use attention::decode_attention;
+pub use bf16::{bf16_path, linear_bf16, matmul_nt_bf16, Bf16Path};
 pub use norm::{layer_norm, rms_norm};
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
 pub use quantize::{quantize_matrix, quantize_row};
