@@ -8,6 +8,8 @@
 //! - Training kernels, each one pass forward and one backward (f32, and f64 for the
 //!   finite-difference tests): [`norm`] (LayerNorm, RMSNorm), [`activation`] (GELU tanh,
 //!   SwiGLU), [`xent`] (cross-entropy fused with the output head, in chunks of rows).
+//! - [`causal`]: causal self-attention for training straight from the fused qkv projection,
+//!   flash-style in blocks of query rows (no (T, T) matrix kept), with its backward.
 //! - [`bf16`]: bf16 matrix products with f32 accumulation for mixed precision (AMX tiles where
 //!   the CPU has them, an exact emulation elsewhere), and a linear layer on them with a backward.
 //! - [`attention`]: the decode step's attention, one new query per sequence against its own
@@ -20,6 +22,7 @@
 pub mod activation;
 pub mod attention;
 pub mod bf16;
+pub mod causal;
 pub mod dense;
 pub mod norm;
 pub mod q16;
@@ -34,6 +37,7 @@ pub mod xent;
 pub use activation::{gelu_tanh, swiglu};
 pub use attention::decode_attention;
 pub use bf16::{bf16_path, linear_bf16, matmul_nt_bf16, Bf16Path};
+pub use causal::causal_attention_qkv;
 pub use norm::{layer_norm, rms_norm};
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
 pub use quantize::{quantize_matrix, quantize_row};

@@ -3,7 +3,7 @@
 //! small odd shapes; f32 against f64.
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
-use ingot_kernels::{gelu_tanh, head_cross_entropy, layer_norm, rms_norm, swiglu};
+use ingot_kernels::{causal_attention_qkv, gelu_tanh, head_cross_entropy, layer_norm, rms_norm, swiglu};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -189,4 +189,35 @@ fn head_cross_entropy_refuses_bad_targets_and_shapes() {
             .unwrap_err()
             .to_string();
     assert!(err.contains("F64"), "{err}");
+}
+
+/// The composition: split qkv into heads, softmax(q kᵀ / √D + causal mask) v, merge the heads.
+fn composed_attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, t, c3) = qkv.dims3()?;
+    let (c, d) = (c3 / 3, c3 / 3 / heads);
+    let split = |i: usize| qkv.narrow(2, i * c, c)?.reshape((b, t, heads, d))?.transpose(1, 2)?.contiguous();
+    let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+    let scores = (q.matmul(&k.t()?)? / (d as f64).sqrt())?;
+    let mask: Vec<f64> =
+        (0..t).flat_map(|i| (0..t).map(move |j| if j <= i { 0.0 } else { f64::NEG_INFINITY })).collect();
+    let mask = Tensor::from_vec(mask, (t, t), qkv.device())?.to_dtype(qkv.dtype())?;
+    let p = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?;
+    p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))
+}
+
+#[test]
+fn causal_attention_matches_composition_and_finite_differences() {
+    // T = 70 spans two blocks of query rows; T = 1 is a single visible key.
+    for (b, t, heads, d) in [(2, 5, 2, 3), (1, 70, 2, 4), (3, 1, 1, 2), (1, 9, 3, 5)] {
+        let qkv = random(&[b, t, 3 * heads * d], 12).affine(1.5, 0.0).unwrap();
+        check(
+            &format!("causal attention b{b} t{t} h{heads} d{d}"),
+            1e-10,
+            &[qkv],
+            |p| causal_attention_qkv(&p[0], heads),
+            |p| composed_attention(&p[0], heads),
+        );
+    }
+    let bad = Tensor::zeros((1, 4, 10), DType::F32, &Device::Cpu).unwrap();
+    assert!(causal_attention_qkv(&bad, 2).is_err(), "3·C must divide into heads");
 }
