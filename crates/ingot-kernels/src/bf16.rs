@@ -22,7 +22,7 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Which kernel computes the bf16 products on this machine.
@@ -58,14 +58,20 @@ pub fn bf16_path() -> Bf16Path {
     })
 }
 
-/// f32 → bf16 bits, round to nearest, ties to even (NaN stays NaN).
+/// f32 → bf16 bits, round to nearest, ties to even (NaN stays NaN). Branch-free, so that
+/// loops over it vectorise.
 #[inline]
 fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
-    }
-    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16;
+    let nan = (bits & 0x7fff_ffff) > 0x7f80_0000;
+    (if nan { (bits >> 16) | 0x40 } else { rounded }) as u16
+}
+
+/// Two bf16 values as the u32 pair AMX reads from a B tile (first in the low half).
+#[inline]
+fn pair(lo: f32, hi: f32) -> u32 {
+    to_bf16(lo) as u32 | (to_bf16(hi) as u32) << 16
 }
 
 /// A strided 2-D f32 view: element (r, c) is `data[offset + r·rs + c·cs]`.
@@ -113,8 +119,92 @@ fn gemm_nt_amx(a: View, b: View, c: &mut [f32]) {
     });
 }
 
+/// c (M·N, row-major) = a · bᵀ in f32 by the `gemm` crate (candle's CPU GEMM), reading both
+/// views in place.
+fn gemm_nt_f32(a: View, b: View, c: &mut [f32]) {
+    let (m, n, k) = (a.rows, b.rows, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if m * n * k < 1 << 15 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    // Safety: View::new checked that both views lie inside their storage; c holds m·n values.
+    unsafe {
+        let (pa, pb) = (a.data.as_ptr().add(a.offset), b.data.as_ptr().add(b.offset));
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            pa,
+            a.cs as isize,
+            a.rs as isize,
+            pb,
+            b.rs as isize,
+            b.cs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// A view's values rounded to bf16 (kept as f32), contiguous.
+fn rounded(v: View) -> Vec<f32> {
+    let mut out = Vec::with_capacity(v.rows * v.cols);
+    for r in 0..v.rows {
+        out.extend((0..v.cols).map(|c| f32::from_bits((to_bf16(v.at(r, c)) as u32) << 16)));
+    }
+    out
+}
+
+/// The arithmetic of a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Arith {
+    F32,
+    Bf16(Bf16Path),
+}
+
+/// c (M·N) = a · bᵀ in `arith`.
+fn product_nt(arith: Arith, a: View, b: View, c: &mut [f32]) {
+    match arith {
+        Arith::F32 => gemm_nt_f32(a, b, c),
+        Arith::Bf16(Bf16Path::Amx) if !c.is_empty() => gemm_nt_amx(a, b, c),
+        Arith::Bf16(Bf16Path::Amx) => {}
+        Arith::Bf16(Bf16Path::Emulated) => {
+            let (ra, rb) = (rounded(a), rounded(b));
+            let va = View { data: &ra, offset: 0, rows: a.rows, cols: a.cols, rs: a.cols, cs: 1 };
+            let vb = View { data: &rb, offset: 0, rows: b.rows, cols: b.cols, rs: b.cols, cs: 1 };
+            gemm_nt_f32(va, vb, c)
+        }
+    }
+}
+
+/// a (M, K) · b (N, K)ᵀ of two tensors (any strides) → (M, N), in `arith`.
+fn product_tensors(arith: Arith, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (m, k) = a.dims2()?;
+    let (n, k2) = b.dims2()?;
+    if k != k2 {
+        candle_core::bail!("matmul: a is ({m}, {k}) but b is ({n}, {k2}); their second dimensions must agree")
+    }
+    let (sa, la) = a.storage_and_layout();
+    let (sb, lb) = b.storage_and_layout();
+    let (Storage::Cpu(sa), Storage::Cpu(sb)) = (&*sa, &*sb) else {
+        candle_core::bail!("matmul: both operands must be on the CPU")
+    };
+    let mut c = vec![0f32; m * n];
+    product_nt(arith, View::new(sa, la, "a")?, View::new(sb, lb, "b")?, &mut c);
+    Tensor::from_vec(c, (m, n), a.device())
+}
+
 /// c (M, N) = a (M, K) · b (N, K)ᵀ in bf16 with f32 accumulation; a and b f32, any strides.
-/// Not differentiable (see [`linear_bf16`] for the op with a backward).
+/// Not differentiable (see [`linear`] for the op with a backward).
 pub fn matmul_nt_bf16(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     matmul_nt_bf16_on(bf16_path(), a, b)
 }
@@ -125,29 +215,10 @@ pub fn matmul_nt_bf16_on(path: Bf16Path, a: &Tensor, b: &Tensor) -> Result<Tenso
     if path == Bf16Path::Amx && bf16_path() != Bf16Path::Amx && !amx::available() {
         candle_core::bail!("bf16 matmul: this CPU (or this process) has no AMX tiles")
     }
-    let (m, k) = a.dims2()?;
-    let (n, k2) = b.dims2()?;
-    if k != k2 {
-        candle_core::bail!("bf16 matmul: a is ({m}, {k}) but b is ({n}, {k2}); their second dimensions must agree")
+    if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
+        candle_core::bail!("bf16 matmul: both operands must be f32, got {:?} and {:?}", a.dtype(), b.dtype())
     }
-    if a.dtype() != DType::F32 || b.dtype() != DType::F32 || !a.device().is_cpu() || !b.device().is_cpu() {
-        candle_core::bail!("bf16 matmul: both operands must be f32 on the CPU")
-    }
-    match path {
-        Bf16Path::Emulated => round_bf16(a)?.matmul(&round_bf16(b)?.t()?),
-        Bf16Path::Amx => {
-            let (sa, la) = a.storage_and_layout();
-            let (sb, lb) = b.storage_and_layout();
-            let (Storage::Cpu(sa), Storage::Cpu(sb)) = (&*sa, &*sb) else {
-                candle_core::bail!("bf16 matmul: both operands must be on the CPU")
-            };
-            let mut c = vec![0f32; m * n];
-            if m > 0 && n > 0 {
-                gemm_nt_amx(View::new(sa, la, "a")?, View::new(sb, lb, "b")?, &mut c);
-            }
-            Tensor::from_vec(c, (m, n), a.device())
-        }
-    }
+    product_tensors(Arith::Bf16(path), a, b)
 }
 
 /// `t` (f32) with every value rounded to the nearest bf16, still as f32.
@@ -155,67 +226,153 @@ pub fn round_bf16(t: &Tensor) -> Result<Tensor> {
     t.to_dtype(DType::BF16)?.to_dtype(DType::F32)
 }
 
-/// y = x · Wᵀ with the product in bf16 (f32 accumulation): x (..., K) f32, w (N, K) f32 →
-/// (..., N) f32. Differentiable in both; the backward's two products are bf16 as well.
-pub fn linear_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+/// y = x · Wᵀ (+ bias) as one op: x (..., K), w (N, K), bias (N), all f32 → (..., N) f32, the
+/// products in bf16 with f32 accumulation when `bf16`, else in f32. Differentiable in all
+/// three; the backward's products use the same arithmetic, and the bias gradient is a
+/// parallel column sum (candle's sum over the leading dimensions runs on one thread).
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, bf16: bool) -> Result<Tensor> {
     let dims = x.dims().to_vec();
-    let Some((&k, lead)) = dims.split_last() else { candle_core::bail!("bf16 linear: x must have a last dimension") };
+    let Some((&k, lead)) = dims.split_last() else { candle_core::bail!("linear: x must have a last dimension") };
+    for (name, t) in [("x", Some(x)), ("w", Some(w)), ("bias", bias)] {
+        if let Some(t) = t {
+            if t.dtype() != DType::F32 || !t.device().is_cpu() {
+                candle_core::bail!("linear: {name} must be f32 on the CPU, got {:?}", t.dtype())
+            }
+        }
+    }
+    let (n, wk) = w.dims2()?;
+    if wk != k {
+        candle_core::bail!("linear: x has {k} features but w is ({n}, {wk})")
+    }
+    if let Some(b) = bias {
+        if b.dims() != [n] {
+            candle_core::bail!("linear: bias {:?} must be ({n})", b.dims())
+        }
+    }
     let rows: usize = lead.iter().product();
     let x2 = x.reshape((rows, k))?;
-    let y =
-        if x.track_op() || w.track_op() { x2.apply_op2(w, LinearBf16)? } else { x2.apply_op2_no_bwd(w, &LinearBf16)? };
+    let op = LinearOp { arith: if bf16 { Arith::Bf16(bf16_path()) } else { Arith::F32 } };
+    let track = x.track_op() || w.track_op() || bias.is_some_and(|b| b.track_op());
+    let y = match (bias, track) {
+        (None, true) => x2.apply_op2(w, op)?,
+        (None, false) => x2.apply_op2_no_bwd(w, &op)?,
+        (Some(b), true) => x2.apply_op3(w, b, op)?,
+        (Some(b), false) => x2.apply_op3_no_bwd(w, b, &op)?,
+    };
     let mut out = lead.to_vec();
-    out.push(w.dim(0)?);
+    out.push(n);
     y.reshape(out)
 }
 
-struct LinearBf16;
+/// y = x · Wᵀ with the product in bf16 (f32 accumulation): [`linear`] without a bias.
+pub fn linear_bf16(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    linear(x, w, None, true)
+}
 
-impl CustomOp2 for LinearBf16 {
-    fn name(&self) -> &'static str {
-        "ingot-linear-bf16"
-    }
+struct LinearOp {
+    arith: Arith,
+}
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (View::new(xs, xl, "x")?, View::new(ws, wl, "w")?);
+impl LinearOp {
+    fn forward(&self, x: View, w: View, bias: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
         if x.cols != w.cols {
-            candle_core::bail!("bf16 linear: x has {} features but w is ({}, {})", x.cols, w.rows, w.cols)
+            candle_core::bail!("linear: x has {} features but w is ({}, {})", x.cols, w.rows, w.cols)
         }
         let mut c = vec![0f32; x.rows * w.rows];
-        match bf16_path() {
-            Bf16Path::Amx if !c.is_empty() => gemm_nt_amx(x, w, &mut c),
-            Bf16Path::Amx => {}
-            Bf16Path::Emulated => {
-                // Rebuild tensors from the views and take the tensor path.
-                let xt = view_tensor(x)?;
-                let wt = view_tensor(w)?;
-                c = round_bf16(&xt)?.matmul(&round_bf16(&wt)?.t()?)?.flatten_all()?.to_vec1()?;
-            }
+        product_nt(self.arith, x, w, &mut c);
+        if let Some(b) = bias {
+            c.par_chunks_mut(w.rows.max(1)).for_each(|row| row.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
         }
         Ok((CpuStorage::F32(c), Shape::from((x.rows, w.rows))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    /// (dx, dw, db) for x (M, K), w (N, K), g (M, N).
+    fn backward(&self, x: &Tensor, w: &Tensor, g: &Tensor, bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let g = g.contiguous()?;
-        let dx = matmul_nt_bf16(&g, &w.t()?)?; // g · W
-        let dw = matmul_nt_bf16(&g.t()?, &x.t()?)?; // gᵀ · x
+        let dx = product_tensors(self.arith, &g, &w.t()?)?; // g · W
+        let dw = product_tensors(self.arith, &g.t()?, &x.t()?)?; // gᵀ · x
+        let db = if bias {
+            let n = g.dim(1)?;
+            let gv = g.flatten_all()?.to_vec1::<f32>()?;
+            let sums = gv
+                .par_chunks(n * 64)
+                .map(|rows| {
+                    let mut s = vec![0f32; n];
+                    for row in rows.chunks_exact(n) {
+                        s.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+                    }
+                    s
+                })
+                .reduce(
+                    || vec![0f32; n],
+                    |mut a, b| {
+                        a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                        a
+                    },
+                );
+            Some(Tensor::from_vec(sums, n, g.device())?)
+        } else {
+            None
+        };
+        Ok((dx, dw, db))
+    }
+}
+
+fn storage_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("linear: {what} must be contiguous f32"),
+    }
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "ingot-linear"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.forward(View::new(xs, xl, "x")?, View::new(ws, wl, "w")?, None)
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, g, false)?;
         Ok((Some(dx), Some(dw)))
     }
 }
 
-fn view_tensor(v: View) -> Result<Tensor> {
-    let mut data = Vec::with_capacity(v.rows * v.cols);
-    for r in 0..v.rows {
-        for c in 0..v.cols {
-            data.push(v.at(r, c));
-        }
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "ingot-linear"
     }
-    Tensor::from_vec(data, (v.rows, v.cols), &candle_core::Device::Cpu)
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.forward(View::new(xs, xl, "x")?, View::new(ws, wl, "w")?, Some(storage_f32(bs, bl, "bias")?))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.backward(x, w, g, true)?;
+        Ok((Some(dx), Some(dw), db))
+    }
 }
 
 /// The AMX kernel: packing and the 32×32-block tile loop.
 mod amx {
-    use super::{to_bf16, View};
+    use super::{pair, to_bf16, View};
     use rayon::prelude::*;
     use std::arch::asm;
 
@@ -257,8 +414,15 @@ mod amx {
                         *d = to_bf16(s);
                     }
                 }
+            } else if a.rs == 1 {
+                // A transposed view: each column holds the band's rows side by side.
+                for c in 0..a.cols {
+                    let src = &a.data[a.offset + c * a.cs + r0..][..rows];
+                    for (r, &v) in src.iter().enumerate() {
+                        dst[r * kp + c] = to_bf16(v);
+                    }
+                }
             } else {
-                // A transposed view: walk the source along its contiguous direction.
                 for c in 0..a.cols {
                     for r in 0..rows {
                         dst[r * kp + c] = to_bf16(a.at(r0 + r, c));
@@ -269,29 +433,46 @@ mod amx {
         out
     }
 
-    /// b (N, K) → the tiles AMX multiplies by: for each group of 16 columns of the product (rows
-    /// of b) and each 32 of K, 16 rows of 16 pairs: `((nb·KB + kb)·16 + r)·32 + 2j + i` holds
-    /// b[16·nb + j][32·kb + 2r + i]. Zero-padded to `np` (a multiple of 32) by `kp`.
-    pub fn pack_b(b: View, np: usize, kp: usize) -> Vec<u16> {
-        let mut out = vec![0u16; np * kp];
-        out.par_chunks_mut(16 * kp).enumerate().for_each(|(nb, dst)| {
+    /// b (N, K) → the tiles AMX multiplies by, as bf16 pairs: for each group of 16 columns of
+    /// the product (rows of b) and each 32 of K, 16 rows of 16 pairs: pair
+    /// `((nb·KB + kb)·16 + r)·16 + j` holds b[16·nb + j][32·kb + 2r .. + 2]. Zero-padded to
+    /// `np` (a multiple of 32) by `kp`.
+    pub fn pack_b(b: View, np: usize, kp: usize) -> Vec<u32> {
+        let pairs = kp / 2;
+        let mut out = vec![0u32; np * pairs];
+        out.par_chunks_mut(16 * pairs).enumerate().for_each(|(nb, dst)| {
             let n0 = nb * 16;
             let cols = 16.min(b.rows.saturating_sub(n0));
-            let mut put = |j: usize, kk: usize, v: f32| {
-                let (kb, within) = (kk / 32, kk % 32);
-                dst[(kb * 16 + within / 2) * 32 + 2 * j + within % 2] = to_bf16(v);
-            };
             if b.cs == 1 {
+                // Rows of b are contiguous in K: convert one, scatter its pairs 16 apart.
+                let mut row = vec![0f32; kp];
                 for j in 0..cols {
-                    let src = &b.data[b.offset + (n0 + j) * b.rs..][..b.cols];
-                    for (kk, &v) in src.iter().enumerate() {
-                        put(j, kk, v);
+                    row[..b.cols].copy_from_slice(&b.data[b.offset + (n0 + j) * b.rs..][..b.cols]);
+                    for (q, two) in row.chunks_exact(2).enumerate() {
+                        dst[q * 16 + j] = pair(two[0], two[1]);
+                    }
+                }
+            } else if b.rs == 1 && cols == 16 {
+                // A transposed view: each k holds the 16 columns side by side.
+                for q in 0..b.cols.div_ceil(2) {
+                    let lo = &b.data[b.offset + 2 * q * b.cs + n0..][..16];
+                    let out = &mut dst[q * 16..][..16];
+                    if 2 * q + 1 < b.cols {
+                        let hi = &b.data[b.offset + (2 * q + 1) * b.cs + n0..][..16];
+                        for j in 0..16 {
+                            out[j] = pair(lo[j], hi[j]);
+                        }
+                    } else {
+                        for j in 0..16 {
+                            out[j] = pair(lo[j], 0.0);
+                        }
                     }
                 }
             } else {
                 for kk in 0..b.cols {
                     for j in 0..cols {
-                        put(j, kk, b.at(n0 + j, kk));
+                        let shift = 16 * (kk % 2);
+                        dst[(kk / 2) * 16 + j] |= (to_bf16(b.at(n0 + j, kk)) as u32) << shift;
                     }
                 }
             }
@@ -314,12 +495,12 @@ mod amx {
     }
 
     /// One band of up to 32 output rows: `out` (rows, n) = band of packed a · packed b.
-    pub fn band(pa: &[u16], rows: usize, kp: usize, pb: &[u16], n: usize, np: usize, out: &mut [f32]) {
+    pub fn band(pa: &[u16], rows: usize, kp: usize, pb: &[u32], n: usize, np: usize, out: &mut [f32]) {
         let kb_count = kp / 32;
         let cfg = config();
         let mut tmp = [0f32; 4 * 256];
         let a_stride = kp * 2; // bytes between rows of packed a
-        assert!(pa.len() >= 32 * kp && pb.len() >= np * kp);
+        assert!(pa.len() >= 32 * kp && pb.len() >= np * kp / 2);
         unsafe {
             asm!("ldtilecfg [{0}]", in(reg) cfg.0.as_ptr(), options(nostack));
             for nb in (0..np / 16).step_by(2) {
@@ -327,8 +508,8 @@ mod amx {
                 for kb in 0..kb_count {
                     let a0 = pa.as_ptr().add(kb * 32);
                     let a1 = a0.add(16 * kp);
-                    let b0 = pb.as_ptr().add((nb * kb_count + kb) * 512);
-                    let b1 = pb.as_ptr().add(((nb + 1) * kb_count + kb) * 512);
+                    let b0 = pb.as_ptr().add((nb * kb_count + kb) * 256);
+                    let b1 = pb.as_ptr().add(((nb + 1) * kb_count + kb) * 256);
                     asm!(
                         "tileloadd tmm4, [{a0} + {sa}]",
                         "tileloadd tmm5, [{a1} + {sa}]",

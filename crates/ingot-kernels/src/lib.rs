@@ -36,7 +36,7 @@ pub mod xent;
 
 pub use activation::{gelu_tanh, swiglu};
 pub use attention::decode_attention;
-pub use bf16::{bf16_path, linear_bf16, matmul_nt_bf16, Bf16Path};
+pub use bf16::{bf16_path, linear, linear_bf16, matmul_nt_bf16, Bf16Path};
 pub use causal::causal_attention_qkv;
 pub use norm::{layer_norm, rms_norm};
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};

@@ -125,3 +125,31 @@ fn bf16_speed() {
         );
     }
 }
+
+#[test]
+fn linear_with_bias_matches_the_composition_in_f32_and_in_bf16() {
+    let (x, w, b) = (
+        Var::from_tensor(&random(2 * 9, 13, 8).reshape((2, 9, 13)).unwrap()).unwrap(),
+        Var::from_tensor(&random(11, 13, 9)).unwrap(),
+        Var::from_tensor(&random(1, 11, 10).reshape(11).unwrap()).unwrap(),
+    );
+    let g = random(18, 11, 11).reshape((2, 9, 11)).unwrap();
+    let grads_of = |y: Tensor| (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+    let composed =
+        x.as_tensor().broadcast_matmul(&w.as_tensor().t().unwrap()).unwrap().broadcast_add(b.as_tensor()).unwrap();
+    let reference = grads_of(composed.clone());
+    for bf16 in [false, true] {
+        let y = ingot_kernels::linear(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), bf16).unwrap();
+        // f32: the same sums in another order; bf16: operands rounded to 8 bits of mantissa.
+        let tol = if bf16 { 2e-2 } else { 1e-5 };
+        assert!(relative_error(&y, &composed) < tol, "bf16 {bf16}: forward");
+        let grads = grads_of(y);
+        for (name, v) in [("x", &x), ("w", &w), ("bias", &b)] {
+            let e = relative_error(grads.get(v.as_tensor()).unwrap(), reference.get(v.as_tensor()).unwrap());
+            assert!(e < tol, "bf16 {bf16}: d{name} relative error {e:e}");
+        }
+    }
+    assert!(
+        ingot_kernels::linear(x.as_tensor(), w.as_tensor(), Some(&random(1, 4, 1).reshape(4).unwrap()), false).is_err()
+    );
+}

@@ -49,6 +49,9 @@ impl Activation {
     pub fn forward(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Self::Silu => x.silu(),
+            // Ingot's kernel when a gradient flows: candle's GELU backward is a dozen
+            // tensor-sized ops (and its constants are rounded to six digits).
+            Self::GeluTanh if x.track_op() && ingot_nn::norm::kernel_dtype(&[x]) => ingot_kernels::gelu_tanh(x),
             Self::GeluTanh => x.gelu(),
             Self::GeluErf => x.gelu_erf(),
             Self::Relu => x.relu(),

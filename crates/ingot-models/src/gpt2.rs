@@ -82,8 +82,13 @@ impl Block {
     fn attention(&self, x: &Tensor, cache: Kv) -> candle_core::Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let (h, d) = (self.n_head, c / self.n_head);
-        let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, d))?; // (B, T, 3, H, D)
-                                                                     // Contiguous copies: the batched attention matmuls need compact batch strides.
+        let qkv = self.c_attn.forward(x)?; // (B, T, 3·C)
+        if matches!(cache, Kv::None) && !self.attn_dropout.is_active() && ingot_nn::norm::kernel_dtype(&[&qkv]) {
+            // One fused op from qkv to the merged heads, forward and backward.
+            return self.attn_proj.forward(&ingot_kernels::causal_attention_qkv(&qkv, h)?);
+        }
+        let qkv = qkv.reshape((b, t, 3, h, d))?; // (B, T, 3, H, D)
+                                                 // Contiguous copies: the batched attention matmuls need compact batch strides.
         let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?; // (B, H, T, D)
         let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
         let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;

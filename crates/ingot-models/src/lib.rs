@@ -356,6 +356,15 @@ impl Model {
         .context(|| "model forward pass".into())
     }
 
+    /// The output head's (V, C) weight when the head is a plain dense product (no bias, no
+    /// enabled adapter), so that a loss may fuse it ([`ingot_kernels::head_cross_entropy`]).
+    pub fn plain_head(&self) -> Option<Tensor> {
+        match self {
+            Model::Llama(m) => m.lm_head().plain_weight(),
+            Model::Gpt2(m) => m.lm_head().plain_weight(),
+        }
+    }
+
     /// hidden (..., C) → logits (..., V)
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         match self {

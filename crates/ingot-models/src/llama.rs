@@ -190,7 +190,11 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let [gate, up]: [Tensor; 2] =
             self.gate_up.forward(x)?.try_into().map_err(|_| candle_core::Error::Msg("gate/up".into()))?;
-        self.down_proj.forward(&(self.act.forward(&gate)? * up)?) // (B, T, F) -> (B, T, C)
+        let fused = self.act == Activation::Silu
+            && ingot_nn::norm::needs_grad(&[&gate, &up])
+            && ingot_nn::norm::kernel_dtype(&[&gate, &up]);
+        let h = if fused { ingot_kernels::swiglu(&gate, &up)? } else { (self.act.forward(&gate)? * up)? };
+        self.down_proj.forward(&h) // (B, T, F) -> (B, T, C)
     }
 }
 

@@ -65,6 +65,12 @@ impl Dropout {
         Self { p, state }
     }
 
+    /// False when [`Self::forward`] is the identity now (p = 0, or evaluation mode): a fused
+    /// kernel without dropout may then stand in for the composed ops.
+    pub fn is_active(&self) -> bool {
+        self.p > 0.0 && self.state.rng.lock().is_ok_and(|rng| rng.is_some())
+    }
+
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.p <= 0.0 {
             return Ok(x.clone());

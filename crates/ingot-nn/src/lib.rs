@@ -13,6 +13,7 @@ pub mod init;
 pub mod linear;
 pub mod lora;
 pub mod norm;
+pub mod precision;
 pub mod rope;
 pub mod weights;
 
@@ -23,5 +24,6 @@ pub use init::SeededVarMap;
 pub use linear::{Embedding, Linear, SharedInput};
 pub use lora::{Adapters, Lora, LoraConfig};
 pub use norm::{LayerNorm, RmsNorm};
+pub use precision::Precision;
 pub use rope::{Rope, RopeLayout, RopeScaling};
 pub use weights::{normal, Stored, Weights};

@@ -178,6 +178,15 @@ impl Linear {
         }
     }
 
+    /// The (out, in) weight when this layer is exactly x·Wᵀ, dense with no bias and no enabled
+    /// adapter: what a fused kernel (the head's cross-entropy) may take in its place.
+    pub fn plain_weight(&self) -> Option<Tensor> {
+        if self.bias.is_some() || self.adapter.as_ref().is_some_and(|a| a.is_enabled()) {
+            return None;
+        }
+        self.dense_weight()
+    }
+
     /// The weight as the decode loop reads it ([`ingot_kernels::Rows`]), with the bias; None
     /// when the layer has an enabled adapter or a storage the loop has no kernel for (K-quants).
     /// Dense weights are copied (the loop keeps them next to the model's).
@@ -224,6 +233,24 @@ impl Linear {
 
     /// The frozen (or dense trainable) layer without its adapter.
     fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // Dense f32 layers on the CPU that train, or run in bf16, take Ingot's linear op: the
+        // bias is added in the same op and its gradient is a parallel column sum.
+        let fused = |w: &Tensor| {
+            let tensors: Vec<&Tensor> = [Some(x), Some(w), self.bias.as_ref()].into_iter().flatten().collect();
+            let trains = crate::norm::needs_grad(&tensors);
+            let bf16 = crate::precision::bf16_product(x, w);
+            (trains || bf16) && x.dtype() == candle_core::DType::F32 && crate::norm::kernel_dtype(&tensors)
+        };
+        match &self.kernel {
+            Kernel::Dense(w) if fused(w) => {
+                return ingot_kernels::linear(x, w, self.bias.as_ref(), crate::precision::bf16_product(x, w))
+            }
+            Kernel::DenseTransposed(w) if fused(w) => {
+                let w = w.t()?;
+                return ingot_kernels::linear(x, &w, self.bias.as_ref(), crate::precision::bf16_product(x, &w));
+            }
+            _ => {}
+        }
         let y = match &self.kernel {
             Kernel::Dense(w) => matmul_last_dim(x, &w.t()?)?,
             Kernel::DenseTransposed(w) => matmul_last_dim(x, w)?,

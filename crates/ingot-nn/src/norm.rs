@@ -2,7 +2,9 @@
 //!
 //! candle's fused norm kernels are fast but have no backward: gradients silently stop at them
 //! (../shared/CANDLE-NOTES.md, trap 1). Each norm here takes the fused kernel only when nothing
-//! upstream needs a gradient, and otherwise a differentiable composition of primitive ops.
+//! upstream needs a gradient; a gradient goes through Ingot's own kernels (`ingot_kernels`'s
+//! norms, forward and backward in one pass each) for f32 and f64 on the CPU, and through a
+//! composition of primitive ops otherwise (half precision, other devices).
 
 use candle_core::{DType, Tensor, D};
 use candle_nn::Init;
@@ -13,6 +15,13 @@ use crate::weights::Weights;
 /// True when a gradient must flow through an op on these tensors.
 pub fn needs_grad(xs: &[&Tensor]) -> bool {
     xs.iter().any(|t| t.track_op())
+}
+
+/// True when Ingot's training kernels take these tensors: on the CPU, all f32 or all f64.
+pub fn kernel_dtype(xs: &[&Tensor]) -> bool {
+    let Some(first) = xs.first() else { return false };
+    matches!(first.dtype(), DType::F32 | DType::F64)
+        && xs.iter().all(|t| t.device().is_cpu() && t.dtype() == first.dtype())
 }
 
 /// y = x / sqrt(mean(x²) + eps) * w
@@ -36,7 +45,9 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if needs_grad(&[x, &self.weight]) {
+        if needs_grad(&[x, &self.weight]) && kernel_dtype(&[x, &self.weight]) {
+            ingot_kernels::rms_norm(x, &self.weight, self.eps)
+        } else if needs_grad(&[x, &self.weight]) {
             // Half-precision inputs are normalised in f32; f32 and f64 stay as they are.
             let xf = if x.dtype() == DType::F64 { x.clone() } else { x.to_dtype(DType::F32)? };
             let rms = (xf.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
@@ -65,7 +76,9 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if needs_grad(&[x, &self.weight, &self.bias]) {
+        if needs_grad(&[x, &self.weight, &self.bias]) && kernel_dtype(&[x, &self.weight, &self.bias]) {
+            ingot_kernels::layer_norm(x, &self.weight, &self.bias, self.eps)
+        } else if needs_grad(&[x, &self.weight, &self.bias]) {
             let mean = x.mean_keepdim(D::Minus1)?;
             let centered = x.broadcast_sub(&mean)?;
             let var = centered.sqr()?.mean_keepdim(D::Minus1)?;

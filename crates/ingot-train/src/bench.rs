@@ -2,8 +2,9 @@
 //! 6 layers, 6 heads, width 384, vocabulary 4096, context 256, batch 8 (2,048 tokens a step) on
 //! seeded random tokens, with AdamW.
 //!
-//! Reports tokens/s, the split of a step into forward+loss, backward and optimizer, and model
-//! FLOPs utilisation: achieved model FLOPs (nanoGPT's estimate, 6N + 12·L·H·Q·T per token, N
+//! Each step is what the trainer does: forward and loss, backward, global-norm clipping to 1.0,
+//! AdamW. Reports tokens/s, the split of a step into forward+loss, backward and optimizer
+//! (clipping included), the process's peak resident memory, and model FLOPs utilisation: achieved model FLOPs (nanoGPT's estimate, 6N + 12·L·H·Q·T per token, N
 //! without position embeddings) over the f32 GEMM rate measured on this machine in the same run.
 
 use std::time::Instant;
@@ -18,8 +19,19 @@ use crate::optim::{AdamW, AdamWConfig};
 use crate::recipes::pretrain::lm_loss;
 use crate::trainer::named_vars;
 
+/// What to run: the precision of the products, activation checkpointing, forward only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BenchOptions {
+    pub steps: usize,
+    pub precision: ingot_nn::Precision,
+    pub activation_checkpointing: bool,
+    /// Time the forward pass and loss alone (no gradient kept), as inference would run it.
+    pub forward_only: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct TrainBench {
+    pub options: BenchOptions,
     pub params: usize,
     pub tokens_per_step: usize,
     pub steps: usize,
@@ -30,6 +42,18 @@ pub struct TrainBench {
     pub model_flops_per_sec: f64,
     pub gemm_flops_per_sec: f64,
     pub threads: usize,
+    /// Peak resident memory of this process (VmHWM), bytes; None where /proc has no such line.
+    pub peak_rss_bytes: Option<u64>,
+    /// The kernel the bf16 products ran on ("amx" or "emulated"), when precision is bf16.
+    pub bf16_path: Option<&'static str>,
+}
+
+/// VmHWM of this process, from /proc/self/status.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 impl TrainBench {
@@ -56,8 +80,10 @@ pub fn gemm_flops_per_sec() -> Result<f64> {
     Ok(rates[rates.len() / 2])
 }
 
-/// Run `steps` timed training steps after one warm-up step.
-pub fn run(steps: usize) -> Result<TrainBench> {
+/// Run `options.steps` timed training steps after one warm-up step.
+pub fn run(options: BenchOptions) -> Result<TrainBench> {
+    let steps = options.steps;
+    let _precision = options.precision.enter();
     let (layers, heads, width, vocab, ctx, batch) = (6usize, 6usize, 384usize, 4096usize, 256usize, 8usize);
     let dev = Device::Cpu;
     let section = crate::recipes::pretrain::ModelSection {
@@ -67,7 +93,10 @@ pub fn run(steps: usize) -> Result<TrainBench> {
             .cloned()
             .unwrap_or_default(),
     };
-    let (model, varmap, _) = crate::recipes::pretrain::build_model(&section, vocab, 1, &dev)?;
+    let (mut model, varmap, _) = crate::recipes::pretrain::build_model(&section, vocab, 1, &dev)?;
+    if options.activation_checkpointing {
+        model.enable_checkpointing(varmap.clone());
+    }
     let vars = named_vars(&varmap)?;
     let params: usize = vars.iter().map(|(_, v)| v.elem_count()).sum();
     let non_embedding = params - ctx * width; // nanoGPT excludes position embeddings
@@ -84,11 +113,21 @@ pub fn run(steps: usize) -> Result<TrainBench> {
             y.extend_from_slice(&row[1..]);
         }
         let t0 = Instant::now();
+        if options.forward_only {
+            let loss = lm_loss(&model, &x, &y, batch, ctx, &dev)?.detach();
+            let _ = loss.to_scalar::<f32>().context(|| "loss".into())?;
+            if step > 0 {
+                fwd += t0.elapsed().as_secs_f64();
+                total += t0.elapsed().as_secs_f64();
+            }
+            continue;
+        }
         let loss = lm_loss(&model, &x, &y, batch, ctx, &dev)?;
         let _ = loss.to_scalar::<f32>().context(|| "loss".into())?;
         let t1 = Instant::now();
-        let grads = loss.backward().context(|| "backward".into())?;
+        let mut grads = loss.backward().context(|| "backward".into())?;
         let t2 = Instant::now();
+        opt.clip_grad_norm(&mut grads, 1.0)?;
         opt.step(&grads, 1e-4)?;
         let t3 = Instant::now();
         if step > 0 {
@@ -100,8 +139,13 @@ pub fn run(steps: usize) -> Result<TrainBench> {
     }
     let tokens_per_step = batch * ctx;
     let tokens_per_sec = (steps * tokens_per_step) as f64 / total;
-    let flops_per_token = 6.0 * non_embedding as f64 + 12.0 * (layers * heads * (width / heads) * ctx) as f64;
+    // Forward alone is a third of the training FLOPs.
+    let train_flops = 6.0 * non_embedding as f64 + 12.0 * (layers * heads * (width / heads) * ctx) as f64;
+    let flops_per_token = if options.forward_only { train_flops / 3.0 } else { train_flops };
     Ok(TrainBench {
+        options,
+        peak_rss_bytes: peak_rss_bytes(),
+        bf16_path: (options.precision == ingot_nn::Precision::Bf16).then(|| ingot_kernels::bf16_path().name()),
         params,
         tokens_per_step,
         steps,

@@ -97,6 +97,22 @@ pub fn lm_loss(
     use crate::error::Context;
     let x = Tensor::from_slice(inputs, (b, t), device).context(|| "input ids".into())?;
     let y = Tensor::from_slice(targets, b * t, device).context(|| "target ids".into())?;
+    if let Some(head) = model.plain_head().filter(|w| ingot_nn::norm::kernel_dtype(&[w])) {
+        // The head fused with the loss, chunk by chunk: no (B·T, V) logits are kept.
+        let hidden = model.forward_hidden(&x, None)?; // (B, T, C)
+        let fused = || {
+            let c = hidden.dim(2)?;
+            let hidden = hidden.reshape((b * t, c))?;
+            let nll = match ingot_nn::Precision::current() {
+                ingot_nn::Precision::Bf16 if head.dtype() == DType::F32 => {
+                    ingot_kernels::xent::head_cross_entropy_with(&hidden, &head, &y, ingot_kernels::matmul_nt_bf16)?
+                }
+                _ => ingot_kernels::head_cross_entropy(&hidden, &head, &y)?,
+            };
+            nll.mean_all()
+        };
+        return Ok(fused().context(|| "language-model loss".into())?);
+    }
     let logits = model.forward(&x, None)?; // (B, T, V)
     let ce = || -> candle_core::Result<Tensor> {
         let v = logits.dim(2)?;

@@ -102,6 +102,10 @@ pub struct TrainConfig {
     /// moments), 1 = ZeRO-1 (each rank keeps and updates its share; checkpoints gather them all,
     /// so a run resumes on any number of ranks). Results are the same either way.
     pub zero_stage: u8,
+    /// "f32", or "bf16": the linear layers' products (forward and backward) in bf16 with f32
+    /// accumulation, on AMX tiles where the CPU has them; weights, AdamW state, norms and the
+    /// loss stay f32.
+    pub precision: ingot_nn::Precision,
 }
 
 impl Default for TrainConfig {
@@ -126,6 +130,7 @@ impl Default for TrainConfig {
             keep_last: 3,
             activation_checkpointing: false,
             zero_stage: 0,
+            precision: ingot_nn::Precision::F32,
         }
     }
 }
@@ -370,6 +375,7 @@ impl Trainer<'_> {
         resume: bool,
         collective: &dyn Collective,
     ) -> Result<TrainReport> {
+        let _precision = self.cfg.precision.enter();
         let mut state = self.resume(resume, collective)?;
         let bar = progress_bar(self.progress && collective.is_main(), state.start_step, self.cfg.max_steps);
         let started = Instant::now();

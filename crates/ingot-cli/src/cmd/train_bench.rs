@@ -1,27 +1,86 @@
 //! `ingot train-bench`: the fixed training benchmark (GPT, 6 layers, 6 heads, width 384,
-//! vocabulary 4096, context 256, batch 8): tokens/s and model FLOPs utilisation.
+//! vocabulary 4096, context 256, batch 8): tokens/s, the step's breakdown, peak memory and model
+//! FLOPs utilisation. `scripts/bench-training` runs it beside PyTorch's equivalent.
 
 use anyhow::Result;
 use clap::Args;
+use ingot_nn::Precision;
 
 #[derive(Args, Debug)]
 pub struct TrainBenchCmd {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// Products of the linear layers and the head: f32, or bf16 with f32 accumulation.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
+    /// Recompute each block's activations in backward instead of keeping them.
+    #[arg(long)]
+    pub activation_checkpointing: bool,
+    /// Time forward and loss alone, without gradients.
+    #[arg(long)]
+    pub forward_only: bool,
+    /// Print one JSON line instead of the table (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(cmd: TrainBenchCmd) -> Result<()> {
     anyhow::ensure!(cmd.steps > 0, "--steps must be at least 1");
-    let b = ingot_train::bench::run(cmd.steps)?;
+    let options = ingot_train::bench::BenchOptions {
+        steps: cmd.steps,
+        precision: cmd.precision,
+        activation_checkpointing: cmd.activation_checkpointing,
+        forward_only: cmd.forward_only,
+    };
+    let b = ingot_train::bench::run(options)?;
+    if cmd.json {
+        let line = serde_json::json!({
+            "impl": "ingot",
+            "precision": cmd.precision.name(),
+            "bf16_path": b.bf16_path,
+            "activation_checkpointing": cmd.activation_checkpointing,
+            "forward_only": cmd.forward_only,
+            "steps": b.steps,
+            "threads": b.threads,
+            "tokens_per_sec": b.tokens_per_sec,
+            "forward_secs": b.forward_secs,
+            "backward_secs": b.backward_secs,
+            "optimizer_secs": b.optimizer_secs,
+            "peak_rss_bytes": b.peak_rss_bytes,
+            "mfu": b.mfu(),
+        });
+        println!("{line}");
+        return Ok(());
+    }
     println!("model:      GPT-2, 6 layers, 6 heads, width 384, vocab 4096, context 256, batch 8");
     println!("parameters: {:.2} M", b.params as f64 / 1e6);
     println!("threads:    {}", b.threads);
+    let path = b.bf16_path.map(|p| format!(" (bf16 products on the {p} path)")).unwrap_or_default();
     println!(
-        "step:       {:.3} s forward+loss, {:.3} s backward, {:.3} s AdamW",
-        b.forward_secs, b.backward_secs, b.optimizer_secs
+        "precision:  {}{path}{}",
+        cmd.precision.name(),
+        if cmd.activation_checkpointing { ", activation checkpointing" } else { "" }
     );
-    println!("training:   {:.0} tokens/s ({} tokens a step, {} steps)", b.tokens_per_sec, b.tokens_per_step, b.steps);
+    if cmd.forward_only {
+        println!("step:       {:.3} s forward+loss (no gradients)", b.forward_secs);
+        println!(
+            "forward:    {:.0} tokens/s ({} tokens a step, {} steps)",
+            b.tokens_per_sec, b.tokens_per_step, b.steps
+        );
+    } else {
+        println!(
+            "step:       {:.3} s forward+loss, {:.3} s backward, {:.3} s clipping+AdamW",
+            b.forward_secs, b.backward_secs, b.optimizer_secs
+        );
+        println!(
+            "training:   {:.0} tokens/s ({} tokens a step, {} steps)",
+            b.tokens_per_sec, b.tokens_per_step, b.steps
+        );
+    }
+    if let Some(rss) = b.peak_rss_bytes {
+        println!("peak RSS:   {:.0} MiB", rss as f64 / (1 << 20) as f64);
+    }
     println!(
         "MFU:        {:.1}% ({:.1} GFLOP/s of model FLOPs / {:.1} GFLOP/s f32 GEMM measured on this machine)",
         100.0 * b.mfu(),
