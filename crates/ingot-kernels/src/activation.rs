@@ -16,7 +16,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::real::{float_dtype, input, values, Real};
+use crate::real::{float_dtype, input, with_values, Real};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -36,39 +36,54 @@ fn sigmoid<T: Real>(x: T) -> T {
     T::ONE / (T::ONE + (-x).exp())
 }
 
-/// `f` over equal-length slices in parallel chunks, writing `out`.
-fn map_into<T: Real>(out: &mut [T], ins: &[&[T]], f: impl Fn(&[T]) -> T + Sync) {
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(ci, oc)| {
-        let base = ci * CHUNK;
-        let mut args = vec![T::ZERO; ins.len()];
-        for (i, o) in oc.iter_mut().enumerate() {
-            for (a, s) in args.iter_mut().zip(ins) {
-                *a = s[base + i];
-            }
-            *o = f(&args);
-        }
+/// out[i] = f(a[i]) in parallel chunks (a plain zip, so the loop vectorises).
+fn map1<T: Real>(out: &mut [T], a: &[T], f: impl Fn(T) -> T + Sync) {
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).for_each(|(o, a)| {
+        o.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a));
     });
+}
+
+/// out[i] = f(a[i], b[i]).
+fn map2<T: Real>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) {
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(|((o, a), b)| {
+        o.iter_mut().zip(a).zip(b).for_each(|((o, &a), &b)| *o = f(a, b));
+    });
+}
+
+/// (out1[i], out2[i]) = f(a[i], b[i], c[i]).
+fn map3x2<T: Real>(o1: &mut [T], o2: &mut [T], a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> (T, T) + Sync) {
+    o1.par_chunks_mut(CHUNK)
+        .zip(o2.par_chunks_mut(CHUNK))
+        .zip(a.par_chunks(CHUNK))
+        .zip(b.par_chunks(CHUNK).zip(c.par_chunks(CHUNK)))
+        .for_each(|(((o1, o2), a), (b, c))| {
+            for i in 0..o1.len() {
+                (o1[i], o2[i]) = f(a[i], b[i], c[i]);
+            }
+        });
 }
 
 struct GeluTanh;
 
 fn gelu_fwd<T: Real>(x: &[T]) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
-    map_into(&mut y, &[x], |a| {
-        let (t, _) = gelu_inner(a[0]);
-        T::of(0.5) * a[0] * (T::ONE + t)
+    map1(&mut y, x, |x| {
+        let (t, _) = gelu_inner(x);
+        T::of(0.5) * x * (T::ONE + t)
     });
     y
 }
 
 fn gelu_bwd<T: Real>(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    let (x_values, dy_values) = (values::<T>(x)?, values::<T>(dy)?);
-    let mut dx = vec![T::ZERO; x_values.len()];
-    map_into(&mut dx, &[&x_values, &dy_values], |a| {
-        let (t, du) = gelu_inner(a[0]);
-        let half = T::of(0.5);
-        a[1] * (half * (T::ONE + t) + half * a[0] * (T::ONE - t * t) * du)
-    });
+    let dx = with_values::<T, _>(&[x, dy], |v| {
+        let mut dx = vec![T::ZERO; v[0].len()];
+        map2(&mut dx, v[0], v[1], |x, dy| {
+            let (t, du) = gelu_inner(x);
+            let half = T::of(0.5);
+            dy * (half * (T::ONE + t) + half * x * (T::ONE - t * t) * du)
+        });
+        dx
+    })?;
     Tensor::from_vec(dx, x.shape(), x.device())
 }
 
@@ -108,18 +123,19 @@ struct SwiGlu;
 
 fn swiglu_fwd<T: Real>(g: &[T], v: &[T]) -> Vec<T> {
     let mut y = vec![T::ZERO; g.len()];
-    map_into(&mut y, &[g, v], |a| a[0] * sigmoid(a[0]) * a[1]);
+    map2(&mut y, g, v, |g, v| g * sigmoid(g) * v);
     y
 }
 
 fn swiglu_bwd<T: Real>(g: &Tensor, v: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (gv, vv, dyv) = (values::<T>(g)?, values::<T>(v)?, values::<T>(dy)?);
-    let (mut dg, mut dv) = (vec![T::ZERO; gv.len()], vec![T::ZERO; gv.len()]);
-    map_into(&mut dg, &[&gv, &vv, &dyv], |a| {
-        let s = sigmoid(a[0]);
-        a[2] * a[1] * s * (T::ONE + a[0] * (T::ONE - s))
-    });
-    map_into(&mut dv, &[&gv, &dyv], |a| a[1] * a[0] * sigmoid(a[0]));
+    let (dg, dv) = with_values::<T, _>(&[g, v, dy], |x| {
+        let (mut dg, mut dv) = (vec![T::ZERO; x[0].len()], vec![T::ZERO; x[0].len()]);
+        map3x2(&mut dg, &mut dv, x[0], x[1], x[2], |g, v, dy| {
+            let s = sigmoid(g);
+            (dy * v * s * (T::ONE + g * (T::ONE - s)), dy * g * s)
+        });
+        (dg, dv)
+    })?;
     Ok((Tensor::from_vec(dg, g.shape(), g.device())?, Tensor::from_vec(dv, g.shape(), g.device())?))
 }
 

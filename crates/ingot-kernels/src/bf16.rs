@@ -249,8 +249,9 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, bf16: bool) -> Resu
             candle_core::bail!("linear: bias {:?} must be ({n})", b.dims())
         }
     }
-    let rows: usize = lead.iter().product();
-    let x2 = x.reshape((rows, k))?;
+    // A contiguous x goes in as it is (no reshape nodes in the graph, whose backward would
+    // add two more tensor-sized temporaries); the op folds its leading dimensions into rows.
+    let x2 = if x.is_contiguous() { x.clone() } else { x.reshape((lead.iter().product::<usize>(), k))? };
     let op = LinearOp { arith: if bf16 { Arith::Bf16(bf16_path()) } else { Arith::F32 } };
     let track = x.track_op() || w.track_op() || bias.is_some_and(|b| b.track_op());
     let y = match (bias, track) {
@@ -259,9 +260,23 @@ pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, bf16: bool) -> Resu
         (Some(b), true) => x2.apply_op3(w, b, op)?,
         (Some(b), false) => x2.apply_op3_no_bwd(w, b, &op)?,
     };
+    if y.rank() == dims.len() {
+        return Ok(y);
+    }
     let mut out = lead.to_vec();
     out.push(n);
     y.reshape(out)
+}
+
+/// A contiguous (..., K) input as a (rows, K) view; a 2-D input with any strides.
+fn rows_view<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<View<'a>> {
+    if l.dims().len() == 2 {
+        return View::new(s, l, what);
+    }
+    let (CpuStorage::F32(data), Some((start, end)), Some(&k)) = (s, l.contiguous_offsets(), l.dims().last()) else {
+        candle_core::bail!("linear: {what} must be contiguous f32 when it has more than two dimensions")
+    };
+    Ok(View { data, offset: start, rows: (end - start) / k.max(1), cols: k, rs: k, cs: 1 })
 }
 
 /// y = x · Wᵀ with the product in bf16 (f32 accumulation): [`linear`] without a bias.
@@ -274,7 +289,8 @@ struct LinearOp {
 }
 
 impl LinearOp {
-    fn forward(&self, x: View, w: View, bias: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
+    /// `lead`: x's dimensions before the last, which y keeps.
+    fn forward(&self, x: View, lead: &[usize], w: View, bias: Option<&[f32]>) -> Result<(CpuStorage, Shape)> {
         if x.cols != w.cols {
             candle_core::bail!("linear: x has {} features but w is ({}, {})", x.cols, w.rows, w.cols)
         }
@@ -283,14 +299,20 @@ impl LinearOp {
         if let Some(b) = bias {
             c.par_chunks_mut(w.rows.max(1)).for_each(|row| row.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
         }
-        Ok((CpuStorage::F32(c), Shape::from((x.rows, w.rows))))
+        let mut shape = lead.to_vec();
+        shape.push(w.rows);
+        Ok((CpuStorage::F32(c), Shape::from(shape)))
     }
 
-    /// (dx, dw, db) for x (M, K), w (N, K), g (M, N).
+    /// (dx, dw, db) for x (..., K), w (N, K), g (..., N).
     fn backward(&self, x: &Tensor, w: &Tensor, g: &Tensor, bias: bool) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-        let g = g.contiguous()?;
-        let dx = product_tensors(self.arith, &g, &w.t()?)?; // g · W
-        let dw = product_tensors(self.arith, &g.t()?, &x.t()?)?; // gᵀ · x
+        let n = w.dim(0)?;
+        let k = w.dim(1)?;
+        let rows = g.elem_count() / n.max(1);
+        let g = g.contiguous()?.reshape((rows, n))?;
+        let x2 = x.reshape((rows, k))?;
+        let dx = product_tensors(self.arith, &g, &w.t()?)?.reshape(x.shape())?; // g · W
+        let dw = product_tensors(self.arith, &g.t()?, &x2.t()?)?; // gᵀ · x
         let db = if bias {
             let n = g.dim(1)?;
             let gv = g.flatten_all()?.to_vec1::<f32>()?;
@@ -331,7 +353,8 @@ impl CustomOp2 for LinearOp {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.forward(View::new(xs, xl, "x")?, View::new(ws, wl, "w")?, None)
+        let lead = &xl.dims()[..xl.dims().len().saturating_sub(1)];
+        self.forward(rows_view(xs, xl, "x")?, lead, View::new(ws, wl, "w")?, None)
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -354,7 +377,8 @@ impl CustomOp3 for LinearOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.forward(View::new(xs, xl, "x")?, View::new(ws, wl, "w")?, Some(storage_f32(bs, bl, "bias")?))
+        let lead = &xl.dims()[..xl.dims().len().saturating_sub(1)];
+        self.forward(rows_view(xs, xl, "x")?, lead, View::new(ws, wl, "w")?, Some(storage_f32(bs, bl, "bias")?))
     }
 
     fn bwd(

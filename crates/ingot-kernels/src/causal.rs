@@ -22,7 +22,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::real::{input, values, Real};
+use crate::real::{input, with_values, Real};
 
 /// Query rows per block: a (64, T) score block is 64 KB at T = 256.
 const BLOCK: usize = 64;
@@ -272,8 +272,18 @@ impl CausalAttention {
         g: &Tensor,
         (b, t, c, d): (usize, usize, usize, usize),
     ) -> Result<Tensor> {
+        with_values::<T, _>(&[qkv, y, g], |v| self.backward_values(v[0], v[1], v[2], (b, t, c, d), qkv.device()))?
+    }
+
+    fn backward_values<T: Real>(
+        &self,
+        qkv_v: &[T],
+        y_v: &[T],
+        g_v: &[T],
+        (b, t, c, d): (usize, usize, usize, usize),
+        device: &candle_core::Device,
+    ) -> Result<Tensor> {
         let h = self.heads;
-        let (qkv_v, y_v, g_v) = (values::<T>(qkv)?, values::<T>(y)?, values::<T>(g)?);
         let saved = self.lse.lock().ok().and_then(|mut s| s.take());
         let lse: Vec<T> = match saved.as_ref().and_then(|s| T::slice(s)) {
             Some(lse) if lse.len() == b * h * t => lse.to_vec(),
@@ -309,7 +319,7 @@ impl CausalAttention {
                 }
             }
         }
-        Tensor::from_vec(dqkv, (b, t, 3 * c), qkv.device())
+        Tensor::from_vec(dqkv, (b, t, 3 * c), device)
     }
 }
 

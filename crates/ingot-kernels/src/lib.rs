@@ -4,6 +4,8 @@
 //!
 //! - [`qmatmul`]: quantized-weight × f32-activation matrix product (Q4_0, Q4_1, Q8_0), with the
 //!   input gradient; [`candle_qmatmul`]: candle's kernel (every GGML format) with the same.
+//! - [`adamw`]: AdamW over a parameter in one pass (clipping folded in), the gradient norm's
+//!   sum of squares.
 //! - [`softmax`]: attention's scaled, masked softmax in one pass, with its backward.
 //! - Training kernels, each one pass forward and one backward (f32, and f64 for the
 //!   finite-difference tests): [`norm`] (LayerNorm, RMSNorm), [`activation`] (GELU tanh,
@@ -20,6 +22,7 @@
 //!   [`q16`]: block formats against activations quantized per block to 16 bits (its fast path).
 
 pub mod activation;
+pub mod adamw;
 pub mod attention;
 pub mod bf16;
 pub mod causal;

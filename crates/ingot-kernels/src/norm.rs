@@ -18,7 +18,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::real::{float_dtype, input, values, Real};
+use crate::real::{float_dtype, input, with_values, Real};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -133,7 +133,7 @@ fn storage_fwd<T: Real>(
 }
 
 fn tensor_bwd<T: Real>(kind: Kind, eps: f64, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let (dx, dw, db) = backward(kind, &values::<T>(x)?, &values::<T>(w)?, &values::<T>(dy)?, eps);
+    let (dx, dw, db) = with_values::<T, _>(&[x, w, dy], |v| backward(kind, v[0], v[1], v[2], eps))?;
     let dev = x.device();
     Ok((
         Tensor::from_vec(dx, x.shape(), dev)?,

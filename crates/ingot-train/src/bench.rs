@@ -125,10 +125,10 @@ pub fn run(options: BenchOptions) -> Result<TrainBench> {
         let loss = lm_loss(&model, &x, &y, batch, ctx, &dev)?;
         let _ = loss.to_scalar::<f32>().context(|| "loss".into())?;
         let t1 = Instant::now();
-        let mut grads = loss.backward().context(|| "backward".into())?;
+        let grads = loss.backward().context(|| "backward".into())?;
         let t2 = Instant::now();
-        opt.clip_grad_norm(&mut grads, 1.0)?;
-        opt.step(&grads, 1e-4)?;
+        let norm = crate::optim::grad_norm(&grads, opt.vars())?;
+        opt.step_scaled(&grads, 1e-4, crate::optim::clip_coefficient(norm, 1.0))?;
         let t3 = Instant::now();
         if step > 0 {
             fwd += (t1 - t0).as_secs_f64();

@@ -45,7 +45,7 @@ pub mod trainer;
 pub use checkpoint::{Checkpoint, CheckpointContents};
 pub use collective::{Collective, SingleProcess};
 pub use error::{Error, Result};
-pub use optim::{clip_grad_norm, decays, AdamW, AdamWConfig, StepReport};
+pub use optim::{clip_coefficient, clip_grad_norm, decays, grad_norm, AdamW, AdamWConfig, StepReport};
 pub use plot::{line_chart_svg, loss_curve_svg, write_svg, ChartOptions};
 pub use schedule::{Decay, LrSchedule};
 pub use trainer::{Objective, TrainConfig, TrainReport, Trainer};

@@ -182,6 +182,15 @@ impl AdamW {
     /// One AdamW step at learning rate `lr`. Parameters with no gradient in `grads` are left
     /// alone (their moments too), as torch does; the step count advances once for all.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepReport> {
+        self.step_scaled(grads, lr, 1.0)
+    }
+
+    /// [`AdamW::step`] with every gradient multiplied by `grad_scale` first: clipping
+    /// ([`clip_coefficient`]) folded into the update's single pass over each parameter.
+    pub fn step_scaled(&mut self, grads: &GradStore, lr: f64, grad_scale: f64) -> Result<StepReport> {
+        if !grad_scale.is_finite() || grad_scale <= 0.0 {
+            return Err(Error::Config(format!("gradient scale must be finite and > 0; got {grad_scale}")));
+        }
         if !lr.is_finite() || lr < 0.0 {
             return Err(Error::Config(format!("learning rate must be finite and >= 0; got {lr}")));
         }
@@ -202,7 +211,24 @@ impl AdamW {
             };
             let ctx = || format!("AdamW update of '{}'", p.name);
             let wd = if p.decay { weight_decay } else { 0.0 };
+            let constants = ingot_kernels::adamw::AdamWStep {
+                decay: 1.0 - lr * wd,
+                beta1,
+                beta2,
+                eps,
+                step_size,
+                bias_correction2_sqrt,
+                grad_scale,
+            };
+            if let Some((theta, m, v)) = fused_update(&p.var, grad, &p.m, &p.v, &constants).context(ctx)? {
+                p.var.set(&theta).context(ctx)?;
+                (p.m, p.v) = (m, v);
+                report.updated += 1;
+                continue;
+            }
+            // Other dtypes or devices: the same operations, composed.
             let g = grad.detach().to_dtype(DType::F32).context(ctx)?;
+            let g = if grad_scale == 1.0 { g } else { g.affine(grad_scale, 0.0).context(ctx)? };
             let theta = p.var.as_tensor().detach().to_dtype(DType::F32).context(ctx)?;
             // The same sequence of f32 operations as torch's single-tensor AdamW.
             let next = (|| {
@@ -289,6 +315,78 @@ impl AdamW {
     }
 }
 
+/// Runs `f` on the contiguous f32 values of each of `tensors` (on the CPU), read in place;
+/// None when one of them is not such a tensor.
+fn with_f32_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Option<R> {
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
+        let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
+            (&**storage, layout.contiguous_offsets())
+        else {
+            return None;
+        };
+        slices.push(&v[a..b]);
+    }
+    Some(f(&slices))
+}
+
+/// One parameter's AdamW step in one pass ([`ingot_kernels::adamw`]) when the parameter, its
+/// gradient and moments are contiguous f32 on the CPU: the new (θ, m, v).
+fn fused_update(
+    var: &Var,
+    grad: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    constants: &ingot_kernels::adamw::AdamWStep,
+) -> candle_core::Result<Option<(Tensor, Tensor, Tensor)>> {
+    let theta = var.as_tensor();
+    if grad.elem_count() != theta.elem_count() || m.elem_count() != theta.elem_count() {
+        candle_core::bail!("gradient or moments of {:?} do not match the parameter's shape", theta.dims())
+    }
+    let Some((t2, m2, v2)) = with_f32_slices(&[theta, m, v, grad], |s| {
+        ingot_kernels::adamw::adamw_update(s[0], s[1], s[2], s[3], constants)
+    }) else {
+        return Ok(None);
+    };
+    let (shape, device) = (theta.shape(), theta.device());
+    Ok(Some((
+        Tensor::from_vec(t2, shape, device)?,
+        Tensor::from_vec(m2, shape, device)?,
+        Tensor::from_vec(v2, shape, device)?,
+    )))
+}
+
+/// The global L2 norm of the gradients of `vars` as one vector (each tensor's sum of squares
+/// in f64), as `torch.nn.utils.clip_grad_norm_` takes it.
+pub fn grad_norm<'a>(grads: &GradStore, vars: impl IntoIterator<Item = &'a Var>) -> Result<f64> {
+    let mut sum_sq = 0f64;
+    for var in vars {
+        if let Some(g) = grads.get(var.as_tensor()) {
+            let s = match with_f32_slices(&[g], |s| ingot_kernels::adamw::sum_squares(s[0])) {
+                Some(s) => s,
+                None => g
+                    .to_dtype(DType::F64)
+                    .and_then(|g| g.sqr()?.sum_all()?.to_scalar::<f64>())
+                    .context(|| format!("gradient norm of a tensor of shape {:?}", var.dims()))?,
+            };
+            sum_sq += s;
+        }
+    }
+    Ok(sum_sq.sqrt())
+}
+
+/// The factor clipping multiplies every gradient by for a global norm `norm`:
+/// `max_norm / (norm + 1e-6)` when the norm exceeds `max_norm`, else 1 (torch's rule).
+pub fn clip_coefficient(norm: f64, max_norm: f64) -> f64 {
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        coef
+    } else {
+        1.0
+    }
+}
+
 /// Scale all gradients together so that their global L2 norm is at most `max_norm`, as
 /// `torch.nn.utils.clip_grad_norm_`: the norm is taken over every gradient of `vars` as one
 /// vector (each tensor's sum of squares in f64), and when it exceeds `max_norm` every gradient is
@@ -306,17 +404,7 @@ pub fn clip_grad_norm<'a>(
         return Err(Error::Config(format!("max gradient norm must be positive; got {max_norm}")));
     }
     let vars: Vec<&Var> = vars.into_iter().collect();
-    let mut sum_sq = 0f64;
-    for var in &vars {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            let s = g
-                .to_dtype(DType::F64)
-                .and_then(|g| g.sqr()?.sum_all()?.to_scalar::<f64>())
-                .context(|| format!("gradient norm of a tensor of shape {:?}", var.dims()))?;
-            sum_sq += s;
-        }
-    }
-    let norm = sum_sq.sqrt();
+    let norm = grad_norm(grads, vars.iter().copied())?;
     if !norm.is_finite() {
         return Ok(norm);
     }

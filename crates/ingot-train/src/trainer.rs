@@ -31,7 +31,7 @@ use crate::checkpoint;
 use crate::collective::Collective;
 use crate::ddp;
 use crate::error::{Context, Error, Result};
-use crate::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use crate::optim::{clip_coefficient, grad_norm, AdamW, AdamWConfig};
 use crate::plot;
 use crate::schedule::LrSchedule;
 
@@ -542,12 +542,13 @@ impl Trainer<'_> {
             return Err(Error::Diverged { step, loss });
         }
         let max_norm = if self.cfg.grad_clip > 0.0 { self.cfg.grad_clip } else { f64::INFINITY };
-        let grad_norm = clip_grad_norm(&mut grads, state.vars.iter().map(|(_, v)| v), max_norm)?;
+        let grad_norm = grad_norm(&grads, state.vars.iter().map(|(_, v)| v))?;
         if !grad_norm.is_finite() {
             return Err(Error::Diverged { step, loss: grad_norm });
         }
         let lr = self.cfg.schedule().lr(step as usize);
-        state.optimizer.step(&grads, lr)?;
+        // Clipping folded into AdamW's pass (the gradients themselves are left as they are).
+        state.optimizer.step_scaled(&grads, lr, clip_coefficient(grad_norm, max_norm))?;
         if self.cfg.zero_stage == 1 && collective.world_size() > 1 {
             let started = Instant::now();
             for (var, &owner) in state.vars.iter().zip(&state.owners) {
