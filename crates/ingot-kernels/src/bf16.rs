@@ -438,12 +438,21 @@ mod amx {
                         *d = to_bf16(s);
                     }
                 }
-            } else if a.rs == 1 {
-                // A transposed view: each column holds the band's rows side by side.
-                for c in 0..a.cols {
-                    let src = &a.data[a.offset + c * a.cs + r0..][..rows];
-                    for (r, &v) in src.iter().enumerate() {
-                        dst[r * kp + c] = to_bf16(v);
+            } else if a.rs == 1 && rows == 32 {
+                // A transposed view: each column holds the band's rows side by side. Transpose
+                // 32 × 32 blocks through a small buffer, so that both the reads and the writes
+                // run along cache lines.
+                let mut block = [[0u16; 32]; 32];
+                for c0 in (0..a.cols).step_by(32) {
+                    let cols = 32.min(a.cols - c0);
+                    for cc in 0..cols {
+                        let src = &a.data[a.offset + (c0 + cc) * a.cs + r0..][..32];
+                        for (r, &v) in src.iter().enumerate() {
+                            block[r][cc] = to_bf16(v);
+                        }
+                    }
+                    for (r, row) in block.iter().enumerate() {
+                        dst[r * kp + c0..][..cols].copy_from_slice(&row[..cols]);
                     }
                 }
             } else {
@@ -469,11 +478,12 @@ mod amx {
             let cols = 16.min(b.rows.saturating_sub(n0));
             if b.cs == 1 {
                 // Rows of b are contiguous in K: convert one, scatter its pairs 16 apart.
-                let mut row = vec![0f32; kp];
+                let mut row = vec![0u16; kp];
                 for j in 0..cols {
-                    row[..b.cols].copy_from_slice(&b.data[b.offset + (n0 + j) * b.rs..][..b.cols]);
+                    let src = &b.data[b.offset + (n0 + j) * b.rs..][..b.cols];
+                    row[..b.cols].iter_mut().zip(src).for_each(|(d, &v)| *d = to_bf16(v));
                     for (q, two) in row.chunks_exact(2).enumerate() {
-                        dst[q * 16 + j] = pair(two[0], two[1]);
+                        dst[q * 16 + j] = two[0] as u32 | (two[1] as u32) << 16;
                     }
                 }
             } else if b.rs == 1 && cols == 16 {
@@ -547,6 +557,22 @@ mod amx {
                         sa = in(reg) a_stride, sb = in(reg) 64usize,
                         options(nostack),
                     );
+                }
+                let c0 = 16 * nb;
+                if rows == 32 && c0 + 32 <= n {
+                    // The whole 32 × 32 block is inside the output: store the tiles in place.
+                    let p = out.as_mut_ptr().add(c0);
+                    let row16 = 16 * n;
+                    asm!(
+                        "tilestored [{p0} + {s}], tmm0",
+                        "tilestored [{p1} + {s}], tmm1",
+                        "tilestored [{p2} + {s}], tmm2",
+                        "tilestored [{p3} + {s}], tmm3",
+                        p0 = in(reg) p, p1 = in(reg) p.add(16), p2 = in(reg) p.add(row16), p3 = in(reg) p.add(row16 + 16),
+                        s = in(reg) 4 * n,
+                        options(nostack),
+                    );
+                    continue;
                 }
                 let p = tmp.as_mut_ptr();
                 asm!(

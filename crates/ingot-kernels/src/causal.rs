@@ -101,12 +101,8 @@ fn head_forward<T: Real>(qkv: &[T], (t, c, d): (usize, usize, usize), h: usize) 
         for r in 0..rows {
             let i = i0 + r;
             let sr = &mut s[r * end..(r + 1) * end];
-            let max = sr[..=i].iter().fold(sr[0], |m, &x| if x > m { x } else { m });
-            let mut sum = T::ZERO;
-            for x in sr[..=i].iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
+            let max = crate::real::max_of(&sr[..=i]);
+            let sum = crate::real::sum_exp(&mut sr[..=i], max, true);
             let inv = T::ONE / sum;
             for x in sr[..=i].iter_mut() {
                 *x = *x * inv;
@@ -167,16 +163,13 @@ fn head_backward<T: Real>(
             let (dyi, yi) = (&dy[i * c + h * d..][..d], &yh[i * c..][..d]);
             let delta = dyi.iter().zip(yi).fold(T::ZERO, |acc, (&a, &b)| acc + a * b);
             let (pr, dpr) = (&mut p[r * end..(r + 1) * end], &mut dp[r * end..(r + 1) * end]);
-            for j in 0..end {
-                if j <= i {
-                    let pj = (pr[j] - lse[i]).exp();
-                    pr[j] = pj;
-                    dpr[j] = pj * (dpr[j] - delta); // dS
-                } else {
-                    pr[j] = T::ZERO;
-                    dpr[j] = T::ZERO;
-                }
+            let l = lse[i];
+            for (p, dp) in pr[..=i].iter_mut().zip(dpr[..=i].iter_mut()) {
+                *p = (*p - l).exp();
+                *dp = *p * (*dp - delta); // dS
             }
+            pr[i + 1..].iter_mut().for_each(|p| *p = T::ZERO);
+            dpr[i + 1..].iter_mut().for_each(|p| *p = T::ZERO);
         }
         // dV[..end] += Pᵀ · dY_blk
         product(
@@ -216,15 +209,15 @@ impl CausalAttention {
             .into_par_iter()
             .map(|bh| head_forward(&qkv[(bh / h) * t * 3 * c..][..t * 3 * c], (t, c, d), bh % h))
             .collect();
+        // Merge the heads, row by row in parallel.
         let mut y = vec![T::ZERO; b * t * c];
-        let mut lse = Vec::with_capacity(b * h * t);
-        for (bh, (yh, l)) in per.into_iter().enumerate() {
-            let (bi, hi) = (bh / h, bh % h);
-            for i in 0..t {
-                y[(bi * t + i) * c + hi * d..][..d].copy_from_slice(&yh[i * d..][..d]);
+        y.par_chunks_mut(c).enumerate().for_each(|(row, out)| {
+            let (bi, i) = (row / t, row % t);
+            for hi in 0..h {
+                out[hi * d..][..d].copy_from_slice(&per[bi * h + hi].0[i * d..][..d]);
             }
-            lse.extend(l);
-        }
+        });
+        let lse = per.into_iter().flat_map(|(_, l)| l).collect();
         (y, lse)
     }
 }
@@ -311,14 +304,14 @@ impl CausalAttention {
             })
             .collect();
         let mut dqkv = vec![T::ZERO; b * t * 3 * c];
-        for (bh, parts) in per.iter().enumerate() {
-            let (bi, hi) = (bh / h, bh % h);
-            for (which, part) in parts.iter().enumerate() {
-                for i in 0..t {
-                    dqkv[(bi * t + i) * 3 * c + which * c + hi * d..][..d].copy_from_slice(&part[i * d..][..d]);
+        dqkv.par_chunks_mut(3 * c).enumerate().for_each(|(row, out)| {
+            let (bi, i) = (row / t, row % t);
+            for hi in 0..h {
+                for (which, part) in per[bi * h + hi].iter().enumerate() {
+                    out[which * c + hi * d..][..d].copy_from_slice(&part[i * d..][..d]);
                 }
             }
-        }
+        });
         Tensor::from_vec(dqkv, (b, t, 3 * c), device)
     }
 }

@@ -134,6 +134,45 @@ pub fn input<'a, T: Real>(s: &'a CpuStorage, l: &Layout, op: &str, what: &str) -
     }
 }
 
+/// max of a non-empty slice, in eight lanes so that the loop vectorises (a single running max
+/// is a chain the compiler must keep in order).
+pub fn max_of<T: Real>(x: &[T]) -> T {
+    let mut lanes = [x[0]; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
+        }
+    }
+    let m = tail.iter().fold(lanes[0], |m, &v| if v > m { v } else { m });
+    lanes.iter().fold(m, |m, &v| if v > m { v } else { m })
+}
+
+/// Σ e^(x − shift), in eight lanes; with `store`, each e^(x − shift) is written back into x.
+pub fn sum_exp<T: Real>(x: &mut [T], shift: T, store: bool) -> T {
+    let mut lanes = [T::ZERO; 8];
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            let e = (c[l] - shift).exp();
+            lanes[l] += e;
+            if store {
+                c[l] = e;
+            }
+        }
+    }
+    let mut sum = T::ZERO;
+    for v in chunks.into_remainder() {
+        let e = (*v - shift).exp();
+        sum += e;
+        if store {
+            *v = e;
+        }
+    }
+    lanes.iter().fold(sum, |s, &v| s + v)
+}
+
 /// Runs `f` on the values of each of `tensors` as `T`, read in place when they are contiguous
 /// `T` on the CPU (the usual case in a backward pass), else copied first.
 pub fn with_values<T: Real, R>(tensors: &[&Tensor], f: impl FnOnce(&[&[T]]) -> R) -> Result<R> {

@@ -38,10 +38,9 @@ struct HeadCrossEntropy {
 }
 
 /// Per row of z (rows, V): log-sum-exp.
-fn row_lse<T: Real>(z: &[T]) -> T {
-    let max = z.iter().fold(z[0], |m, &v| if v > m { v } else { m });
-    let sum = z.iter().fold(T::ZERO, |s, &v| s + (v - max).exp());
-    max + sum.ln()
+fn row_lse<T: Real>(z: &mut [T]) -> T {
+    let max = crate::real::max_of(z);
+    max + crate::real::sum_exp(z, max, false).ln()
 }
 
 fn targets(t: &Tensor, n: usize, v: usize) -> Result<Vec<u32>> {
@@ -73,9 +72,10 @@ impl HeadCrossEntropy {
         for start in (0..n).step_by(CHUNK_ROWS) {
             let rows = CHUNK_ROWS.min(n - start);
             let hc = Tensor::from_slice(&h[start * c..(start + rows) * c], (rows, c), &dev)?;
-            let z = values::<T>(&(self.product)(&hc, &w)?)?;
-            nll[start..start + rows].par_iter_mut().zip(z.par_chunks(v)).enumerate().for_each(|(i, (out, zr))| {
-                *out = row_lse(zr) - zr[t[start + i] as usize];
+            let mut z = values::<T>(&(self.product)(&hc, &w)?)?;
+            nll[start..start + rows].par_iter_mut().zip(z.par_chunks_mut(v)).enumerate().for_each(|(i, (out, zr))| {
+                let target = zr[t[start + i] as usize];
+                *out = row_lse(zr) - target;
             });
         }
         Ok(nll)
