@@ -13,19 +13,24 @@ Prints one JSON line per mode: tokens/s and the step split (forward+loss, backwa
 each averaged over the timed steps after one warm-up step; --forward-only times forward+loss
 without gradients (inference mode).
 
-    python train_bench.py --mode f32|bf16 [--steps 5] [--threads 2] [--forward-only]
+--shape char is the character Shakespeare model of configs/shakespeare-char.toml instead (GPT-2,
+4 layers, 4 heads, width 128, context 64, batch 12, 80 symbols): nanoGPT's CPU configuration.
+
+    python train_bench.py --mode f32|bf16 [--shape bench|char] [--steps 5] [--threads 2] [--forward-only]
 """
 
 import argparse
 import json
 import math
+import resource
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-LAYERS, HEADS, WIDTH, VOCAB, CTX, BATCH = 6, 6, 384, 4096, 256, 8
+SHAPES = {"bench": (6, 6, 384, 4096, 256, 8), "char": (4, 4, 128, 80, 64, 12)}
+LAYERS, HEADS, WIDTH, VOCAB, CTX, BATCH = SHAPES["bench"]
 
 
 class Block(nn.Module):
@@ -77,7 +82,10 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--forward-only", action="store_true")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="bench")
     args = ap.parse_args()
+    global LAYERS, HEADS, WIDTH, VOCAB, CTX, BATCH
+    LAYERS, HEADS, WIDTH, VOCAB, CTX, BATCH = SHAPES[args.shape]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = Gpt()
@@ -122,12 +130,15 @@ def main():
                 "tool": "pytorch",
                 "torch": torch.__version__,
                 "mode": args.mode,
+                "shape": args.shape,
+                "steps_per_sec": n / total,
                 "forward_only": args.forward_only,
                 "threads": args.threads,
                 "tokens_per_sec": n * BATCH * CTX / total,
                 "forward_secs": fwd / n,
                 "backward_secs": bwd / n,
                 "optimizer_secs": optim / n,
+                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             }
         )
     )

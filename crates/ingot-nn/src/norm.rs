@@ -17,9 +17,38 @@ pub fn needs_grad(xs: &[&Tensor]) -> bool {
     xs.iter().any(|t| t.track_op())
 }
 
-/// True when Ingot's training kernels take these tensors: on the CPU, all f32 or all f64.
+/// Process-wide switch for Ingot's fused kernels on the training path (norms, activations,
+/// attention, linear layers, the head's loss): on unless `INGOT_FUSED_KERNELS=0`, or until
+/// [`set_fused_kernels`] says otherwise. Off, every layer takes candle's composed ops (and bf16
+/// products fall back to f32): the reference the fused step is tested against, and an A/B
+/// switch for a suspected kernel bug.
+static FUSED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNSET);
+const UNSET: u8 = 2;
+
+pub fn fused_kernels() -> bool {
+    use std::sync::atomic::Ordering;
+    match FUSED.load(Ordering::Relaxed) {
+        UNSET => {
+            let on = std::env::var("INGOT_FUSED_KERNELS").map_or(true, |v| v != "0");
+            FUSED.store(on as u8, Ordering::Relaxed);
+            on
+        }
+        v => v == 1,
+    }
+}
+
+/// Turn the fused kernels on or off for the whole process (see [`fused_kernels`]).
+pub fn set_fused_kernels(on: bool) {
+    FUSED.store(on as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True when Ingot's training kernels take these tensors: on the CPU, all f32 or all f64, and
+/// the kernels are on ([`fused_kernels`]).
 pub fn kernel_dtype(xs: &[&Tensor]) -> bool {
     let Some(first) = xs.first() else { return false };
+    if !fused_kernels() {
+        return false;
+    }
     matches!(first.dtype(), DType::F32 | DType::F64)
         && xs.iter().all(|t| t.device().is_cpu() && t.dtype() == first.dtype())
 }

@@ -19,9 +19,48 @@ use crate::optim::{AdamW, AdamWConfig};
 use crate::recipes::pretrain::lm_loss;
 use crate::trainer::named_vars;
 
-/// What to run: the precision of the products, activation checkpointing, forward only.
+/// The benchmark's model and batch: GPT-2 with these dimensions on seeded random tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchShape {
+    pub layers: usize,
+    pub heads: usize,
+    pub width: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub batch: usize,
+}
+
+impl BenchShape {
+    /// The fixed benchmark: 6 layers, 6 heads, width 384, vocabulary 4096, context 256, batch 8.
+    pub const BENCH: Self = Self { layers: 6, heads: 6, width: 384, vocab: 4096, context: 256, batch: 8 };
+    /// configs/shakespeare-char.toml's model and batch (nanoGPT's CPU Shakespeare run): 4 layers,
+    /// 4 heads, width 128, context 64, batch 12, 80 symbols.
+    pub const CHAR: Self = Self { layers: 4, heads: 4, width: 128, vocab: 80, context: 64, batch: 12 };
+
+    pub fn by_name(name: &str) -> Option<Self> {
+        match name {
+            "bench" => Some(Self::BENCH),
+            "char" => Some(Self::CHAR),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        let Self { layers, heads, width, vocab, context, batch } = self;
+        format!("GPT-2, {layers} layers, {heads} heads, width {width}, vocab {vocab}, context {context}, batch {batch}")
+    }
+}
+
+impl Default for BenchShape {
+    fn default() -> Self {
+        Self::BENCH
+    }
+}
+
+/// What to run: the model, the precision of the products, activation checkpointing, forward only.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BenchOptions {
+    pub shape: BenchShape,
     pub steps: usize,
     pub precision: ingot_nn::Precision,
     pub activation_checkpointing: bool,
@@ -84,7 +123,7 @@ pub fn gemm_flops_per_sec() -> Result<f64> {
 pub fn run(options: BenchOptions) -> Result<TrainBench> {
     let steps = options.steps;
     let _precision = options.precision.enter();
-    let (layers, heads, width, vocab, ctx, batch) = (6usize, 6usize, 384usize, 4096usize, 256usize, 8usize);
+    let BenchShape { layers, heads, width, vocab, context: ctx, batch } = options.shape;
     let dev = Device::Cpu;
     let section = crate::recipes::pretrain::ModelSection {
         preset: "tiny".into(),

@@ -11,6 +11,10 @@ pub struct TrainBenchCmd {
     /// Timed steps (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
+    /// The model and batch: "bench" (6 layers, width 384, context 256, batch 8) or "char"
+    /// (configs/shakespeare-char.toml's: 4 layers, width 128, context 64, batch 12).
+    #[arg(long, default_value = "bench")]
+    pub shape: String,
     /// Products of the linear layers and the head: f32, or bf16 with f32 accumulation.
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
@@ -27,7 +31,11 @@ pub struct TrainBenchCmd {
 
 pub fn run(cmd: TrainBenchCmd) -> Result<()> {
     anyhow::ensure!(cmd.steps > 0, "--steps must be at least 1");
+    let Some(shape) = ingot_train::bench::BenchShape::by_name(&cmd.shape) else {
+        anyhow::bail!("--shape {:?} is not one of bench, char", cmd.shape)
+    };
     let options = ingot_train::bench::BenchOptions {
+        shape,
         steps: cmd.steps,
         precision: cmd.precision,
         activation_checkpointing: cmd.activation_checkpointing,
@@ -37,6 +45,8 @@ pub fn run(cmd: TrainBenchCmd) -> Result<()> {
     if cmd.json {
         let line = serde_json::json!({
             "impl": "ingot",
+            "shape": cmd.shape,
+            "steps_per_sec": b.steps as f64 / (b.steps as f64 * b.tokens_per_step as f64 / b.tokens_per_sec),
             "precision": cmd.precision.name(),
             "bf16_path": b.bf16_path,
             "activation_checkpointing": cmd.activation_checkpointing,
@@ -53,7 +63,7 @@ pub fn run(cmd: TrainBenchCmd) -> Result<()> {
         println!("{line}");
         return Ok(());
     }
-    println!("model:      GPT-2, 6 layers, 6 heads, width 384, vocab 4096, context 256, batch 8");
+    println!("model:      {}", shape.describe());
     println!("parameters: {:.2} M", b.params as f64 / 1e6);
     println!("threads:    {}", b.threads);
     let path = b.bf16_path.map(|p| format!(" (bf16 products on the {p} path)")).unwrap_or_default();
