@@ -42,10 +42,10 @@ pub fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting rounds to an integer
-    if x < -87.336_54 {
-        return 0.0;
-    }
+                                     // Selects, not an early return: a branch out of the loop body stops it vectorising.
+    let tiny = x < -87.336_54;
     let x = if x > 88.376_26 { 88.376_26 } else { x }; // not min(): NaN must stay NaN
+    let x = if tiny { -87.336_54 } else { x };
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
@@ -55,7 +55,12 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 0.166_666_65;
     p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    f32::from_bits(((n as i32 + 127) << 23) as u32) * y
+    let e = f32::from_bits(((n as i32 + 127) << 23) as u32) * y;
+    if tiny {
+        0.0
+    } else {
+        e
+    }
 }
 
 macro_rules! real {

@@ -61,16 +61,27 @@ fn read_weights(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// masks must be reproduced too).
 #[test]
 fn resume_is_bit_identical() {
+    resume_is_bit_identical_in("");
+}
+
+/// The same in bf16 (the products rounded, the master weights and AdamW state f32); the
+/// preset's attention dropout is 0, so the fused attention kernel is on the path too.
+#[test]
+fn resume_is_bit_identical_in_bf16() {
+    resume_is_bit_identical_in("precision = \"bf16\"");
+}
+
+fn resume_is_bit_identical_in(precision: &str) {
     let dir = temp_dir("trainer-resume");
     // Six generated plays of 120 speeches: a few thousand characters, enough for 8 steps.
     let corpus = write_txt(&dir.join("corpus"), &dialogue_corpus(6, 120));
     let straight = dir.join("straight");
     let split = dir.join("split");
     let data = dir.join("data");
-    let mut cfg = config(&corpus, 8, "");
+    let mut cfg = config(&corpus, 8, precision);
     cfg.data.dir = Some(data.clone());
     pretrain::run(&cfg, &straight, false, false, false).unwrap();
-    let mut half = config(&corpus, 4, "");
+    let mut half = config(&corpus, 4, precision);
     half.data.dir = Some(data.clone());
     pretrain::run(&half, &split, false, false, false).unwrap();
     pretrain::run(&cfg, &split, true, false, false).unwrap();
@@ -87,7 +98,7 @@ fn resume_is_bit_identical() {
         log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, (1..=8).collect::<Vec<_>>());
     // A different seed trains differently (the comparison above can fail).
-    let mut other = config(&corpus, 8, "seed = 7");
+    let mut other = config(&corpus, 8, &format!("seed = 7\n{precision}"));
     other.data.dir = Some(data);
     pretrain::run(&other, &dir.join("other"), false, false, false).unwrap();
     assert_ne!(a, read_weights(&dir.join("other/step-00000008")));
