@@ -100,7 +100,10 @@ def main():
     gen = torch.Generator().manual_seed(0)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.mode == "bf16")
     fwd = bwd = optim = 0.0
+    faults0 = 0
     for step in range(args.steps + 1):
+        if step == 1:
+            faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         data = torch.randint(0, VOCAB, (BATCH, CTX + 1), generator=gen)
         x, y = data[:, :-1], data[:, 1:]
         t0 = time.perf_counter()
@@ -139,6 +142,7 @@ def main():
                 "backward_secs": bwd / n,
                 "optimizer_secs": optim / n,
                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "page_faults_per_step": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / n,
             }
         )
     )

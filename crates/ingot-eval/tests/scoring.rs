@@ -50,9 +50,12 @@ fn shared_prefix_scores_equal_plain_forward_passes() {
         let naive = score_continuations_naive(&model, &context, &conts, &Device::Cpu).unwrap();
         for ((f, n), c) in fast.iter().zip(&naive).zip(&conts) {
             let r = reference(&model, &context, c);
-            // f32 logits, f64 sums: agreement to 1e-4 absolute on scores of magnitude ~10.
-            assert!((f.logprob - n.logprob).abs() < 1e-4, "{kind}: shared {} vs naive {}", f.logprob, n.logprob);
-            assert!((f.logprob - r).abs() < 1e-4, "{kind}: shared {} vs log_softmax reference {r}", f.logprob);
+            // f32 logits, f64 sums: agreement to f32 rounding, 1e-5 of the score (at least 1e-4):
+            // the paths run different kernels (a cached prefix takes the composed attention, a
+            // whole sequence the fused one), and these random weights make logits of ~30.
+            let tol = 1e-5 * r.abs().max(10.0);
+            assert!((f.logprob - n.logprob).abs() < tol, "{kind}: shared {} vs naive {}", f.logprob, n.logprob);
+            assert!((f.logprob - r).abs() < tol, "{kind}: shared {} vs log_softmax reference {r}", f.logprob);
             assert_eq!(f.is_greedy, n.is_greedy);
             assert_eq!(f.n_tokens, c.len());
         }
@@ -81,13 +84,15 @@ fn batched_requests_with_different_contexts_equal_plain_forward_passes() {
         let scores = score_requests(&model, &requests, &Device::Cpu).unwrap();
         for ((ctx, cont), s) in requests.iter().zip(&scores) {
             let r = reference(&model, ctx, cont);
-            assert!((s.logprob - r).abs() < 1e-4, "{kind}: batched {} vs reference {r}", s.logprob);
+            // As above: f32 rounding, 1e-5 of the score (at least 1e-4).
+            assert!((s.logprob - r).abs() < 1e-5 * r.abs().max(10.0), "{kind}: batched {} vs reference {r}", s.logprob);
         }
         // Without the unrelated request the prefix of 9 tokens is shared.
         let scores = score_requests(&model, &requests[..3], &Device::Cpu).unwrap();
         for ((ctx, cont), s) in requests.iter().zip(&scores) {
             let r = reference(&model, ctx, cont);
-            assert!((s.logprob - r).abs() < 1e-4, "{kind}: batched {} vs reference {r}", s.logprob);
+            // As above: f32 rounding, 1e-5 of the score (at least 1e-4).
+            assert!((s.logprob - r).abs() < 1e-5 * r.abs().max(10.0), "{kind}: batched {} vs reference {r}", s.logprob);
         }
         assert!((scores[0].logprob - scores[1].logprob).abs() > 1e-3);
     }

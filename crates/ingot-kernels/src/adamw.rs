@@ -38,31 +38,26 @@ const CHUNK: usize = 1 << 14;
 /// The new (θ, m, v) after one AdamW step with gradient `g`. All four slices the same length.
 pub fn adamw_update(theta: &[f32], m: &[f32], v: &[f32], g: &[f32], s: &AdamWStep) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     assert!(theta.len() == m.len() && m.len() == v.len() && v.len() == g.len(), "adamw: slices of different lengths");
-    let n = theta.len();
-    let (mut t2, mut m2, mut v2) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     // Each constant rounded to f32 once, as candle's affine and scalar ops do.
     let decay = s.decay as f32;
     let (b1, one_b1) = (s.beta1 as f32, (1.0 - s.beta1) as f32);
     let (b2, one_b2) = (s.beta2 as f32, (1.0 - s.beta2) as f32);
     let inv_bc2 = (1.0 / s.bias_correction2_sqrt) as f32;
     let (eps, step, clip) = (s.eps as f32, s.step_size as f32, s.grad_scale as f32);
-    t2.par_chunks_mut(CHUNK).zip(m2.par_chunks_mut(CHUNK)).zip(v2.par_chunks_mut(CHUNK)).enumerate().for_each(
-        |(c, ((to, mo), vo))| {
-            let at = c * CHUNK;
-            let (th, mi, vi, gi) =
-                (&theta[at..][..to.len()], &m[at..][..to.len()], &v[at..][..to.len()], &g[at..][..to.len()]);
-            for j in 0..to.len() {
-                let g = if clip == 1.0 { gi[j] } else { gi[j] * clip + 0.0 };
-                let t = th[j] * decay + 0.0;
-                let m = (mi[j] * b1 + 0.0) + (g * one_b1 + 0.0);
-                let v = (vi[j] * b2 + 0.0) + ((g * g) * one_b2 + 0.0);
-                let denom = v.sqrt() * inv_bc2 + eps;
-                to[j] = t - ((m / denom) * step + 0.0);
-                mo[j] = m;
-                vo[j] = v;
-            }
-        },
-    );
+    // Collected (not zero-filled, then overwritten): each output is written once.
+    let (t2, (m2, v2)): (Vec<f32>, (Vec<f32>, Vec<f32>)) = theta
+        .par_iter()
+        .zip(m.par_iter().zip(v.par_iter().zip(g.par_iter())))
+        .with_min_len(CHUNK)
+        .map(|(&th, (&mi, (&vi, &gi)))| {
+            let g = if clip == 1.0 { gi } else { gi * clip + 0.0 };
+            let t = th * decay + 0.0;
+            let m = (mi * b1 + 0.0) + (g * one_b1 + 0.0);
+            let v = (vi * b2 + 0.0) + ((g * g) * one_b2 + 0.0);
+            let denom = v.sqrt() * inv_bc2 + eps;
+            (t - ((m / denom) * step + 0.0), (m, v))
+        })
+        .unzip();
     (t2, m2, v2)
 }
 

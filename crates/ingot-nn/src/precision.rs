@@ -1,12 +1,14 @@
 //! Mixed precision: the arithmetic of the dense linear layers' products.
 //!
 //! Like PyTorch's CPU autocast, the setting is ambient rather than threaded through every
-//! forward: a trainer sets it for the length of a run ([`Precision::enter`]), and every dense
+//! forward, and per thread (the thread that builds the graph and runs its backward; the kernels'
+//! worker threads never read it): a trainer sets it for the length of a run
+//! ([`Precision::enter`]), so two runs on two threads keep their own, and every dense
 //! f32 [`crate::Linear`] (and the fused head loss) then multiplies in bf16 with f32
 //! accumulation ([`ingot_kernels::linear_bf16`]). Weights, optimizer state, norms, softmax and
 //! the loss stay f32: the "master weights" are the f32 parameters themselves.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::cell::Cell;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,22 +22,25 @@ pub enum Precision {
     Bf16,
 }
 
-static CURRENT: AtomicU8 = AtomicU8::new(0);
+thread_local! {
+    static CURRENT: Cell<u8> = const { Cell::new(0) };
+}
 
 impl Precision {
-    /// The precision in effect now (process-wide).
+    /// The precision in effect now on this thread.
     pub fn current() -> Self {
-        match CURRENT.load(Ordering::Relaxed) {
+        match CURRENT.with(Cell::get) {
             1 => Self::Bf16,
             _ => Self::F32,
         }
     }
 
-    /// Make this the precision until the guard drops (the previous one comes back then).
+    /// Make this the precision on this thread until the guard drops (the previous one comes
+    /// back then).
     #[must_use = "the precision reverts when the guard drops"]
     pub fn enter(self) -> PrecisionGuard {
-        let previous = CURRENT.swap(self as u8, Ordering::Relaxed);
-        PrecisionGuard { previous }
+        let previous = CURRENT.with(|c| c.replace(self as u8));
+        PrecisionGuard { previous, _this_thread: std::marker::PhantomData }
     }
 
     pub fn name(self) -> &'static str {
@@ -58,14 +63,16 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// Restores the previous precision when dropped.
+/// Restores the previous precision when dropped, on the thread that entered it (so it is not
+/// `Send`).
 pub struct PrecisionGuard {
     previous: u8,
+    _this_thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Drop for PrecisionGuard {
     fn drop(&mut self) {
-        CURRENT.store(self.previous, Ordering::Relaxed);
+        CURRENT.with(|c| c.set(self.previous));
     }
 }
 

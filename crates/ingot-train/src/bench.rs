@@ -83,8 +83,19 @@ pub struct TrainBench {
     pub threads: usize,
     /// Peak resident memory of this process (VmHWM), bytes; None where /proc has no such line.
     pub peak_rss_bytes: Option<u64>,
+    /// Minor page faults per timed step (fresh memory the kernel had to map and zero): near 0
+    /// when the steady state reuses its buffers. None where /proc has no such figure.
+    pub page_faults_per_step: Option<f64>,
     /// The kernel the bf16 products ran on ("amx" or "emulated"), when precision is bf16.
     pub bf16_path: Option<&'static str>,
+}
+
+/// Minor page faults of this process so far (field 10 of /proc/self/stat).
+pub fn minor_page_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; the fields after its ')' are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(7)?.parse().ok()
 }
 
 /// VmHWM of this process, from /proc/self/status.
@@ -143,7 +154,11 @@ pub fn run(options: BenchOptions) -> Result<TrainBench> {
     let mut rng = StdRng::seed_from_u64(0);
     let (mut fwd, mut bwd, mut optim) = (0f64, 0f64, 0f64);
     let mut total = 0f64;
+    let mut faults_at_first_timed_step = None;
     for step in 0..=steps {
+        if step == 1 {
+            faults_at_first_timed_step = minor_page_faults();
+        }
         let tokens: Vec<u32> = (0..batch * (ctx + 1)).map(|_| rng.random_range(0..vocab as u32)).collect();
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for b in 0..batch {
@@ -184,6 +199,9 @@ pub fn run(options: BenchOptions) -> Result<TrainBench> {
     Ok(TrainBench {
         options,
         peak_rss_bytes: peak_rss_bytes(),
+        page_faults_per_step: faults_at_first_timed_step
+            .zip(minor_page_faults())
+            .map(|(a, b)| b.saturating_sub(a) as f64 / steps as f64),
         bf16_path: (options.precision == ingot_nn::Precision::Bf16).then(|| ingot_kernels::bf16_path().name()),
         params,
         tokens_per_step,

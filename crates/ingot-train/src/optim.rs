@@ -341,6 +341,9 @@ fn fused_update(
     constants: &ingot_kernels::adamw::AdamWStep,
 ) -> candle_core::Result<Option<(Tensor, Tensor, Tensor)>> {
     let theta = var.as_tensor();
+    if !ingot_nn::norm::fused_kernels() {
+        return Ok(None);
+    }
     if grad.elem_count() != theta.elem_count() || m.elem_count() != theta.elem_count() {
         candle_core::bail!("gradient or moments of {:?} do not match the parameter's shape", theta.dims())
     }

@@ -58,6 +58,7 @@ pub fn run(cmd: TrainBenchCmd) -> Result<()> {
             "backward_secs": b.backward_secs,
             "optimizer_secs": b.optimizer_secs,
             "peak_rss_bytes": b.peak_rss_bytes,
+            "page_faults_per_step": b.page_faults_per_step,
             "mfu": b.mfu(),
         });
         println!("{line}");
@@ -90,6 +91,9 @@ pub fn run(cmd: TrainBenchCmd) -> Result<()> {
     }
     if let Some(rss) = b.peak_rss_bytes {
         println!("peak RSS:   {:.0} MiB", rss as f64 / (1 << 20) as f64);
+    }
+    if let Some(faults) = b.page_faults_per_step {
+        println!("page faults: {faults:.0} per timed step (fresh memory mapped in the steady state)");
     }
     println!(
         "MFU:        {:.1}% ({:.1} GFLOP/s of model FLOPs / {:.1} GFLOP/s f32 GEMM measured on this machine)",
