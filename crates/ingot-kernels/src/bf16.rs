@@ -312,7 +312,14 @@ impl LinearOp {
         let g = g.contiguous()?.reshape((rows, n))?;
         let x2 = x.reshape((rows, k))?;
         let dx = product_tensors(self.arith, &g, &w.t()?)?.reshape(x.shape())?; // g · W
-        let dw = product_tensors(self.arith, &g.t()?, &x2.t()?)?; // gᵀ · x
+                                                                                // gᵀ · x; for a weight stored transposed ((K, N) in memory, GPT-2's Conv1D layout)
+                                                                                // the product is made in that orientation (xᵀ · g) and handed back as its transposed
+                                                                                // view, so the parameter's gradient arrives contiguous in its own layout.
+        let dw = if w.stride() == [1, n] && n > 1 {
+            product_tensors(self.arith, &x2.t()?, &g.t()?)?.t()?
+        } else {
+            product_tensors(self.arith, &g.t()?, &x2.t()?)?
+        };
         let db = if bias {
             let n = g.dim(1)?;
             let gv = g.flatten_all()?.to_vec1::<f32>()?;

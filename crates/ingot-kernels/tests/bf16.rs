@@ -149,6 +149,16 @@ fn linear_with_bias_matches_the_composition_in_f32_and_in_bf16() {
             assert!(e < tol, "bf16 {bf16}: d{name} relative error {e:e}");
         }
     }
+    // A weight stored transposed ((K, N) in memory, GPT-2's Conv1D layout) gets its gradient
+    // contiguous in that layout, with the same values.
+    let wt = Var::from_tensor(&w.as_tensor().t().unwrap().contiguous().unwrap()).unwrap(); // (K, N)
+    for bf16 in [false, true] {
+        let y = ingot_kernels::linear(x.as_tensor(), &wt.as_tensor().t().unwrap(), Some(b.as_tensor()), bf16).unwrap();
+        let dwt = grads_of(y).get(wt.as_tensor()).unwrap().clone();
+        let tol = if bf16 { 2e-2 } else { 1e-5 };
+        let e = relative_error(&dwt, &reference.get(w.as_tensor()).unwrap().t().unwrap());
+        assert!(e < tol, "bf16 {bf16}: transposed dw relative error {e:e}");
+    }
     assert!(
         ingot_kernels::linear(x.as_tensor(), w.as_tensor(), Some(&random(1, 4, 1).reshape(4).unwrap()), false).is_err()
     );

@@ -347,6 +347,9 @@ fn fused_update(
     if grad.elem_count() != theta.elem_count() || m.elem_count() != theta.elem_count() {
         candle_core::bail!("gradient or moments of {:?} do not match the parameter's shape", theta.dims())
     }
+    // A gradient may come back as a strided view (a transposed weight's): one copy makes it
+    // contiguous, cheaper than the composed update.
+    let grad = &grad.contiguous()?;
     let Some((t2, m2, v2)) = with_f32_slices(&[theta, m, v, grad], |s| {
         ingot_kernels::adamw::adamw_update(s[0], s[1], s[2], s[3], constants)
     }) else {
@@ -366,6 +369,7 @@ pub fn grad_norm<'a>(grads: &GradStore, vars: impl IntoIterator<Item = &'a Var>)
     let mut sum_sq = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
+            let g = &g.contiguous().context(|| format!("gradient of a tensor of shape {:?}", var.dims()))?;
             let s = match with_f32_slices(&[g], |s| ingot_kernels::adamw::sum_squares(s[0])) {
                 Some(s) => s,
                 None => g
