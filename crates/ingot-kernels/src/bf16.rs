@@ -50,7 +50,7 @@ pub fn bf16_path() -> Bf16Path {
         if wanted == "emulated" {
             return Bf16Path::Emulated;
         }
-        if amx::available() {
+        if amx::ready() {
             Bf16Path::Amx
         } else {
             Bf16Path::Emulated
@@ -212,7 +212,7 @@ pub fn matmul_nt_bf16(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// [`matmul_nt_bf16`] on a given path (tests and side-by-side runs); the AMX path on a CPU or
 /// process without AMX is an error.
 pub fn matmul_nt_bf16_on(path: Bf16Path, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if path == Bf16Path::Amx && bf16_path() != Bf16Path::Amx && !amx::available() {
+    if path == Bf16Path::Amx && !amx::ready() {
         candle_core::bail!("bf16 matmul: this CPU (or this process) has no AMX tiles")
     }
     if a.dtype() != DType::F32 || b.dtype() != DType::F32 {
@@ -311,34 +311,18 @@ impl LinearOp {
         let rows = g.elem_count() / n.max(1);
         let g = g.contiguous()?.reshape((rows, n))?;
         let x2 = x.reshape((rows, k))?;
-        let dx = product_tensors(self.arith, &g, &w.t()?)?.reshape(x.shape())?; // g · W
-                                                                                // gᵀ · x; for a weight stored transposed ((K, N) in memory, GPT-2's Conv1D layout)
-                                                                                // the product is made in that orientation (xᵀ · g) and handed back as its transposed
-                                                                                // view, so the parameter's gradient arrives contiguous in its own layout.
+        // dx = g · W.
+        let dx = product_tensors(self.arith, &g, &w.t()?)?.reshape(x.shape())?;
+        // dw = gᵀ · x; for a weight stored transposed ((K, N) in memory, GPT-2's Conv1D layout)
+        // the product is made in that orientation (xᵀ · g) and handed back as its transposed
+        // view, so the parameter's gradient arrives contiguous in its own layout.
         let dw = if w.stride() == [1, n] && n > 1 {
             product_tensors(self.arith, &x2.t()?, &g.t()?)?.t()?
         } else {
             product_tensors(self.arith, &g.t()?, &x2.t()?)?
         };
         let db = if bias {
-            let n = g.dim(1)?;
-            let gv = g.flatten_all()?.to_vec1::<f32>()?;
-            let sums = gv
-                .par_chunks(n * 64)
-                .map(|rows| {
-                    let mut s = vec![0f32; n];
-                    for row in rows.chunks_exact(n) {
-                        s.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
-                    }
-                    s
-                })
-                .reduce(
-                    || vec![0f32; n],
-                    |mut a, b| {
-                        a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
-                        a
-                    },
-                );
+            let sums = crate::real::with_values::<f32, _>(&[&g], |v| column_sums(v[0], n))?;
             Some(Tensor::from_vec(sums, n, g.device())?)
         } else {
             None
@@ -347,11 +331,23 @@ impl LinearOp {
     }
 }
 
-fn storage_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("linear: {what} must be contiguous f32"),
-    }
+/// Σ over the rows of g (rows, n), in parallel: a bias's gradient.
+fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
+    g.par_chunks(n * 64)
+        .map(|rows| {
+            let mut s = vec![0f32; n];
+            for row in rows.chunks_exact(n) {
+                s.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+            s
+        })
+        .reduce(
+            || vec![0f32; n],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, &b)| *a += b);
+                a
+            },
+        )
 }
 
 impl CustomOp2 for LinearOp {
@@ -385,7 +381,12 @@ impl CustomOp3 for LinearOp {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let lead = &xl.dims()[..xl.dims().len().saturating_sub(1)];
-        self.forward(rows_view(xs, xl, "x")?, lead, View::new(ws, wl, "w")?, Some(storage_f32(bs, bl, "bias")?))
+        self.forward(
+            rows_view(xs, xl, "x")?,
+            lead,
+            View::new(ws, wl, "w")?,
+            Some(crate::real::input::<f32>(bs, bl, "linear", "bias")?),
+        )
     }
 
     fn bwd(
@@ -407,8 +408,14 @@ mod amx {
     use rayon::prelude::*;
     use std::arch::asm;
 
+    /// [`available`], asked once per process.
+    pub fn ready() -> bool {
+        static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *READY.get_or_init(available)
+    }
+
     /// CPUID says AMX-TILE and AMX-BF16 are there and Linux grants this process the tile state.
-    pub fn available() -> bool {
+    fn available() -> bool {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         {
             let leaf = std::arch::x86_64::__cpuid_count(7, 0);

@@ -102,7 +102,7 @@ fn head_forward<T: Real>(qkv: &[T], (t, c, d): (usize, usize, usize), h: usize) 
             let i = i0 + r;
             let sr = &mut s[r * end..(r + 1) * end];
             let max = crate::real::max_of(&sr[..=i]);
-            let sum = crate::real::sum_exp(&mut sr[..=i], max, true);
+            let sum = crate::real::exp_in_place(&mut sr[..=i], max);
             let inv = T::ONE / sum;
             for x in sr[..=i].iter_mut() {
                 *x = *x * inv;
@@ -277,18 +277,12 @@ impl CausalAttention {
         device: &candle_core::Device,
     ) -> Result<Tensor> {
         let h = self.heads;
-        let saved = self.lse.lock().ok().and_then(|mut s| s.take());
-        let lse: Vec<T> = match saved.as_ref().and_then(|s| T::slice(s)) {
-            Some(lse) if lse.len() == b * h * t => lse.to_vec(),
-            // Not saved (or taken by an earlier backward through the same graph): recompute.
-            _ => (0..b * h)
-                .into_par_iter()
-                .flat_map_iter(|bh| head_forward(&qkv_v[(bh / h) * t * 3 * c..][..t * 3 * c], (t, c, d), bh % h).1)
-                .collect(),
+        // Kept (not taken): a second backward through the same graph reads it again.
+        let saved = self.lse.lock().ok();
+        let Some(lse) = saved.as_ref().and_then(|s| s.as_ref()).and_then(T::slice).filter(|l| l.len() == b * h * t)
+        else {
+            candle_core::bail!("causal attention: a backward without its forward's log-sum-exps")
         };
-        if let (Some(s), Ok(mut slot)) = (saved, self.lse.lock()) {
-            *slot = Some(s); // a second backward through the same graph finds it again
-        }
         let per: Vec<[Vec<T>; 3]> = (0..b * h)
             .into_par_iter()
             .map(|bh| {

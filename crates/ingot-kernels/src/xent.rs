@@ -20,7 +20,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::real::{input, values, Real};
+use crate::real::{input, values, with_values, Real};
 
 /// Rows per chunk: a (256, V) logits chunk is 4 MB at V = 4,096 and 50 MB at 49k.
 const CHUNK_ROWS: usize = 256;
@@ -38,9 +38,9 @@ struct HeadCrossEntropy {
 }
 
 /// Per row of z (rows, V): log-sum-exp.
-fn row_lse<T: Real>(z: &mut [T]) -> T {
+fn row_lse<T: Real>(z: &[T]) -> T {
     let max = crate::real::max_of(z);
-    max + crate::real::sum_exp(z, max, false).ln()
+    max + crate::real::sum_exp(z, max).ln()
 }
 
 fn targets(t: &Tensor, n: usize, v: usize) -> Result<Vec<u32>> {
@@ -72,11 +72,14 @@ impl HeadCrossEntropy {
         for start in (0..n).step_by(CHUNK_ROWS) {
             let rows = CHUNK_ROWS.min(n - start);
             let hc = Tensor::from_slice(&h[start * c..(start + rows) * c], (rows, c), &dev)?;
-            let mut z = values::<T>(&(self.product)(&hc, &w)?)?;
-            nll[start..start + rows].par_iter_mut().zip(z.par_chunks_mut(v)).enumerate().for_each(|(i, (out, zr))| {
-                let target = zr[t[start + i] as usize];
-                *out = row_lse(zr) - target;
-            });
+            let z = (self.product)(&hc, &w)?;
+            with_values::<T, _>(&[&z], |z| {
+                nll[start..start + rows].par_iter_mut().zip(z[0].par_chunks(v)).enumerate().for_each(
+                    |(i, (out, zr))| {
+                        *out = row_lse(zr) - zr[t[start + i] as usize];
+                    },
+                )
+            })?;
         }
         Ok(nll)
     }

@@ -235,21 +235,18 @@ impl Linear {
     fn forward_base(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // Dense f32 layers on the CPU that train, or run in bf16, take Ingot's linear op: the
         // bias is added in the same op and its gradient is a parallel column sum.
-        let fused = |w: &Tensor| {
-            let tensors: Vec<&Tensor> = [Some(x), Some(w), self.bias.as_ref()].into_iter().flatten().collect();
-            let trains = crate::norm::needs_grad(&tensors);
-            let bf16 = crate::precision::bf16_product(x, w);
-            (trains || bf16) && x.dtype() == candle_core::DType::F32 && crate::norm::kernel_dtype(&tensors)
+        let dense = match &self.kernel {
+            Kernel::Dense(w) => Some(w.clone()),
+            Kernel::DenseTransposed(w) => Some(w.t()?),
+            Kernel::Fused(_) | Kernel::Quantized(_) => None,
         };
-        match &self.kernel {
-            Kernel::Dense(w) if fused(w) => {
-                return ingot_kernels::linear(x, w, self.bias.as_ref(), crate::precision::bf16_product(x, w))
+        if let Some(w) = dense {
+            let tensors: Vec<&Tensor> = [Some(x), Some(&w), self.bias.as_ref()].into_iter().flatten().collect();
+            let bf16 = crate::precision::bf16_product(x, &w);
+            let f32_kernel = x.dtype() == candle_core::DType::F32 && crate::norm::kernel_dtype(&tensors);
+            if f32_kernel && (bf16 || crate::norm::needs_grad(&tensors)) {
+                return ingot_kernels::linear(x, &w, self.bias.as_ref(), bf16);
             }
-            Kernel::DenseTransposed(w) if fused(w) => {
-                let w = w.t()?;
-                return ingot_kernels::linear(x, &w, self.bias.as_ref(), crate::precision::bf16_product(x, &w));
-            }
-            _ => {}
         }
         let y = match &self.kernel {
             Kernel::Dense(w) => matmul_last_dim(x, &w.t()?)?,

@@ -82,3 +82,27 @@ pub fn bf16_product(x: &candle_core::Tensor, w: &candle_core::Tensor) -> bool {
         && crate::norm::kernel_dtype(&[x, w])
         && x.dtype() == candle_core::DType::F32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Precision;
+
+    #[test]
+    fn precision_is_per_thread_and_restored_by_its_guard() {
+        assert_eq!(Precision::current(), Precision::F32);
+        {
+            let _bf16 = Precision::Bf16.enter();
+            assert_eq!(Precision::current(), Precision::Bf16);
+            let other = std::thread::spawn(Precision::current).join().unwrap();
+            assert_eq!(other, Precision::F32, "another thread keeps its own precision");
+            {
+                let _f32 = Precision::F32.enter();
+                assert_eq!(Precision::current(), Precision::F32);
+            }
+            assert_eq!(Precision::current(), Precision::Bf16, "the inner guard restores bf16");
+        }
+        assert_eq!(Precision::current(), Precision::F32);
+        assert_eq!("bf16".parse::<Precision>(), Ok(Precision::Bf16));
+        assert!("fp16".parse::<Precision>().unwrap_err().contains("f32, bf16"));
+    }
+}

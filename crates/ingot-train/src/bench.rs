@@ -4,7 +4,8 @@
 //!
 //! Each step is what the trainer does: forward and loss, backward, global-norm clipping to 1.0,
 //! AdamW. Reports tokens/s, the split of a step into forward+loss, backward and optimizer
-//! (clipping included), the process's peak resident memory, and model FLOPs utilisation: achieved model FLOPs (nanoGPT's estimate, 6N + 12·L·H·Q·T per token, N
+//! (clipping included), the process's peak resident memory and page faults per step, and model
+//! FLOPs utilisation: achieved model FLOPs (nanoGPT's estimate, 6N + 12·L·H·Q·T per token, N
 //! without position embeddings) over the f32 GEMM rate measured on this machine in the same run.
 
 use std::time::Instant;
@@ -70,7 +71,6 @@ pub struct BenchOptions {
 
 #[derive(Clone, Debug)]
 pub struct TrainBench {
-    pub options: BenchOptions,
     pub params: usize,
     pub tokens_per_step: usize,
     pub steps: usize,
@@ -171,8 +171,9 @@ pub fn run(options: BenchOptions) -> Result<TrainBench> {
             let loss = lm_loss(&model, &x, &y, batch, ctx, &dev)?.detach();
             let _ = loss.to_scalar::<f32>().context(|| "loss".into())?;
             if step > 0 {
-                fwd += t0.elapsed().as_secs_f64();
-                total += t0.elapsed().as_secs_f64();
+                let secs = t0.elapsed().as_secs_f64();
+                fwd += secs;
+                total += secs;
             }
             continue;
         }
@@ -197,7 +198,6 @@ pub fn run(options: BenchOptions) -> Result<TrainBench> {
     let train_flops = 6.0 * non_embedding as f64 + 12.0 * (layers * heads * (width / heads) * ctx) as f64;
     let flops_per_token = if options.forward_only { train_flops / 3.0 } else { train_flops };
     Ok(TrainBench {
-        options,
         peak_rss_bytes: peak_rss_bytes(),
         page_faults_per_step: faults_at_first_timed_step
             .zip(minor_page_faults())

@@ -46,7 +46,7 @@ pub fn run(cmd: TrainBenchCmd) -> Result<()> {
         let line = serde_json::json!({
             "impl": "ingot",
             "shape": cmd.shape,
-            "steps_per_sec": b.steps as f64 / (b.steps as f64 * b.tokens_per_step as f64 / b.tokens_per_sec),
+            "steps_per_sec": b.tokens_per_sec / b.tokens_per_step as f64,
             "precision": cmd.precision.name(),
             "bf16_path": b.bf16_path,
             "activation_checkpointing": cmd.activation_checkpointing,
