@@ -41,6 +41,12 @@ pub use activation::{gelu_tanh, swiglu};
 pub use attention::decode_attention;
 pub use bf16::{bf16_path, linear, linear_bf16, matmul_nt_bf16, Bf16Path};
 pub use causal::causal_attention_qkv;
+
+/// Runs `f` on the f32 values of each of `tensors` read in place, when all of them are
+/// contiguous f32 on the CPU; None (and `f` not called) otherwise.
+pub fn with_f32_slices<R>(tensors: &[&candle_core::Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Option<R> {
+    real::borrow_values::<f32, R>(tensors, f)
+}
 pub use norm::{layer_norm, rms_norm};
 pub use qmatmul::{candle_qmatmul, qmatmul, QFormat, QMatrix};
 pub use quantize::{quantize_matrix, quantize_row};

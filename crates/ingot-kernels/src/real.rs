@@ -162,26 +162,28 @@ pub fn exp_in_place<T: Real>(x: &mut [T], shift: T) -> T {
     lanes_sum(x, |v| v)
 }
 
-/// Runs `f` on the values of each of `tensors` as `T`, read in place when they are contiguous
-/// `T` on the CPU (the usual case in a backward pass), else copied first.
-pub fn with_values<T: Real, R>(tensors: &[&Tensor], f: impl FnOnce(&[&[T]]) -> R) -> Result<R> {
+/// Runs `f` on the values of each of `tensors` read in place, when all of them are contiguous
+/// `T` on the CPU; None (and `f` not called) otherwise.
+pub fn borrow_values<T: Real, R>(tensors: &[&Tensor], f: impl FnOnce(&[&[T]]) -> R) -> Option<R> {
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
     let mut borrowed: Vec<&[T]> = Vec::with_capacity(tensors.len());
     for (storage, layout) in &guards {
-        let slice = match (&**storage, layout.contiguous_offsets()) {
-            (candle_core::Storage::Cpu(s), Some((a, b))) => T::slice(s).map(|v| &v[a..b]),
-            _ => None,
-        };
-        match slice {
-            Some(v) => borrowed.push(v),
-            None => break,
+        match (&**storage, layout.contiguous_offsets()) {
+            (candle_core::Storage::Cpu(s), Some((a, b))) => borrowed.push(&T::slice(s)?[a..b]),
+            _ => return None,
         }
     }
-    if borrowed.len() == tensors.len() {
-        return Ok(f(&borrowed));
+    Some(f(&borrowed))
+}
+
+/// Runs `f` on the values of each of `tensors` as `T`, read in place when they are contiguous
+/// `T` on the CPU (the usual case in a backward pass), else copied first.
+pub fn with_values<T: Real, R>(tensors: &[&Tensor], f: impl FnOnce(&[&[T]]) -> R) -> Result<R> {
+    let mut f = Some(f);
+    if let Some(Some(r)) = borrow_values(tensors, |v| f.take().map(|f| f(v))) {
+        return Ok(r);
     }
-    drop(borrowed);
-    drop(guards);
+    let Some(f) = f else { candle_core::bail!("with_values: the closure ran but gave nothing back") };
     let copies: Vec<Vec<T>> = tensors.iter().map(|t| values::<T>(t)).collect::<Result<_>>()?;
     let refs: Vec<&[T]> = copies.iter().map(|v| v.as_slice()).collect();
     Ok(f(&refs))

@@ -315,22 +315,6 @@ impl AdamW {
     }
 }
 
-/// Runs `f` on the contiguous f32 values of each of `tensors` (on the CPU), read in place;
-/// None when one of them is not such a tensor.
-fn with_f32_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Option<R> {
-    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-    let mut slices = Vec::with_capacity(guards.len());
-    for (storage, layout) in &guards {
-        let (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) =
-            (&**storage, layout.contiguous_offsets())
-        else {
-            return None;
-        };
-        slices.push(&v[a..b]);
-    }
-    Some(f(&slices))
-}
-
 /// One parameter's AdamW step in one pass ([`ingot_kernels::adamw`]) when the parameter, its
 /// gradient and moments are contiguous f32 on the CPU: the new (θ, m, v).
 fn fused_update(
@@ -350,7 +334,7 @@ fn fused_update(
     // A gradient may come back as a strided view (a transposed weight's): one copy makes it
     // contiguous, cheaper than the composed update.
     let grad = &grad.contiguous()?;
-    let Some((t2, m2, v2)) = with_f32_slices(&[theta, m, v, grad], |s| {
+    let Some((t2, m2, v2)) = ingot_kernels::with_f32_slices(&[theta, m, v, grad], |s| {
         ingot_kernels::adamw::adamw_update(s[0], s[1], s[2], s[3], constants)
     }) else {
         return Ok(None);
@@ -370,7 +354,7 @@ pub fn grad_norm<'a>(grads: &GradStore, vars: impl IntoIterator<Item = &'a Var>)
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
             let g = &g.contiguous().context(|| format!("gradient of a tensor of shape {:?}", var.dims()))?;
-            let s = match with_f32_slices(&[g], |s| ingot_kernels::adamw::sum_squares(s[0])) {
+            let s = match ingot_kernels::with_f32_slices(&[g], |s| ingot_kernels::adamw::sum_squares(s[0])) {
                 Some(s) => s,
                 None => g
                     .to_dtype(DType::F64)
@@ -415,7 +399,7 @@ pub fn clip_grad_norm<'a>(
     if !norm.is_finite() {
         return Ok(norm);
     }
-    let coef = max_norm / (norm + 1e-6);
+    let coef = clip_coefficient(norm, max_norm);
     if coef < 1.0 {
         for var in &vars {
             if let Some(g) = grads.get(var.as_tensor()) {
