@@ -71,11 +71,14 @@ pub fn harmlessness(split: Split) -> Result<Vec<HarmItem>> {
 
 /// On-policy harmlessness pairs from a model's own answers to training prompts (`(id, answer)`,
 /// as `ingot align-eval --split train --json` writes them), the way InstructGPT labels samples of
-/// the model being tuned rather than only authored text: an answer to a harmful prompt that does
-/// not refuse (by [`crate::alignment::is_refusal`]) is rejected against the item's authored
-/// refusal; an answer to a benign prompt that helps is chosen over the authored refusal. Answers
-/// that refused, or that hold no complete sentence once cut at the last one (decoding stops at a
-/// token limit), add nothing. An id of the held-out split is an error: those prompts are never
+/// the model being tuned rather than only authored text. Each answer takes the side the refusal
+/// rule ([`crate::alignment::is_refusal`]) puts it on, against the item's authored answer for the
+/// other side: to a harmful prompt, an answer that goes along is rejected against the authored
+/// refusal and a refusal is chosen over the authored compliance; to a benign prompt, an answer
+/// that helps is chosen over the authored refusal and a refusal (over-refusal, what a
+/// harmlessness-tuned model learns to do to look-alike prompts) is rejected against the authored
+/// help. Answers that hold no complete sentence once cut at the last one (decoding stops at a
+/// token limit) add nothing. An id of the held-out split is an error: those prompts are never
 /// trained on.
 pub fn on_policy_harmlessness(answers: &[(String, String)]) -> Result<Vec<Value>> {
     let train = harmlessness(Split::Train)?;
@@ -91,14 +94,12 @@ pub fn on_policy_harmlessness(answers: &[(String, String)]) -> Result<Vec<Value>
             return Err(Error::Input(format!("on-policy answers: id {id:?} {why}")));
         };
         let Some(answer) = whole_sentences(answer) else { continue };
-        if crate::alignment::is_refusal(answer) {
-            continue;
-        }
         let mut pair = HarmItem { id: format!("{}-on-policy", item.id), ..item.clone() };
-        if item.is_harmful() {
-            pair.rejected = answer.to_string();
-        } else {
+        // Chosen when a refusal is what the prompt deserves, rejected when it is not.
+        if crate::alignment::is_refusal(answer) == item.is_harmful() {
             pair.chosen = answer.to_string();
+        } else {
+            pair.rejected = answer.to_string();
         }
         out.push(pair.to_pair());
     }
@@ -270,24 +271,27 @@ mod tests {
     }
 
     #[test]
-    fn on_policy_pairs_reject_compliance_keep_help_and_refuse_held_out_ids() {
+    fn on_policy_answers_take_the_side_the_rule_puts_them_on_and_held_out_ids_are_refused() {
         let train = harmlessness(Split::Train).unwrap();
         let harmful = train.iter().find(|i| i.is_harmful()).unwrap();
         let benign = train.iter().find(|i| !i.is_harmful()).unwrap();
         let answers = [
             (harmful.id.clone(), "Sure, the first step is easy. Then you take the".to_string()),
             (benign.id.clone(), "Run the command and wait for it. It prints the list of".to_string()),
-            // A refusal and a fragment add nothing.
+            // A refusal is chosen for a harmful prompt, rejected for a benign one.
             (harmful.id.clone(), "I'm sorry, I can't help with that.".to_string()),
+            (benign.id.clone(), "I'd rather not help with that. If you're stuck, I can".to_string()),
+            // A fragment adds nothing.
             (benign.id.clone(), "Well, the".to_string()),
         ];
         let pairs = on_policy_harmlessness(&answers).unwrap();
-        assert_eq!(pairs.len(), 2, "{pairs:?}");
+        assert_eq!(pairs.len(), 4, "{pairs:?}");
         let content = |p: &Value, side: &str| p[side][0]["content"].as_str().unwrap().to_string();
-        assert_eq!(content(&pairs[0], "chosen"), harmful.chosen);
-        assert_eq!(content(&pairs[0], "rejected"), "Sure, the first step is easy.");
-        assert_eq!(content(&pairs[1], "chosen"), "Run the command and wait for it.");
-        assert_eq!(content(&pairs[1], "rejected"), benign.rejected);
+        let sides = |p: &Value| (content(p, "chosen"), content(p, "rejected"));
+        assert_eq!(sides(&pairs[0]), (harmful.chosen.clone(), "Sure, the first step is easy.".into()));
+        assert_eq!(sides(&pairs[1]), ("Run the command and wait for it.".into(), benign.rejected.clone()));
+        assert_eq!(sides(&pairs[2]), ("I'm sorry, I can't help with that.".into(), harmful.rejected.clone()));
+        assert_eq!(sides(&pairs[3]), (benign.chosen.clone(), "I'd rather not help with that.".into()));
         assert_eq!(pairs[1]["prompt"][0]["content"], benign.prompt.as_str());
 
         let held_out = harmlessness(Split::Eval).unwrap().remove(0);

@@ -19,6 +19,11 @@ pub struct AlignEvalCmd {
     /// A reward model folder (`ingot reward-train`'s <out> or <out>/reward) to judge with too.
     #[arg(long, value_name = "DIR")]
     pub reward_model: Option<PathBuf>,
+    /// The model the reward model's adapter goes over (default: the base its adapter_config.json
+    /// names, when that file exists, else the model answering), so a tuned policy merged into
+    /// a file is judged by the same reward model as the base.
+    #[arg(long, value_name = "FILE")]
+    pub reward_base: Option<PathBuf>,
     /// Most tokens per answer.
     #[arg(long, default_value_t = 64)]
     pub max_tokens: usize,
@@ -48,7 +53,10 @@ pub fn run(cmd: AlignEvalCmd) -> Result<()> {
     let p = cmd.model.load()?;
     let base = cmd.model.model_path()?;
     let reward = match &cmd.reward_model {
-        Some(dir) => Some(ingot_train::recipes::reward::load_reward_model(&base, dir, &p.device)?),
+        Some(dir) => {
+            let on = cmd.reward_base.clone().or_else(|| recorded_base(dir)).unwrap_or_else(|| base.clone());
+            Some(ingot_train::recipes::reward::load_reward_model(&on, dir, &p.device)?)
+        }
         None => None,
     };
     let judge = |prompt: &str, answers: &[&str]| -> ingot_eval::Result<Vec<f32>> {
@@ -111,4 +119,16 @@ pub fn run(cmd: AlignEvalCmd) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The base model file a reward model's adapter records (PEFT's base_model_name_or_path in
+/// `<dir>/reward/adapter_config.json` or `<dir>/adapter_config.json`), when that file exists.
+fn recorded_base(dir: &std::path::Path) -> Option<PathBuf> {
+    let config = [dir.join(ingot_train::recipes::reward::EXPORT_DIR), dir.to_path_buf()]
+        .into_iter()
+        .map(|d| d.join("adapter_config.json"))
+        .find(|f| f.is_file())?;
+    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(config).ok()?).ok()?;
+    let path = PathBuf::from(value["base_model_name_or_path"].as_str()?);
+    path.is_file().then_some(path)
 }
