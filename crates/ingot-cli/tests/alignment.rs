@@ -99,6 +99,35 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["answers"].as_array().unwrap().len(), 4);
     assert!(report["rates"]["refusal_reward"].is_number(), "{report}");
+    // A tuned policy merged into a file is judged by the same reward model: the reward model's
+    // adapter goes over the base it records, not over the model answering, so its scores of
+    // the authored refusal and compliance stay what they were.
+    let merged = dir.join("merged.gguf");
+    let r = run(&["merge", "--adapter", arg(&reward.join("reward")), "--out", arg(&merged), "--type", "q8_0"]).ok();
+    assert!(merged.is_file(), "{}", r.dump());
+    let json2 = dir.join("align-merged.json");
+    let r = run(&[
+        "align-eval",
+        "--model",
+        arg(&merged),
+        "--reward-model",
+        arg(&reward),
+        "--limit",
+        "4",
+        "--max-tokens",
+        "8",
+        "--json",
+        arg(&json2),
+    ])
+    .ok();
+    let merged_report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    // (Within 1e-4: the references are scored in one batch with answers of other lengths.)
+    let references = |r: &serde_json::Value| -> Vec<f64> {
+        let answers = r["answers"].as_array().unwrap();
+        answers.iter().flat_map(|a| [1, 2].map(|i| a["scores"][i].as_f64().unwrap())).collect()
+    };
+    let (before, after) = (references(&report), references(&merged_report));
+    assert!(before.iter().zip(&after).all(|(a, b)| (a - b).abs() < 1e-4), "{before:?} vs {after:?}\n{}", r.dump());
 
     // PPO against that reward model: one rollout batch of 2 prompts, 2 updates.
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/ppo-harmless.toml");
