@@ -79,24 +79,17 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
         }
     }
     // align-eval judges held-out answers by the rule and by the reward model just trained.
-    let json = dir.join("align.json");
     let reward = dir.join("reward-harmless.toml");
-    let r = run(&[
-        "align-eval",
-        "--model",
-        &model,
-        "--reward-model",
-        arg(&reward),
-        "--limit",
-        "4",
-        "--max-tokens",
-        "8",
-        "--json",
-        arg(&json),
-    ])
-    .ok();
+    // The first 4 held-out prompts answered by `policy`, judged by that reward model too.
+    let align_eval = |policy: &str, name: &str| -> (Run, serde_json::Value) {
+        let json = dir.join(name);
+        let args = ["--limit", "4", "--max-tokens", "8", "--json", arg(&json)];
+        let r = run(&[&["align-eval", "--model", policy, "--reward-model", arg(&reward)][..], &args].concat()).ok();
+        let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (r, report)
+    };
+    let (r, report) = align_eval(&model, "align.json");
     assert!(r.stdout.contains("| rule |") && r.stdout.contains("| reward model |"), "{}", r.dump());
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["answers"].as_array().unwrap().len(), 4);
     assert!(report["rates"]["refusal_reward"].is_number(), "{report}");
     // A tuned policy merged into a file is judged by the same reward model: the reward model's
@@ -105,22 +98,7 @@ fn both_bundled_reward_configs_train_and_export_on_the_real_model() {
     let merged = dir.join("merged.gguf");
     let r = run(&["merge", "--adapter", arg(&reward.join("reward")), "--out", arg(&merged), "--type", "q8_0"]).ok();
     assert!(merged.is_file(), "{}", r.dump());
-    let json2 = dir.join("align-merged.json");
-    let r = run(&[
-        "align-eval",
-        "--model",
-        arg(&merged),
-        "--reward-model",
-        arg(&reward),
-        "--limit",
-        "4",
-        "--max-tokens",
-        "8",
-        "--json",
-        arg(&json2),
-    ])
-    .ok();
-    let merged_report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json2).unwrap()).unwrap();
+    let (r, merged_report) = align_eval(arg(&merged), "align-merged.json");
     // (Within 1e-4: the references are scored in one batch with answers of other lengths.)
     let references = |r: &serde_json::Value| -> Vec<f64> {
         let answers = r["answers"].as_array().unwrap();
