@@ -140,6 +140,15 @@ pub fn checkpoint_config(cfg: &LoraConfig, base_model: &str, order: RowOrder) ->
     v
 }
 
+/// The base model file an adapter folder's adapter_config.json records (PEFT's
+/// base_model_name_or_path), when both that file and the recorded model file exist.
+pub fn recorded_base(dir: &Path) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(dir.join("adapter_config.json")).ok()?;
+    let value: Value = serde_json::from_str(&text).ok()?;
+    let path = std::path::PathBuf::from(value.get("base_model_name_or_path")?.as_str()?);
+    path.is_file().then_some(path)
+}
+
 /// Read PEFT's adapter_config.json, refusing what Ingot does not implement (with what to do).
 pub fn read_config(path: &Path) -> Result<LoraConfig> {
     let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;

@@ -275,3 +275,22 @@ fn adapters_for_another_model_or_missing_modules_are_refused_by_name() {
     let err = adapter::load(&empty, RowOrder::Hf).err().unwrap().to_string();
     assert!(err.contains("adapter_config.json"), "{err}");
 }
+
+#[test]
+fn recorded_base_is_the_adapters_model_file_only_when_that_file_exists() {
+    let dir = temp_dir("lora-recorded-base");
+    let model = dir.join("base.gguf");
+    std::fs::write(&model, b"GGUF").unwrap();
+    let write = |base: &str| {
+        let config = serde_json::json!({"peft_type": "LORA", "r": 2, "base_model_name_or_path": base});
+        std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
+    };
+    write(model.to_str().unwrap());
+    assert_eq!(adapter::recorded_base(&dir), Some(model.clone()));
+    write(dir.join("gone.gguf").to_str().unwrap());
+    assert_eq!(adapter::recorded_base(&dir), None, "a recorded file that is not there");
+    write("HuggingFaceTB/SmolLM2-135M-Instruct");
+    assert_eq!(adapter::recorded_base(&dir), None, "a hub name, not a file");
+    std::fs::remove_file(dir.join("adapter_config.json")).unwrap();
+    assert_eq!(adapter::recorded_base(&dir), None, "no adapter_config.json");
+}

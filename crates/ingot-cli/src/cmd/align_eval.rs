@@ -54,7 +54,7 @@ pub fn run(cmd: AlignEvalCmd) -> Result<()> {
     let base = cmd.model.model_path()?;
     let reward = match &cmd.reward_model {
         Some(dir) => {
-            let on = cmd.reward_base.clone().or_else(|| recorded_base(dir)).unwrap_or_else(|| base.clone());
+            let on = cmd.reward_base.clone().unwrap_or_else(|| ingot_train::recipes::reward::reward_base(dir, &base));
             Some(ingot_train::recipes::reward::load_reward_model(&on, dir, &p.device)?)
         }
         None => None,
@@ -119,16 +119,4 @@ pub fn run(cmd: AlignEvalCmd) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// The base model file a reward model's adapter records (PEFT's base_model_name_or_path in
-/// `<dir>/reward/adapter_config.json` or `<dir>/adapter_config.json`), when that file exists.
-fn recorded_base(dir: &std::path::Path) -> Option<PathBuf> {
-    let config = [dir.join(ingot_train::recipes::reward::EXPORT_DIR), dir.to_path_buf()]
-        .into_iter()
-        .map(|d| d.join("adapter_config.json"))
-        .find(|f| f.is_file())?;
-    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(config).ok()?).ok()?;
-    let path = PathBuf::from(value["base_model_name_or_path"].as_str()?);
-    path.is_file().then_some(path)
 }

@@ -38,7 +38,7 @@ use serde_json::{json, Map, Value};
 
 use super::grpo::{rollouts, PromptDataSection};
 use super::pretrain::parse_toml;
-use super::reward::{load_reward_model, scores};
+use super::reward::{load_reward_model, reward_base, scores};
 use super::sft::{batch_rows, rows_logprobs, rows_logprobs_hidden, single_row, Generator, Method, ModelSection};
 use super::tune::{
     base_config, check_data_source, checkpoint_configs, data_files, export, load_trainable, open_run, record_manifest,
@@ -571,7 +571,8 @@ pub fn run(
         load_trainable(&cfg.model, &cfg.lora, &cfg.train, model_path, &device, &vars)?;
     let adapters = adapters.ok_or_else(|| Error::Config("PPO needs adapters".into()))?;
     let value = ScalarHead::train(&vars, VALUE_HEAD, model.hidden_size(), true, cfg.train.seed)?;
-    let reward = load_reward_model(model_path, &cfg.ppo.reward_model, &device)?;
+    let reward_on = reward_base(&cfg.ppo.reward_model, model_path);
+    let reward = load_reward_model(&reward_on, &cfg.ppo.reward_model, &device)?;
     let model_config = base_config(&model, &tokenizer)?;
     let config = serde_json::to_value(cfg).unwrap_or(Value::Null);
     record_manifest(

@@ -362,6 +362,14 @@ pub fn run(
     })
 }
 
+/// The model file a reward model in `dir` (`<out>/reward` or `<out>`) is to be loaded over: the
+/// base its adapter records, else `fallback` (a full reward model ignores it). A policy that
+/// starts from a merged file still gets its reward model over the base that model was trained on.
+pub fn reward_base(dir: &Path, fallback: &Path) -> PathBuf {
+    let dir = if dir.join(EXPORT_DIR).is_dir() { dir.join(EXPORT_DIR) } else { dir.to_path_buf() };
+    ingot_models::adapter::recorded_base(&dir).unwrap_or_else(|| fallback.to_path_buf())
+}
+
 /// A trained reward model from its folder (`<out>/reward` or the run folder `<out>`): the base
 /// `base` with the folder's adapter, or the folder's own full model, and the head.
 pub fn load_reward_model(base: &Path, dir: &Path, device: &Device) -> Result<(Model, ScalarHead)> {
