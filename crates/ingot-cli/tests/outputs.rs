@@ -191,6 +191,21 @@ fn pretrain_run_folder_is_one_run() {
     with(&[]).ok();
     assert!(out.join("ingot-run.json").is_file());
 
+    // A run that stopped before its first checkpoint (its manifest only): neither a fresh start
+    // nor --resume sends the user to the other; --force starts it afresh.
+    let stopped = dir.join("stopped");
+    fs::create_dir_all(&stopped).unwrap();
+    fs::copy(out.join("ingot-run.json"), stopped.join("ingot-run.json")).unwrap();
+    let again = |extra: &[&str]| {
+        let mut a = vec!["pretrain", "--config", s(&cfg), "--out", s(&stopped)];
+        a.extend_from_slice(extra);
+        ingot(&a)
+    };
+    again(&[]).fails_with("saved no checkpoint");
+    again(&["--resume"]).fails_with("restarts with --force");
+    again(&["--force"]).ok();
+    assert!(stopped.join("step-00000002").is_dir());
+
     // A fresh run into the used folder, same or other settings: refused, nothing touched.
     let latest = fs::read_to_string(out.join("latest")).unwrap();
     with(&[]).fails_with("already holds a training run");

@@ -436,7 +436,7 @@ impl Trainer<'_> {
         if resume {
             let Some(dir) = checkpoint::latest(&self.out_dir)? else {
                 return Err(Error::Config(format!(
-                    "--resume: no checkpoint in {} (start without --resume)",
+                    "--resume: no checkpoint in {} (start without --resume; a run that saved none restarts with --force)",
                     self.out_dir.display()
                 )));
             };

@@ -458,8 +458,18 @@ pub(crate) fn run_manifest(cfg: &PretrainConfig, tokenizer: &Tokenizer, data_dir
 pub(crate) fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
     let is_run = out.join(RUN_MANIFEST).is_file() || out.join(crate::checkpoint::LATEST_FILE).is_file();
     if is_run {
+        let checkpoints = crate::checkpoint::list(out)?;
+        if !force && checkpoints.is_empty() && !out.join(crate::checkpoint::LATEST_FILE).is_file() {
+            // Nothing to resume (--resume would refuse too): say so rather than send the user
+            // from one refusal to the other.
+            return Err(Error::Config(format!(
+                "{} holds a training run that saved no checkpoint (it stopped before its first one, \
+                 or is still running); pass --force to start it afresh, or choose another --out",
+                out.display()
+            )));
+        }
         if !force {
-            let at = crate::checkpoint::list(out)?.last().map(|(step, _)| format!(" (checkpoint at step {step})"));
+            let at = checkpoints.last().map(|(step, _)| format!(" (checkpoint at step {step})"));
             return Err(Error::Config(format!(
                 "{} already holds a training run{}; continue it with --resume, choose another --out, \
                  or pass --force to delete its checkpoints and start afresh",
@@ -467,7 +477,7 @@ pub(crate) fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
                 at.unwrap_or_default()
             )));
         }
-        for (_, dir) in crate::checkpoint::list(out)? {
+        for (_, dir) in checkpoints {
             std::fs::remove_dir_all(&dir).map_err(Error::io("removing the old checkpoint", &dir))?;
         }
         for name in [crate::checkpoint::LATEST_FILE, RUN_MANIFEST, "metrics.jsonl", "loss.svg"] {
