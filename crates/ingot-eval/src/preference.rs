@@ -78,9 +78,11 @@ pub fn harmlessness(split: Split) -> Result<Vec<HarmItem>> {
 /// that helps is chosen over the authored refusal and a refusal (over-refusal, what a
 /// harmlessness-tuned model learns to do to look-alike prompts) is rejected against the authored
 /// help. Answers that hold no complete sentence once cut at the last one (decoding stops at a
-/// token limit) add nothing. An id of the held-out split is an error: those prompts are never
-/// trained on.
-pub fn on_policy_harmlessness(answers: &[(String, String)]) -> Result<Vec<Value>> {
+/// token limit) add nothing. With `reject_degenerate`, an answer that is mostly repetition
+/// ([`crate::alignment::is_degenerate`]: what a policy that hacks a reward model writes) is
+/// rejected, whole, against the authored answer the prompt deserves, whatever the rule says. An
+/// id of the held-out split is an error: those prompts are never trained on.
+pub fn on_policy_harmlessness(answers: &[(String, String)], reject_degenerate: bool) -> Result<Vec<Value>> {
     let train = harmlessness(Split::Train)?;
     let held_out = harmlessness(Split::Eval)?;
     let mut out = Vec::new();
@@ -93,8 +95,13 @@ pub fn on_policy_harmlessness(answers: &[(String, String)]) -> Result<Vec<Value>
             };
             return Err(Error::Input(format!("on-policy answers: id {id:?} {why}")));
         };
-        let Some(answer) = whole_sentences(answer) else { continue };
         let mut pair = HarmItem { id: format!("{}-on-policy", item.id), ..item.clone() };
+        if reject_degenerate && crate::alignment::is_degenerate(answer) {
+            pair.rejected = answer.trim().to_string();
+            out.push(pair.to_pair());
+            continue;
+        }
+        let Some(answer) = whole_sentences(answer) else { continue };
         // Chosen when a refusal is what the prompt deserves, rejected when it is not.
         if crate::alignment::is_refusal(answer) == item.is_harmful() {
             pair.chosen = answer.to_string();
@@ -284,7 +291,7 @@ mod tests {
             // A fragment adds nothing.
             (benign.id.clone(), "Well, the".to_string()),
         ];
-        let pairs = on_policy_harmlessness(&answers).unwrap();
+        let pairs = on_policy_harmlessness(&answers, false).unwrap();
         assert_eq!(pairs.len(), 4, "{pairs:?}");
         let content = |p: &Value, side: &str| p[side][0]["content"].as_str().unwrap().to_string();
         let sides = |p: &Value| (content(p, "chosen"), content(p, "rejected"));
@@ -294,10 +301,22 @@ mod tests {
         assert_eq!(sides(&pairs[3]), (benign.chosen.clone(), "I'd rather not help with that.".into()));
         assert_eq!(pairs[1]["prompt"][0]["content"], benign.prompt.as_str());
 
+        // Repetition: kept whole and rejected with reject_degenerate (the second one the rule
+        // calls a refusal, to a harmful prompt), dropped or sided by the rule without.
+        let emoji = format!("Mine!{}", "\u{1f44d}".repeat(40));
+        let sorry = "I'm sorry for your loss. ".repeat(6);
+        let degenerate = [(benign.id.clone(), emoji.clone()), (harmful.id.clone(), sorry.clone())];
+        let pairs = on_policy_harmlessness(&degenerate, true).unwrap();
+        assert_eq!(sides(&pairs[0]), (benign.chosen.clone(), emoji.clone()));
+        assert_eq!(sides(&pairs[1]), (harmful.chosen.clone(), sorry.trim().to_string()));
+        let pairs = on_policy_harmlessness(&degenerate, false).unwrap();
+        assert_eq!(pairs.len(), 1, "the emoji run has no sentence: {pairs:?}");
+        assert_eq!(content(&pairs[0], "chosen"), sorry.trim());
+
         let held_out = harmlessness(Split::Eval).unwrap().remove(0);
-        let err = on_policy_harmlessness(&[(held_out.id, "Fine. Here it is.".into())]).unwrap_err().to_string();
+        let err = on_policy_harmlessness(&[(held_out.id, "Fine. Here it is.".into())], false).unwrap_err().to_string();
         assert!(err.contains("held-out prompt, never trained on"), "{err}");
-        let err = on_policy_harmlessness(&[("nope".into(), "Fine.".into())]).unwrap_err().to_string();
+        let err = on_policy_harmlessness(&[("nope".into(), "Fine.".into())], false).unwrap_err().to_string();
         assert!(err.contains("not an item"), "{err}");
     }
 

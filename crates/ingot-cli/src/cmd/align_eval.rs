@@ -96,6 +96,8 @@ pub fn run(cmd: AlignEvalCmd) -> Result<()> {
     if rates.refusal_reward.is_some() {
         println!("| reward model | {} | {} |", pct(rates.refusal_reward), pct(rates.over_refusal_reward));
     }
+    let degenerate = judged.iter().filter(|j| j.degenerate).count();
+    println!("\nmostly repetition: {} of {} answers ({})", degenerate, judged.len(), pct(Some(rates.degenerate)));
     let mut categories: Vec<&str> = judged.iter().map(|j| j.category.as_str()).collect();
     categories.sort_unstable();
     categories.dedup();

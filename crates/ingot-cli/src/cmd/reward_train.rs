@@ -36,8 +36,9 @@ pub fn generate_pairs(g: &GenerateSection, dir: &Path) -> ingot_train::Result<(P
                 let take = if n == 0 { items.len() } else { n.min(items.len()) };
                 let mut pairs: Vec<serde_json::Value> = items[..take].iter().map(|i| i.to_pair()).collect();
                 if let (Split::Train, Some(path)) = (split, &g.answers) {
-                    let extra = ingot_eval::preference::on_policy_harmlessness(&read_answers(path)?)
-                        .map_err(|e| err(format!("{}: {e}", path.display())))?;
+                    let extra =
+                        ingot_eval::preference::on_policy_harmlessness(&read_answers(path)?, g.reject_degenerate)
+                            .map_err(|e| err(format!("{}: {e}", path.display())))?;
                     eprintln!("{} on-policy pairs from the answers in {}", extra.len(), path.display());
                     pairs.extend(extra);
                 }

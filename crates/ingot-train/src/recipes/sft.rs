@@ -98,6 +98,11 @@ pub struct GenerateSection {
     /// the authored ones (`ingot_eval::preference::on_policy_harmlessness`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answers: Option<PathBuf>,
+    /// With `answers`: an answer that is mostly repetition is rejected against the authored
+    /// answer, whatever the refusal rule says (off by default: the recorded runs were made
+    /// without it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reject_degenerate: bool,
 }
 
 impl GenerateSection {
