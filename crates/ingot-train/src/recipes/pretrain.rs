@@ -456,10 +456,10 @@ pub(crate) fn run_manifest(cfg: &PretrainConfig, tokenizer: &Tokenizer, data_dir
 /// refused unless `force`, which then removes that run's checkpoints, metrics and plot (never
 /// anything Ingot did not write). A non-empty folder that is not a run is refused unless `force`.
 pub(crate) fn claim_run_folder(out: &Path, force: bool) -> Result<()> {
-    let is_run = out.join(RUN_MANIFEST).is_file() || out.join(crate::checkpoint::LATEST_FILE).is_file();
-    if is_run {
+    let has_latest = out.join(crate::checkpoint::LATEST_FILE).is_file();
+    if has_latest || out.join(RUN_MANIFEST).is_file() {
         let checkpoints = crate::checkpoint::list(out)?;
-        if !force && checkpoints.is_empty() && !out.join(crate::checkpoint::LATEST_FILE).is_file() {
+        if !force && checkpoints.is_empty() && !has_latest {
             // Nothing to resume (--resume would refuse too): say so rather than send the user
             // from one refusal to the other.
             return Err(Error::Config(format!(
