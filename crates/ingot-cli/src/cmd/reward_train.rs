@@ -129,3 +129,45 @@ pub fn run(cmd: RewardTrainCmd) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `data.generate.reject_degenerate` reaches the pair builder: an emoji run answering a
+    /// harmful training prompt is rejected with it and dropped without it (no whole sentence).
+    #[test]
+    fn reject_degenerate_reaches_the_on_policy_pairs() {
+        let dir = std::env::temp_dir().join(format!("ingot-reject-degenerate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let train = ingot_eval::preference::harmlessness(Split::Train).unwrap();
+        let harmful = train.iter().find(|i| i.is_harmful()).unwrap();
+        let emoji = "Mine!".to_string() + &"👍".repeat(24);
+        let answers = serde_json::json!({ "answers": [{ "id": harmful.id, "answer": emoji }] });
+        let answers_path = dir.join("answers.json");
+        std::fs::write(&answers_path, answers.to_string()).unwrap();
+        let on_policy = |reject_degenerate: bool| {
+            let g = GenerateSection {
+                kind: "harmlessness".into(),
+                train: 0,
+                val: 4,
+                seed: 1,
+                mix: [0.45, 0.30, 0.25],
+                few_shot: 0,
+                answers: Some(answers_path.clone()),
+                reject_degenerate,
+            };
+            let (train_path, _) = generate_pairs(&g, &dir.join(format!("data-{reject_degenerate}"))).unwrap();
+            let text = std::fs::read_to_string(train_path).unwrap();
+            let pairs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            assert!(pairs.len() >= train.len());
+            let id = format!("{}-on-policy", harmful.id);
+            pairs.into_iter().find(|p| p["id"] == id.as_str())
+        };
+        let pair = on_policy(true).expect("the degenerate answer makes a pair");
+        assert_eq!(pair["rejected"][0]["content"], emoji.as_str());
+        assert_eq!(pair["chosen"][0]["content"], harmful.chosen.as_str());
+        assert!(on_policy(false).is_none(), "without the flag an answer with no whole sentence adds nothing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
